@@ -1,0 +1,3 @@
+"""Storyloom: the operations layer for AI fiction pipelines."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,70 @@
+"""Fiction plans and their backlog (read side), plan creation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel, ConfigDict, Field
+
+from storyloom.api.auth import operator, runtime, viewer
+from storyloom.runtime import Runtime
+from storyloom.services import plans
+from storyloom.services.actors import Actor
+
+router = APIRouter(prefix="/api/fiction/plans", tags=["plans"])
+
+
+class PlanIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=200)
+    premise: str = Field(min_length=1)
+    project_title: str | None = Field(default=None, max_length=300)
+    persona_id: str = Field(min_length=1, max_length=64)
+    agent_id: str | None = Field(default=None, max_length=64)
+    branch_slug: str | None = Field(default=None, max_length=100, pattern=r"^[a-z0-9][a-z0-9-]*$")
+    provider: str | None = Field(default=None, max_length=40)
+    model: str | None = Field(default=None, max_length=200)
+
+
+@router.post("", status_code=201)
+def create_plan(body: PlanIn, actor: Actor = Depends(operator), rt: Runtime = Depends(runtime)) -> dict[str, Any]:
+    cfg = rt.config
+    with rt.db.begin() as conn:
+        plan = plans.create_plan(
+            conn, plans.PlanRequest(**body.model_dump()), default_provider=cfg.llm.provider,
+            default_model=cfg.llm.model, max_premise_chars=cfg.pipeline.max_premise_chars, now=rt.clock.now())
+        plans.require_agent_binding(actor, plan["agent_id"])
+        detail = plans.plan_detail(conn, plan["id"])
+    rt.wake_scheduler()
+    return detail
+
+
+@router.get("")
+def list_plans(_: Actor = Depends(viewer), rt: Runtime = Depends(runtime)) -> list[dict[str, Any]]:
+    with rt.db.read() as conn:
+        return plans.list_plans(conn)
+
+
+@router.get("/{plan_id}")
+def get_plan(plan_id: str, _: Actor = Depends(viewer), rt: Runtime = Depends(runtime)) -> dict[str, Any]:
+    with rt.db.read() as conn:
+        return plans.plan_detail(conn, plan_id)
+
+
+@router.get("/{plan_id}/backlog")
+def list_backlog(plan_id: str, _: Actor = Depends(viewer), rt: Runtime = Depends(runtime)) -> list[dict[str, Any]]:
+    with rt.db.read() as conn:
+        return plans.list_backlog(conn, plan_id)
+
+
+@router.get("/{plan_id}/backlog/actions")
+def list_actions(plan_id: str, _: Actor = Depends(viewer), rt: Runtime = Depends(runtime)) -> list[dict[str, Any]]:
+    with rt.db.read() as conn:
+        return plans.list_actions(conn, plan_id)
+
+
+@router.get("/{plan_id}/roster")
+def roster(plan_id: str, _: Actor = Depends(viewer), rt: Runtime = Depends(runtime)) -> dict[str, Any]:
+    with rt.db.read() as conn:
+        return plans.roster(conn, plan_id)

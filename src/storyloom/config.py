@@ -1,0 +1,257 @@
+"""The settings model: YAML validated by Pydantic, every problem reported as `<yaml.path>: <message>`."""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, ValidationError, field_validator
+
+from storyloom.domain.durations import format_duration, parse_duration
+
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(lambda v: v if isinstance(v, timedelta) else parse_duration(v)),
+    PlainSerializer(format_duration, return_type=str),
+]
+
+
+class ConfigError(Exception):
+    """A config that cannot be used; `problems` are the `config check` lines."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class FaultConfig(_Model):
+    phase: str = "*"
+    mode: Literal["fail", "timeout", "malformed", "slow", "critique_reject"]
+    times: int | None = Field(default=None, ge=1)
+    delay: Duration = timedelta(0)
+
+
+class LLMConfig(_Model):
+    provider: Literal["offline", "openai"] = "offline"
+    base_url: str = "http://127.0.0.1:11434/v1"
+    model: str = "gpt-4o-mini"
+    api_key_env: str = "OPENAI_API_KEY"
+    timeout: Duration = timedelta(seconds=60)
+    max_retries: int = Field(default=3, ge=0, le=10)
+    faults: list[FaultConfig] = Field(default_factory=list)
+
+
+class CritiqueConfig(_Model):
+    enabled: bool = True
+    max_total: int = Field(default=6, ge=0)
+    max_per_step: int = Field(default=2, ge=0)
+    max_tokens: int = Field(default=8000, ge=0)
+
+
+class QuotaConfig(_Model):
+    max_iterations: int | None = Field(default=None, ge=1)
+    max_queued_jobs: int | None = Field(default=None, ge=1)
+    max_tokens: int | None = Field(default=None, ge=1)
+
+
+class QuotasConfig(_Model):
+    per_planner: dict[str, QuotaConfig] = Field(default_factory=dict)
+    per_persona: QuotaConfig = Field(default_factory=QuotaConfig)
+
+
+class PipelineConfig(_Model):
+    max_phase_attempts: int = Field(default=3, ge=1, le=20)
+    phase_timeout: Duration = timedelta(minutes=10)
+    scenes_per_chapter: int = Field(default=2, ge=1, le=20)
+    chapters: int = Field(default=3, ge=1, le=50)
+    critique: CritiqueConfig = Field(default_factory=CritiqueConfig)
+    quotas: QuotasConfig = Field(default_factory=QuotasConfig)
+    concurrency: int = Field(default=8, ge=1, le=256)
+    provider_rate_limits: dict[str, float] = Field(default_factory=dict)
+    lore_sla: Duration = timedelta(minutes=45)
+    auto_resume_after: Duration = timedelta(minutes=60)
+    max_premise_chars: int = Field(default=20_000, ge=100)
+    retry_backoff: Duration = timedelta(milliseconds=200)
+
+
+class LatencySlo(_Model):
+    objective: float = Field(default=0.95, gt=0, lt=1)
+    threshold: Duration = timedelta(minutes=2)
+
+
+class QueueAgeSlo(_Model):
+    threshold: Duration = timedelta(minutes=15)
+
+
+class RatioSlo(_Model):
+    objective: float = Field(gt=0, lt=1)
+
+
+class SloConfig(_Model):
+    phase_latency: LatencySlo = Field(default_factory=LatencySlo)
+    queue_age: QueueAgeSlo = Field(default_factory=QueueAgeSlo)
+    critique_pass: RatioSlo = Field(default_factory=lambda: RatioSlo(objective=0.90))
+    delivery_success: RatioSlo = Field(default_factory=lambda: RatioSlo(objective=0.99))
+
+
+class HealthConfig(_Model):
+    evaluate_every: Duration = timedelta(seconds=30)
+    stale_in_progress: Duration = timedelta(hours=2)
+    obligation_aging: Duration = timedelta(hours=12)
+    worldbible_stale: Duration = timedelta(hours=6)
+    recent_failure_window: Duration = timedelta(hours=24)
+    flapping_threshold: int = Field(default=3, ge=2)
+    slo: SloConfig = Field(default_factory=SloConfig)
+
+
+class EgressConfig(_Model):
+    allow_loopback: bool = True
+    allow_private: bool = True
+
+
+class RetryConfig(_Model):
+    schedule: list[Duration] = Field(
+        default_factory=lambda: [parse_duration(d) for d in ("0s", "5s", "30s", "2m", "10m", "30m", "1h")],
+        min_length=1,
+    )
+    max_age: Duration = timedelta(hours=24)
+
+
+class ReceiverConfig(_Model):
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$")
+    type: Literal["webhook", "slack", "pagerduty", "alertmanager_webhook"] = "webhook"
+    url: str
+    secret_env: str | None = None
+    secret_file: str | None = None
+    routing_key: str | None = None
+    send_resolved: bool = True
+    timeout: Duration = timedelta(seconds=10)
+    max_per_second: float = Field(default=0, ge=0)
+    retry: RetryConfig = Field(default_factory=RetryConfig)
+    headers: dict[str, str] = Field(default_factory=dict)
+
+
+class RouteConfig(_Model):
+    receiver: str | None = None
+    matchers: list[str] = Field(default_factory=list)
+    group_by: list[str] | None = None
+    group_wait: Duration | None = None
+    group_interval: Duration | None = None
+    repeat_interval: Duration | None = None
+    continue_: bool = Field(default=False, alias="continue")
+    routes: list[RouteConfig] = Field(default_factory=list)
+
+
+class InhibitRuleConfig(_Model):
+    source_matchers: list[str] = Field(min_length=1)
+    target_matchers: list[str] = Field(min_length=1)
+    equal: list[str] = Field(default_factory=list)
+
+
+class SloThresholdConfig(_Model):
+    matchers: list[str] = Field(min_length=1)
+    threshold: Duration
+
+
+class AlertingConfig(_Model):
+    source: str = "storyloom"
+    egress: EgressConfig = Field(default_factory=EgressConfig)
+    receivers: list[ReceiverConfig] = Field(default_factory=list)
+    route: RouteConfig | None = None
+    inhibit_rules: list[InhibitRuleConfig] = Field(default_factory=list)
+    slo_thresholds: list[SloThresholdConfig] = Field(default_factory=list)
+    max_alerts_per_notification: int = Field(default=100, ge=1, le=10_000)
+
+
+class Config(_Model):
+    environment: str = "pre-alpha"
+    public_url: str = "http://127.0.0.1:8700"
+    database_url: str | None = None
+    demo_receiver: bool = False
+    metrics_require_token: bool = False
+    llm: LLMConfig = Field(default_factory=LLMConfig)
+    pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
+    health: HealthConfig = Field(default_factory=HealthConfig)
+    alerting: AlertingConfig = Field(default_factory=AlertingConfig)
+
+    @field_validator("public_url")
+    @classmethod
+    def _strip_slash(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return v.rstrip("/")
+
+
+def data_dir() -> Path:
+    return Path(os.environ.get("STORYLOOM_DATA_DIR", "./var"))
+
+
+def database_url(config: Config) -> str:
+    """`STORYLOOM_DATABASE_URL` wins over the config; the default is a SQLite file in the data dir."""
+    url = os.environ.get("STORYLOOM_DATABASE_URL") or config.database_url
+    return url or f"sqlite:///{(data_dir() / 'storyloom.db').resolve()}"
+
+
+def _loc(parts: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(root)"
+
+
+def _pydantic_problems(err: ValidationError) -> list[str]:
+    problems = []
+    for e in err.errors():
+        loc = tuple(p for p in e["loc"] if p not in ("function-after", "function-before"))
+        loc = tuple("continue" if p == "continue_" else p for p in loc)
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key (check the spelling against CONTRACTS §2)"
+        problems.append(f"{_loc(loc)}: {msg}")
+    return problems
+
+
+def parse_config(data: Any, *, env: dict[str, str] | None = None) -> Config:
+    """Validate a parsed YAML document; raises ConfigError listing every problem."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(["(root): the config must be a YAML mapping"])
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_pydantic_problems(err)) from None
+    from storyloom.alerting.setup import alerting_problems
+
+    problems = alerting_problems(config, os.environ if env is None else env)
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def load_config(path: str | Path | None, *, env: dict[str, str] | None = None) -> Config:
+    """Read and validate a config file (or the defaults when `path` is None)."""
+    if path is None:
+        return parse_config({}, env=env)
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError([f"(file): cannot read {path}: {exc.strerror or exc}"]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError([f"(file): {path} is not valid YAML{where}: {getattr(exc, 'problem', exc)}"]) from None
+    return parse_config(data, env=env)

@@ -1,0 +1,60 @@
+"""Personas and agents: who writes, and who acts for them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, insert, select
+
+from storyloom.ids import new_id
+from storyloom.services.errors import Invalid, NotFound
+from storyloom.store.tables import agents, personas
+
+PROVIDERS = ("offline", "openai")
+
+
+def create_persona(conn: Connection, *, name: str, kind: str, summary: str | None, now: datetime,
+                   plan_id: str | None = None) -> dict[str, Any]:
+    row = {"id": new_id("persona"), "name": name, "kind": kind, "summary": summary, "plan_id": plan_id,
+           "created_at": now}
+    conn.execute(insert(personas).values(**row))
+    return row
+
+
+def create_agent(conn: Connection, *, name: str, persona_id: str, provider: str | None, model: str | None,
+                 now: datetime) -> dict[str, Any]:
+    get_persona(conn, persona_id, loc=["body", "persona_id"])
+    if provider is not None and provider not in PROVIDERS:
+        raise Invalid.field(["body", "provider"], f"unknown provider {provider!r}; use one of {', '.join(PROVIDERS)}")
+    row = {"id": new_id("agent"), "name": name, "persona_id": persona_id, "provider": provider,
+           "model": model, "created_at": now}
+    conn.execute(insert(agents).values(**row))
+    return row
+
+
+def get_persona(conn: Connection, persona_id: str, *, loc: list[str | int] | None = None) -> dict[str, Any]:
+    row = conn.execute(select(personas).where(personas.c.id == persona_id)).mappings().first()
+    if row is None:
+        if loc:
+            raise Invalid.field(loc, f"unknown persona {persona_id!r}")
+        raise NotFound(f"persona {persona_id} does not exist")
+    return dict(row)
+
+
+def get_agent(conn: Connection, agent_id: str, *, loc: list[str | int] | None = None,
+              code: str | None = None) -> dict[str, Any]:
+    row = conn.execute(select(agents).where(agents.c.id == agent_id)).mappings().first()
+    if row is None:
+        if loc:
+            raise Invalid.field(loc, f"unknown agent {agent_id!r}", code=code)
+        raise NotFound(f"agent {agent_id} does not exist")
+    return dict(row)
+
+
+def list_personas(conn: Connection) -> list[dict[str, Any]]:
+    return [dict(r) for r in conn.execute(select(personas).order_by(personas.c.created_at)).mappings()]
+
+
+def list_agents(conn: Connection) -> list[dict[str, Any]]:
+    return [dict(r) for r in conn.execute(select(agents).order_by(agents.c.created_at)).mappings()]

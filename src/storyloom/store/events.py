@@ -1,0 +1,50 @@
+"""The workflow event log (audit): every state change writes one, in the same transaction."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, insert
+
+from storyloom import signals
+from storyloom.store.db import after_commit
+from storyloom.store.tables import workflow_events
+
+BACKLOG_TELEMETRY = "fiction.backlog.telemetry"
+BACKLOG_ACTION = "fiction.backlog.action"
+BACKLOG_CONTRACT = "fiction.backlog.contract"
+PERSONA_OBLIGATION = "fiction.persona.obligation"
+ALERT_STATE = "alert.state"
+SILENCE_ACTION = "alerting.silence"
+DELIVERY_ACTION = "alerting.delivery"
+
+_LIVE_KIND = {
+    BACKLOG_TELEMETRY: "backlog",
+    BACKLOG_ACTION: "backlog",
+    PERSONA_OBLIGATION: "obligation",
+    ALERT_STATE: "alert",
+    DELIVERY_ACTION: "delivery",
+}
+
+
+def record_event(
+    conn: Connection,
+    kind: str,
+    payload: dict[str, Any],
+    now: datetime,
+    *,
+    plan_id: str | None = None,
+    backlog_id: str | None = None,
+) -> None:
+    plan_id = plan_id or payload.get("plan_id")
+    backlog_id = backlog_id or payload.get("backlog_id")
+    conn.execute(
+        insert(workflow_events).values(
+            kind=kind, plan_id=plan_id, backlog_id=backlog_id, payload=payload, created_at=now
+        )
+    )
+    live = _LIVE_KIND.get(kind)
+    if live:
+        data = {"kind": kind, "plan_id": plan_id, "backlog_id": backlog_id, **payload}
+        after_commit(conn, lambda: signals.publish(live, data))
