@@ -8,9 +8,18 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    field_validator,
+)
 
 from storyloom.domain.durations import format_duration, parse_duration
+from storyloom.pipeline.llm.offline import FaultSpec
 
 Duration = Annotated[
     timedelta,
@@ -31,13 +40,6 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
-class FaultConfig(_Model):
-    phase: str = "*"
-    mode: Literal["fail", "timeout", "malformed", "slow", "critique_reject"]
-    times: int | None = Field(default=None, ge=1)
-    delay: Duration = timedelta(0)
-
-
 class LLMConfig(_Model):
     provider: Literal["offline", "openai"] = "offline"
     base_url: str = "http://127.0.0.1:11434/v1"
@@ -45,7 +47,7 @@ class LLMConfig(_Model):
     api_key_env: str = "OPENAI_API_KEY"
     timeout: Duration = timedelta(seconds=60)
     max_retries: int = Field(default=3, ge=0, le=10)
-    faults: list[FaultConfig] = Field(default_factory=list)
+    faults: list[FaultSpec] = Field(default_factory=list)
 
 
 class CritiqueConfig(_Model):
@@ -253,5 +255,7 @@ def load_config(path: str | Path | None, *, env: dict[str, str] | None = None) -
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError([f"(file): {path} is not valid YAML{where}: {getattr(exc, 'problem', exc)}"]) from None
+        raise ConfigError(
+            [f"(file): {path} is not valid YAML{where}: {getattr(exc, 'problem', exc)}"]
+        ) from None
     return parse_config(data, env=env)

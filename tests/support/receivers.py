@@ -154,11 +154,16 @@ class ReceiverServer:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        server = ThreadingHTTPServer((self._host, 0), _Handler)
-        server.daemon_threads = True
-        server.block_on_close = False
+        class _Server(ThreadingHTTPServer):
+            request_queue_size = 128  # concurrent-delivery tests open many connections at once
+            daemon_threads = True
+            block_on_close = False
+
+        server = _Server((self._host, 0), _Handler)
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, name="receiver-server", daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.02}, name="receiver-server", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -204,7 +209,9 @@ PAGERDUTY_SEVERITIES = {"critical", "error", "warning", "info"}
 
 
 def _pd_invalid(*errors: str) -> Reply:
-    return Reply(400, {"status": "invalid event", "message": "Event object is invalid", "errors": list(errors)})
+    return Reply(
+        400, {"status": "invalid event", "message": "Event object is invalid", "errors": list(errors)}
+    )
 
 
 def pagerduty_events(request: ReceivedRequest) -> Reply:
@@ -243,8 +250,11 @@ _SLACK_TEXT_TYPES = {"plain_text", "mrkdwn"}
 
 
 def _text_ok(obj: Any, limit: int, types: set[str] = _SLACK_TEXT_TYPES) -> bool:
-    return isinstance(obj, dict) and obj.get("type") in types and isinstance(obj.get("text"), str) and (
-        0 < len(obj["text"]) <= limit
+    return (
+        isinstance(obj, dict)
+        and obj.get("type") in types
+        and isinstance(obj.get("text"), str)
+        and (0 < len(obj["text"]) <= limit)
     )
 
 
@@ -263,7 +273,11 @@ def _block_ok(block: Any) -> bool:
         return _text_ok(block.get("text"), 3000) if "text" in block else bool(fields)
     if kind == "context":
         elements = block.get("elements")
-        return isinstance(elements, list) and 0 < len(elements) <= 10 and all(_text_ok(e, 3000) for e in elements)
+        return (
+            isinstance(elements, list)
+            and 0 < len(elements) <= 10
+            and all(_text_ok(e, 3000) for e in elements)
+        )
     return True
 
 

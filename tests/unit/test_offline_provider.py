@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -43,7 +44,7 @@ class FakeSleep:
         self.calls.append(seconds)
 
 
-def req(phase: Phase | str, attempt: int = 1, timeout: float = 60.0, **context: object) -> LLMRequest:
+def req(phase: Phase | str, attempt: int = 1, timeout: float = 60.0, **context: Any) -> LLMRequest:
     phase = Phase(phase)
     return LLMRequest(
         phase=phase.value,
@@ -57,7 +58,7 @@ def req(phase: Phase | str, attempt: int = 1, timeout: float = 60.0, **context: 
     )
 
 
-def run(provider: OfflineProvider, phase: Phase, **context: object):  # type: ignore[no-untyped-def]
+def run(provider: OfflineProvider, phase: Phase, **context: Any) -> Any:
     result = validate_output(phase, provider.complete(req(phase, **context)).text)
     assert result.ok, (phase, result.errors)
     return result.value
@@ -244,3 +245,64 @@ def test_critique_reject_marks_the_response_for_the_critic() -> None:
 def test_times_zero_never_applies() -> None:
     provider = OfflineProvider([FaultSpec(mode="fail", times=0)])
     assert provider.complete(req(Phase.VISION, attempt=1)).text
+
+
+# ---------------------------------------------------------------- errors cross process boundaries
+
+
+def test_errors_and_responses_survive_pickling() -> None:
+    """DBOS records step results and exceptions by pickling them."""
+    import pickle
+
+    from storyloom.pipeline.llm.base import LLMBadResponse, LLMRateLimited
+
+    limited = pickle.loads(pickle.dumps(LLMRateLimited("slow down", retry_after=2.5)))
+    assert (str(limited), limited.retry_after, limited.status_code, limited.retryable) == (
+        "slow down",
+        2.5,
+        429,
+        True,
+    )
+    bad = pickle.loads(pickle.dumps(LLMBadResponse("nope", status_code=401)))
+    assert (bad.status_code, bad.retryable) == (401, False)
+    response = OfflineProvider().complete(req(Phase.VISION))
+    assert pickle.loads(pickle.dumps(response)) == response
+
+
+# ---------------------------------------------------------------- prompt templates
+
+
+def test_every_phase_has_a_seeded_template() -> None:
+    from storyloom.domain.phases import PHASES
+    from storyloom.pipeline.prompts import load_template, required_context, template_path
+
+    for spec in PHASES.values():
+        assert template_path(spec.template_id).name == f"{spec.template_id}.md"
+        assert load_template(spec.template_id).strip()
+        assert "plan_name" in required_context(spec.phase)
+
+
+def test_render_prompt_reports_every_missing_placeholder() -> None:
+    from storyloom.pipeline.prompts import PromptRenderError, render_phase_prompt, render_prompt
+
+    with pytest.raises(PromptRenderError) as info:
+        render_phase_prompt("vision", {"premise": "x"})
+    assert info.value.missing == ["plan_name", "project_title"]
+    assert str(info.value) == (
+        "template planner.fiction.vision needs values for: plan_name, project_title"
+        " (add them to the prompt context)"
+    )
+    text = render_prompt(
+        'A {a} {{literal}} {"json": 1} {b} {c} {d} {e}',
+        {"a": "x", "b": ["t1", "t2"], "c": None, "d": True, "e": {"k": 1}},
+    )
+    assert text == 'A x {literal} {"json": 1} ["t1", "t2"] (none) true {\n  "k": 1\n}'
+
+
+def test_missing_template_is_reported() -> None:
+    from pathlib import Path
+
+    from storyloom.pipeline.prompts import TemplateNotFound, load_template
+
+    with pytest.raises(TemplateNotFound, match=r"planner\.fiction\.vision"):
+        load_template("planner.fiction.vision", Path("/nonexistent"))

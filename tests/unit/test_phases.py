@@ -222,7 +222,7 @@ def test_markdown_scene_validation() -> None:
 
 
 def test_attentional_gate_is_case_emphasis_and_whitespace_insensitive() -> None:
-    prose = "**MARA** vell walked into the *Glass*\n  Harbor; Ilsen’s lamp was out."
+    prose = "**MARA** vell walked into the *Glass*\n  Harbor; Ilsen\u2019s lamp was out."
     terms = ["Mara Vell", "the glass harbor", "Ilsen's lamp", "Wren", "", "mara vell"]
     assert attentional_gate(prose, terms) == ["Wren"]
 

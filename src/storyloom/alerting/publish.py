@@ -54,46 +54,71 @@ def fire(conn: Connection, signal: AlertSignal, now: datetime) -> str:
     title = signal.title or (kind.title if kind else signal.alert_id)
     row = conn.execute(select(alerts.c.status, alerts.c.severity).where(alerts.c.fingerprint == fp)).first()
     values = {
-        "status": FIRING, "severity": labels["severity"], "title": title, "description": signal.description,
-        "labels": labels, "generated_at": now, "updated_at": now,
+        "status": FIRING,
+        "severity": labels["severity"],
+        "title": title,
+        "description": signal.description,
+        "labels": labels,
+        "generated_at": now,
+        "updated_at": now,
     }
     if row is None:
-        conn.execute(insert(alerts).values(
-            fingerprint=fp, alert_id=signal.alert_id, source=labels["source"], plan_id=labels.get("plan_id"),
-            starts_at=now, ends_at=None, annotations={}, **values,
-        ))
+        conn.execute(
+            insert(alerts).values(
+                fingerprint=fp,
+                alert_id=signal.alert_id,
+                source=labels["source"],
+                plan_id=labels.get("plan_id"),
+                starts_at=now,
+                ends_at=None,
+                annotations={},
+                **values,
+            )
+        )
         _changed(conn, fp, FIRING, labels["severity"], "fired", now)
     elif row.status != FIRING:
-        conn.execute(update(alerts).where(alerts.c.fingerprint == fp).values(starts_at=now, ends_at=None, **values))
+        conn.execute(
+            update(alerts).where(alerts.c.fingerprint == fp).values(starts_at=now, ends_at=None, **values)
+        )
         _changed(conn, fp, FIRING, labels["severity"], "fired again", now)
     else:
         conn.execute(update(alerts).where(alerts.c.fingerprint == fp).values(**values))
         if row.severity != labels["severity"]:
-            _changed(conn, fp, FIRING, labels["severity"], f"severity {row.severity} → {labels['severity']}", now)
+            _changed(
+                conn, fp, FIRING, labels["severity"], f"severity {row.severity} → {labels['severity']}", now
+            )
     return fp
 
 
-def resolve(conn: Connection, fingerprints: Iterable[str], now: datetime, reason: str = "cause cleared") -> int:
+def resolve(
+    conn: Connection, fingerprints: Iterable[str], now: datetime, reason: str = "cause cleared"
+) -> int:
     """Resolve the firing alerts among `fingerprints`; returns how many changed."""
     changed = 0
     for fp in fingerprints:
-        row = conn.execute(select(alerts.c.severity).where(
-            and_(alerts.c.fingerprint == fp, alerts.c.status == FIRING))).first()
+        row = conn.execute(
+            select(alerts.c.severity).where(and_(alerts.c.fingerprint == fp, alerts.c.status == FIRING))
+        ).first()
         if row is None:
             continue
-        conn.execute(update(alerts).where(alerts.c.fingerprint == fp).values(
-            status=RESOLVED, ends_at=now, updated_at=now, generated_at=now))
+        conn.execute(
+            update(alerts)
+            .where(alerts.c.fingerprint == fp)
+            .values(status=RESOLVED, ends_at=now, updated_at=now, generated_at=now)
+        )
         _changed(conn, fp, RESOLVED, row.severity, reason, now)
         changed += 1
     return changed
 
 
-def resolve_matching(conn: Connection, alert_id: str, now: datetime, reason: str = "cause cleared",
-                     **labels: str | None) -> int:
+def resolve_matching(
+    conn: Connection, alert_id: str, now: datetime, reason: str = "cause cleared", **labels: str | None
+) -> int:
     """Resolve firing alerts of `alert_id` whose labels include all of `labels`."""
     wanted = {k: str(v) for k, v in labels.items() if v is not None}
     query = select(alerts.c.fingerprint, alerts.c.labels).where(
-        and_(alerts.c.alert_id == alert_id, alerts.c.status == FIRING))
+        and_(alerts.c.alert_id == alert_id, alerts.c.status == FIRING)
+    )
     if "plan_id" in wanted:
         query = query.where(alerts.c.plan_id == wanted["plan_id"])
     fps = [r.fingerprint for r in conn.execute(query) if all(r.labels.get(k) == v for k, v in wanted.items())]
@@ -101,9 +126,13 @@ def resolve_matching(conn: Connection, alert_id: str, now: datetime, reason: str
 
 
 def _changed(conn: Connection, fp: str, status: str, severity: str, reason: str, now: datetime) -> None:
-    conn.execute(insert(alert_history).values(fingerprint=fp, status=status, severity=severity, reason=reason, at=now))
+    conn.execute(
+        insert(alert_history).values(fingerprint=fp, status=status, severity=severity, reason=reason, at=now)
+    )
     conn.execute(insert(alert_changes).values(fingerprint=fp, status=status, created_at=now))
-    record_event(conn, ALERT_STATE, {"fingerprint": fp, "status": status, "severity": severity, "reason": reason}, now)
+    record_event(
+        conn, ALERT_STATE, {"fingerprint": fp, "status": status, "severity": severity, "reason": reason}, now
+    )
     after_commit(conn, _wake_notifier)
 
 

@@ -109,7 +109,10 @@ def _secrets_of(spec: ReceiverSpec, request: RenderedRequest) -> list[str]:
     if spec.type == "pagerduty" and spec.routing_key:
         found.append(spec.routing_key)
     found += [v for v in spec.headers.values()]
-    path = httpx.URL(spec.url).raw_path.decode(errors="replace") if spec.url else ""
+    try:
+        path = httpx.URL(spec.url).raw_path.decode(errors="replace") if spec.url else ""
+    except httpx.InvalidURL:
+        path = ""
     found += [spec.url, path.split("?", 1)[0]]
     return sorted({s for s in found if len(s) >= 6}, key=len, reverse=True)
 
@@ -189,6 +192,8 @@ async def send(
         return done(SendOutcome("dead", error=str(exc)))
     except (TimeoutError, httpx.TimeoutException):
         return done(SendOutcome("retry", error=f"timed out after {format_duration(spec.timeout)}"))
+    except httpx.UnsupportedProtocol as exc:
+        return done(SendOutcome("dead", error=f"invalid receiver url: {exc}; use http:// or https://"))
     except httpx.TransportError as exc:
         return done(
             SendOutcome("retry", error=f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 from storyloom.alerting.egress import EgressRefused, EgressUnresolved, check_url
@@ -48,8 +49,14 @@ class _Problems:
         return tuple(out)
 
 
-def _secret(problems: _Problems, path: str, secret_env: str | None, secret_file: str | None,
-            env: Mapping[str, str], required_format: bool) -> str | None:
+def _secret(
+    problems: _Problems,
+    path: str,
+    secret_env: str | None,
+    secret_file: str | None,
+    env: Mapping[str, str],
+    required_format: bool,
+) -> str | None:
     if secret_env and secret_file:
         problems.add(path, "set secret_env or secret_file, not both")
         return None
@@ -57,7 +64,10 @@ def _secret(problems: _Problems, path: str, secret_env: str | None, secret_file:
     if secret_env:
         value = env.get(secret_env)
         if not value:
-            problems.add(f"{path}.secret_env", f"environment variable {secret_env} is not set (export it or use secret_file)")
+            problems.add(
+                f"{path}.secret_env",
+                f"environment variable {secret_env} is not set (export it or use secret_file)",
+            )
             return None
     elif secret_file:
         try:
@@ -68,9 +78,11 @@ def _secret(problems: _Problems, path: str, secret_env: str | None, secret_file:
     if value and required_format:
         for part in value.split():
             if not part.startswith(SECRET_PREFIX) or len(part) <= len(SECRET_PREFIX) + 8:
-                problems.add(f"{path}.{'secret_env' if secret_env else 'secret_file'}",
-                             "the secret must look like whsec_<base64> (Standard Webhooks); "
-                             "generate one with: python -c \"import os,base64;print('whsec_'+base64.b64encode(os.urandom(24)).decode())\"")
+                problems.add(
+                    f"{path}.{'secret_env' if secret_env else 'secret_file'}",
+                    "the secret must look like whsec_<base64> (Standard Webhooks); "
+                    "generate one with: python -c \"import os,base64;print('whsec_'+base64.b64encode(os.urandom(24)).decode())\"",
+                )
                 return None
     return value
 
@@ -81,10 +93,16 @@ def _route_spec(problems: _Problems, route: RouteConfig, path: str, names: set[s
         problems.add(f"{path}.receiver", f"unknown receiver {route.receiver!r} (receivers: {known})")
     group_by = tuple(route.group_by) if route.group_by is not None else None
     return RouteSpec(
-        receiver=route.receiver, matchers=problems.matchers(f"{path}.matchers", route.matchers),
-        continue_=route.continue_, group_by=group_by, group_wait=route.group_wait,
-        group_interval=route.group_interval, repeat_interval=route.repeat_interval,
-        routes=tuple(_route_spec(problems, child, f"{path}.routes[{i}]", names) for i, child in enumerate(route.routes)),
+        receiver=route.receiver,
+        matchers=problems.matchers(f"{path}.matchers", route.matchers),
+        continue_=route.continue_,
+        group_by=group_by,
+        group_wait=route.group_wait,
+        group_interval=route.group_interval,
+        repeat_interval=route.repeat_interval,
+        routes=tuple(
+            _route_spec(problems, child, f"{path}.routes[{i}]", names) for i, child in enumerate(route.routes)
+        ),
     )
 
 
@@ -103,50 +121,84 @@ def _build(config: Config, env: Mapping[str, str], *, resolve: bool) -> tuple[Al
         except EgressRefused as exc:
             problems.add(f"{path}.url", str(exc))
         if rc.type == "pagerduty" and not rc.routing_key:
-            problems.add(f"{path}.routing_key", "a pagerduty receiver needs its integration key as routing_key")
+            problems.add(
+                f"{path}.routing_key", "a pagerduty receiver needs its integration key as routing_key"
+            )
         secret = _secret(problems, path, rc.secret_env, rc.secret_file, env, required_format=True)
         receivers[rc.name] = ReceiverSpec(
-            name=rc.name, type=rc.type, url=rc.url, secret=secret, routing_key=rc.routing_key,
-            send_resolved=rc.send_resolved, timeout=rc.timeout, max_per_second=rc.max_per_second,
-            retry_schedule=tuple(rc.retry.schedule), retry_max_age=rc.retry.max_age, headers=dict(rc.headers),
+            name=rc.name,
+            type=rc.type,
+            url=rc.url,
+            secret=secret,
+            routing_key=rc.routing_key,
+            send_resolved=rc.send_resolved,
+            timeout=rc.timeout,
+            max_per_second=rc.max_per_second,
+            retry_schedule=tuple(rc.retry.schedule),
+            retry_max_age=rc.retry.max_age,
+            headers=dict(rc.headers),
         )
     route: Route | None = None
     if alerting.route is None:
         if receivers:
-            problems.add("alerting.route", "receivers are configured but no route sends alerts to them; add route.receiver")
+            problems.add(
+                "alerting.route",
+                "receivers are configured but no route sends alerts to them; add route.receiver",
+            )
     else:
         spec = _route_spec(problems, alerting.route, "alerting.route", set(receivers))
         if not alerting.route.receiver:
-            problems.add("alerting.route.receiver", "the root route needs a receiver (it catches every alert)")
+            problems.add(
+                "alerting.route.receiver", "the root route needs a receiver (it catches every alert)"
+            )
         elif not problems.lines:
             try:
-                route = build_route_tree(spec, group_wait=spec.group_wait or _default("group_wait"),
-                                         group_interval=spec.group_interval or _default("group_interval"),
-                                         repeat_interval=spec.repeat_interval or _default("repeat_interval"))
+                route = build_route_tree(
+                    spec,
+                    group_wait=spec.group_wait or _default("group_wait"),
+                    group_interval=spec.group_interval or _default("group_interval"),
+                    repeat_interval=spec.repeat_interval or _default("repeat_interval"),
+                )
             except ValueError as exc:
                 problems.add("alerting.route", str(exc))
     rules = []
     for i, rule in enumerate(alerting.inhibit_rules):
         path = f"alerting.inhibit_rules[{i}]"
-        rules.append(InhibitRule(problems.matchers(f"{path}.source_matchers", rule.source_matchers),
-                                 problems.matchers(f"{path}.target_matchers", rule.target_matchers),
-                                 tuple(rule.equal)))
+        rules.append(
+            InhibitRule(
+                problems.matchers(f"{path}.source_matchers", rule.source_matchers),
+                problems.matchers(f"{path}.target_matchers", rule.target_matchers),
+                tuple(rule.equal),
+            )
+        )
     thresholds = []
     for i, slo in enumerate(alerting.slo_thresholds):
-        thresholds.append(SloThreshold(problems.matchers(f"alerting.slo_thresholds[{i}].matchers", slo.matchers),
-                                       slo.threshold))
-    runtime = AlertingRuntime(receivers=receivers, route=route, inhibit_rules=tuple(rules),
-                              slo_thresholds=tuple(thresholds), environment=config.environment,
-                              source=alerting.source, public_url=config.public_url,
-                              max_alerts_per_notification=alerting.max_alerts_per_notification)
+        thresholds.append(
+            SloThreshold(
+                problems.matchers(f"alerting.slo_thresholds[{i}].matchers", slo.matchers), slo.threshold
+            )
+        )
+    runtime = AlertingRuntime(
+        receivers=receivers,
+        route=route,
+        inhibit_rules=tuple(rules),
+        slo_thresholds=tuple(thresholds),
+        environment=config.environment,
+        source=alerting.source,
+        public_url=config.public_url,
+        max_alerts_per_notification=alerting.max_alerts_per_notification,
+    )
     return runtime, problems.lines
 
 
-def _default(name: str) -> object:
+def _default(name: str) -> timedelta:
     from storyloom.domain import routing
 
-    return {"group_wait": routing.DEFAULT_GROUP_WAIT, "group_interval": routing.DEFAULT_GROUP_INTERVAL,
-            "repeat_interval": routing.DEFAULT_REPEAT_INTERVAL}[name]
+    return {
+        "group_wait": routing.DEFAULT_GROUP_WAIT,
+        "group_interval": routing.DEFAULT_GROUP_INTERVAL,
+        "repeat_interval": routing.DEFAULT_REPEAT_INTERVAL,
+    }[name]
 
 
 def alerting_problems(config: Config, env: Mapping[str, str]) -> list[str]:

@@ -11,6 +11,13 @@ from storyloom.api import problems
 from storyloom.api.routers import catalog, plans, system
 from storyloom.runtime import Runtime
 
+# Every API router, in the order the OpenAPI document lists them. Add new routers here.
+ROUTERS = [
+    system.router,
+    catalog.router,
+    plans.router,
+]
+
 
 def create_app(rt: Runtime, *, engine: Any = None) -> FastAPI:
     app = FastAPI(
@@ -21,6 +28,6 @@ def create_app(rt: Runtime, *, engine: Any = None) -> FastAPI:
     app.state.runtime = rt
     app.state.engine = engine
     problems.install(app)
-    for module in (system, catalog, plans):
-        app.include_router(module.router)
+    for router in ROUTERS:
+        app.include_router(router)
     return app

@@ -46,7 +46,9 @@ def request_source(request: Request) -> str:
     return "api"
 
 
-def current_actor(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> Actor:
+def current_actor(
+    request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)
+) -> Actor:
     """Authenticate by bearer token; the console's cookie session also works, with CSRF on unsafe methods."""
     rt = runtime(request)
     token = credentials.credentials if credentials else None
@@ -55,7 +57,9 @@ def current_actor(request: Request, credentials: HTTPAuthorizationCredentials | 
         token = request.cookies.get(SESSION_COOKIE)
         via_cookie = token is not None
     if not token:
-        raise Unauthorized("missing bearer token: send `Authorization: Bearer <token>` (see `storyloom token create`)")
+        raise Unauthorized(
+            "missing bearer token: send `Authorization: Bearer <token>` (see `storyloom token create`)"
+        )
     if via_cookie and request.method not in _SAFE:
         sent = request.headers.get(CSRF_HEADER, "")
         expected = request.cookies.get(CSRF_COOKIE, "")
@@ -72,7 +76,9 @@ def current_actor(request: Request, credentials: HTTPAuthorizationCredentials | 
 def require(role: str) -> Callable[..., Actor]:
     def dependency(actor: Actor = Depends(current_actor)) -> Actor:
         if not actor.at_least(role):
-            raise RoleForbidden(f"this action needs the {role} role; your token {actor.name!r} is {actor.role}")
+            raise RoleForbidden(
+                f"this action needs the {role} role; your token {actor.name!r} is {actor.role}"
+            )
         return actor
 
     return dependency

@@ -12,14 +12,32 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from storyloom.services.errors import ServiceError
 
 PROBLEM = "application/problem+json"
-_TITLES = {400: "Bad request", 401: "Unauthorized", 403: "Forbidden", 404: "Not found", 405: "Method not allowed",
-           409: "Conflict", 422: "Unprocessable entity", 429: "Too many requests", 500: "Internal server error"}
+_TITLES = {
+    400: "Bad request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    422: "Unprocessable entity",
+    429: "Too many requests",
+    500: "Internal server error",
+}
 
 
-def problem(status: int, detail: str, *, title: str | None = None, errors: list[dict[str, Any]] | None = None,
-            code: str | None = None, headers: dict[str, str] | None = None) -> JSONResponse:
+def problem(
+    status: int,
+    detail: str,
+    *,
+    title: str | None = None,
+    errors: list[dict[str, Any]] | None = None,
+    code: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
     body: dict[str, Any] = {
-        "type": f"https://storyloom.dev/problems/{status}" if code is None else f"https://storyloom.dev/problems/{code}",
+        "type": f"https://storyloom.dev/problems/{status}"
+        if code is None
+        else f"https://storyloom.dev/problems/{code}",
         "title": title or _TITLES.get(status, "Error"),
         "status": status,
         "detail": detail,

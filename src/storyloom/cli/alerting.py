@@ -25,13 +25,17 @@ def register(app: typer.Typer) -> None:
         as_json: bool = output_option(),
     ) -> None:
         """List alerts."""
-        rows = ApiClient().get("/api/alerts", status=status, severity=severity, plan_id=plan_id, alert_id=alert_id)
+        rows = ApiClient().get(
+            "/api/alerts", status=status, severity=severity, plan_id=plan_id, alert_id=alert_id
+        )
         if as_json:
             print_json(rows)
             return
         for r in rows:
             labels = r["labels"]
-            r["subject"] = " ".join(f"{k}={labels[k]}" for k in ("plan_id", "backlog_id", "task_id") if k in labels)
+            r["subject"] = " ".join(
+                f"{k}={labels[k]}" for k in ("plan_id", "backlog_id", "task_id") if k in labels
+            )
         print_table(rows, ["alert_id", "status", "severity", "fingerprint", "subject", "starts_at"], "alerts")
 
     @alerts_app.command("show")
@@ -53,7 +57,9 @@ def register(app: typer.Typer) -> None:
         from datetime import UTC, datetime, timedelta
 
         ends_at = (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat().replace("+00:00", "Z")
-        silence = ApiClient().post("/api/silences", {"matchers": matcher, "ends_at": ends_at, "comment": comment})
+        silence = ApiClient().post(
+            "/api/silences", {"matchers": matcher, "ends_at": ends_at, "comment": comment}
+        )
         typer.echo(silence["id"])
 
     @silences_app.command("list")
@@ -84,8 +90,20 @@ def register(app: typer.Typer) -> None:
         if as_json:
             print_json(rows)
         else:
-            print_table(rows, ["id", "receiver", "status", "alert_status", "attempts", "last_status_code",
-                               "last_error", "next_attempt_at"], "deliveries")
+            print_table(
+                rows,
+                [
+                    "id",
+                    "receiver",
+                    "status",
+                    "alert_status",
+                    "attempts",
+                    "last_status_code",
+                    "last_error",
+                    "next_attempt_at",
+                ],
+                "deliveries",
+            )
 
     @deliveries_app.command("replay")
     def deliveries_replay(delivery_id: str) -> None:

@@ -11,8 +11,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-app = typer.Typer(help="Storyloom: the operations layer for AI fiction pipelines.", no_args_is_help=True,
-                  pretty_exceptions_show_locals=False)
+app = typer.Typer(
+    help="Storyloom: the operations layer for AI fiction pipelines.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
 console = Console()
 err_console = Console(stderr=True)
 
@@ -31,15 +34,22 @@ class ApiClient:
         self.url = (url or os.environ.get("STORYLOOM_URL") or DEFAULT_URL).rstrip("/")
         token = token or os.environ.get("STORYLOOM_TOKEN") or os.environ.get("STORYLOOM_ADMIN_TOKEN")
         if not token:
-            fail("no token: set STORYLOOM_TOKEN (create one with `storyloom token create --role operator --name me`)")
-        self.client = httpx.Client(base_url=self.url, timeout=30.0, headers={
-            "Authorization": f"Bearer {token}", "X-Storyloom-Client": "cli"})
+            fail(
+                "no token: set STORYLOOM_TOKEN (create one with `storyloom token create --role operator --name me`)"
+            )
+        self.client = httpx.Client(
+            base_url=self.url,
+            timeout=30.0,
+            headers={"Authorization": f"Bearer {token}", "X-Storyloom-Client": "cli"},
+        )
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
             response = self.client.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
-            fail(f"cannot reach Storyloom at {self.url}: {exc}. Is `storyloom run` running? (set STORYLOOM_URL)")
+            fail(
+                f"cannot reach Storyloom at {self.url}: {exc}. Is `storyloom run` running? (set STORYLOOM_URL)"
+            )
         if response.status_code >= 400:
             try:
                 body = response.json()

@@ -6,8 +6,18 @@ import typer
 
 from storyloom.cli.base import ApiClient, output_option, print_json, print_table
 
-BACKLOG_COLUMNS = ["backlog_id", "phase", "status", "agent_id", "persona_id", "provider", "model", "task_id",
-                   "attempts", "last_error"]
+BACKLOG_COLUMNS = [
+    "backlog_id",
+    "phase",
+    "status",
+    "agent_id",
+    "persona_id",
+    "provider",
+    "model",
+    "task_id",
+    "attempts",
+    "last_error",
+]
 
 
 def register(app: typer.Typer) -> None:
@@ -30,8 +40,15 @@ def register(app: typer.Typer) -> None:
         as_json: bool = output_option(),
     ) -> None:
         """Create and start a plan."""
-        body = {"name": name, "premise": premise, "persona_id": persona, "agent_id": agent,
-                "project_title": project_title, "provider": provider, "model": model}
+        body = {
+            "name": name,
+            "premise": premise,
+            "persona_id": persona,
+            "agent_id": agent,
+            "project_title": project_title,
+            "provider": provider,
+            "model": model,
+        }
         plan = ApiClient().post("/api/fiction/plans", {k: v for k, v in body.items() if v is not None})
         if as_json:
             print_json(plan)
@@ -47,8 +64,11 @@ def register(app: typer.Typer) -> None:
             return
         for p in plans:
             p["counts"] = " ".join(f"{k}={v}" for k, v in sorted(p["counts"].items()))
-        print_table(plans, ["plan_id", "name", "status", "persona_id", "agent_id", "provider", "model", "counts"],
-                    "plans")
+        print_table(
+            plans,
+            ["plan_id", "name", "status", "persona_id", "agent_id", "provider", "model", "counts"],
+            "plans",
+        )
 
     @plan_app.command("show")
     def plan_show(plan_id: str) -> None:
@@ -59,8 +79,9 @@ def register(app: typer.Typer) -> None:
         print_json(plan)
 
     @backlog_app.command("list")
-    def backlog_list(plan_id: str, status: str | None = typer.Option(None, "--status"),
-                     as_json: bool = output_option()) -> None:
+    def backlog_list(
+        plan_id: str, status: str | None = typer.Option(None, "--status"), as_json: bool = output_option()
+    ) -> None:
         """List a plan's backlog items."""
         items = ApiClient().get(f"/api/fiction/plans/{plan_id}/backlog")
         items = [i for i in items if status is None or i["status"] == status]
@@ -76,7 +97,9 @@ def register(app: typer.Typer) -> None:
         if as_json:
             print_json(actions)
         else:
-            print_table(actions, ["time", "action", "backlog_id", "actor", "source", "agent_id", "status"], "actions")
+            print_table(
+                actions, ["time", "action", "backlog_id", "actor", "source", "agent_id", "status"], "actions"
+            )
 
     @backlog_app.command("resume")
     def backlog_resume(
@@ -85,13 +108,17 @@ def register(app: typer.Typer) -> None:
         agent: str = typer.Option(..., "--agent", help="the agent to act as"),
         provider: str = typer.Option(..., "--provider"),
         model: str = typer.Option(..., "--model"),
-        task: str | None = typer.Option(None, "--task", help="the item's latest task id (guards against races)"),
+        task: str | None = typer.Option(
+            None, "--task", help="the item's latest task id (guards against races)"
+        ),
         notes: str | None = typer.Option(None, "--notes"),
     ) -> None:
         """Resume a failed, blocked, cancelled or stale backlog item."""
         body = {"agent_id": agent, "provider": provider, "model": model, "task_id": task, "notes": notes}
-        result = ApiClient().post(f"/api/fiction/plans/{plan_id}/backlog/{backlog_id}/resume",
-                                  {k: v for k, v in body.items() if v is not None})
+        result = ApiClient().post(
+            f"/api/fiction/plans/{plan_id}/backlog/{backlog_id}/resume",
+            {k: v for k, v in body.items() if v is not None},
+        )
         typer.echo(f"resumed {backlog_id} as task {result['task_id']}")
 
     @obligations_app.command("list")
@@ -103,13 +130,17 @@ def register(app: typer.Typer) -> None:
         as_json: bool = output_option(),
     ) -> None:
         """List a plan's persona obligations."""
-        data = ApiClient().get(f"/api/fiction/plans/{plan_id}/persona-obligations", status=status, page=page,
-                               page_size=page_size)
+        data = ApiClient().get(
+            f"/api/fiction/plans/{plan_id}/persona-obligations", status=status, page=page, page_size=page_size
+        )
         if as_json:
             print_json(data)
         else:
-            print_table(data["items"], ["obligation_id", "slug", "status", "persona_id", "voice_drift", "title"],
-                        "obligations")
+            print_table(
+                data["items"],
+                ["obligation_id", "slug", "status", "persona_id", "voice_drift", "title"],
+                "obligations",
+            )
 
     @obligations_app.command("resolve")
     def obligations_resolve(
@@ -121,11 +152,16 @@ def register(app: typer.Typer) -> None:
         voice_drift: bool | None = typer.Option(None, "--voice-drift/--no-voice-drift"),
     ) -> None:
         """Resolve (or dismiss) an obligation."""
-        body: dict[str, object] = {"action": "dismiss" if dismiss else "resolve", "notes": notes, "agent_id": agent}
+        body: dict[str, object] = {
+            "action": "dismiss" if dismiss else "resolve",
+            "notes": notes,
+            "agent_id": agent,
+        }
         if voice_drift is not None:
             body["voice_drift"] = voice_drift
         result = ApiClient().post(
-            f"/api/fiction/plans/{plan_id}/persona-obligations/{obligation_id}/resolve", body)
+            f"/api/fiction/plans/{plan_id}/persona-obligations/{obligation_id}/resolve", body
+        )
         typer.echo(f"{obligation_id} is {result['status']}")
 
     @app.command("health")
@@ -138,4 +174,6 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"status: {report['status']}")
         for warning in report.get("warnings", []):
             typer.echo(f"- {warning}")
-        print_table(report.get("alerts", []), ["alert_id", "severity", "fingerprint", "title"], "firing alerts")
+        print_table(
+            report.get("alerts", []), ["alert_id", "severity", "fingerprint", "title"], "firing alerts"
+        )

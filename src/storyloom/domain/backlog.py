@@ -8,13 +8,26 @@ from datetime import datetime, timedelta
 from typing import Any
 
 PENDING, IN_PROGRESS, COMPLETE, BLOCKED, FAILED, CANCELLED = (
-    "pending", "in_progress", "complete", "blocked", "failed", "cancelled",
+    "pending",
+    "in_progress",
+    "complete",
+    "blocked",
+    "failed",
+    "cancelled",
 )
 STATUSES = (PENDING, IN_PROGRESS, COMPLETE, BLOCKED, FAILED, CANCELLED)
 PHASES = ("vision", "world_bible", "iterative", "chapter_architect", "scroll_refiner", "scene_weaver")
 REASONS = (
-    "plan-created", "vision-sync", "phase-start", "phase-complete", "phase-blocked", "phase-failed",
-    "cancel-requested", "resume", "auto-resume", "retry",
+    "plan-created",
+    "vision-sync",
+    "phase-start",
+    "phase-complete",
+    "phase-blocked",
+    "phase-failed",
+    "cancel-requested",
+    "resume",
+    "auto-resume",
+    "retry",
 )
 
 _ALLOWED: dict[str, set[str]] = {
@@ -99,31 +112,62 @@ class ItemSpec:
 def seeded_items() -> list[ItemSpec]:
     """The three items every new plan starts with."""
     return [
-        ItemSpec("vision-plan", "vision", "Draft the book's vision: goals, cast, lore needs", (), ("vision",)),
-        ItemSpec("world-bible", "world_bible", "Build the world bible from the vision", ("vision-plan",),
-                 ("world-bible",)),
-        ItemSpec("iteration-plan", "iterative", "Plan iteration: adjustments, priorities, risks",
-                 ("world-bible",), ("iteration",)),
+        ItemSpec(
+            "vision-plan", "vision", "Draft the book's vision: goals, cast, lore needs", (), ("vision",)
+        ),
+        ItemSpec(
+            "world-bible",
+            "world_bible",
+            "Build the world bible from the vision",
+            ("vision-plan",),
+            ("world-bible",),
+        ),
+        ItemSpec(
+            "iteration-plan",
+            "iterative",
+            "Plan iteration: adjustments, priorities, risks",
+            ("world-bible",),
+            ("iteration",),
+        ),
     ]
 
 
 def chapter_items(chapters: int) -> list[ItemSpec]:
     return [
-        ItemSpec(f"chapter-{n}", "chapter_architect", f"Blueprint chapter {n}", ("iteration-plan",),
-                 (f"chapter-{n}",), chapter=n)
+        ItemSpec(
+            f"chapter-{n}",
+            "chapter_architect",
+            f"Blueprint chapter {n}",
+            ("iteration-plan",),
+            (f"chapter-{n}",),
+            chapter=n,
+        )
         for n in range(1, chapters + 1)
     ]
 
 
 def scroll_item(chapter: int) -> ItemSpec:
-    return ItemSpec(f"scroll-{chapter}", "scroll_refiner", f"Refine chapter {chapter} into a scroll",
-                    (f"chapter-{chapter}",), (f"scroll-{chapter}",), chapter=chapter)
+    return ItemSpec(
+        f"scroll-{chapter}",
+        "scroll_refiner",
+        f"Refine chapter {chapter} into a scroll",
+        (f"chapter-{chapter}",),
+        (f"scroll-{chapter}",),
+        chapter=chapter,
+    )
 
 
 def scene_items(chapter: int, scenes: int) -> list[ItemSpec]:
     return [
-        ItemSpec(f"scene-{chapter}-{m}", "scene_weaver", f"Weave scene {m} of chapter {chapter}",
-                 (f"scroll-{chapter}",), (f"scene-{chapter}-{m}",), chapter=chapter, scene=m)
+        ItemSpec(
+            f"scene-{chapter}-{m}",
+            "scene_weaver",
+            f"Weave scene {m} of chapter {chapter}",
+            (f"scroll-{chapter}",),
+            (f"scene-{chapter}-{m}",),
+            chapter=chapter,
+            scene=m,
+        )
         for m in range(1, scenes + 1)
     ]
 

@@ -76,8 +76,21 @@ CATALOG: dict[str, AlertKind] = {
 
 # Labels that identify the subject of an alert, in the order they are shown.
 IDENTITY_LABELS = (
-    "plan_id", "backlog_id", "task_id", "phase", "agent_id", "persona_id", "obligation_id",
-    "provider", "model", "tool", "budget", "code", "receiver", "step_id", "lore_slug",
+    "plan_id",
+    "backlog_id",
+    "task_id",
+    "phase",
+    "agent_id",
+    "persona_id",
+    "obligation_id",
+    "provider",
+    "model",
+    "tool",
+    "budget",
+    "code",
+    "receiver",
+    "step_id",
+    "lore_slug",
 )
 
 

@@ -39,7 +39,7 @@ def slugify(text: str) -> str:
 
 
 class _Model(BaseModel):
-    # LLMs add keys we do not use and write numbers where we expect words: ignore the first, accept the second.
+    # LLMs add keys we do not use (ignored) and write numbers where we expect words (accepted).
     model_config = ConfigDict(extra="ignore", coerce_numbers_to_str=True, str_strip_whitespace=True)
 
 
@@ -497,15 +497,17 @@ def critique(
     words the critic read, which is what the critique token budget is charged.
     """
     ctx = context or CritiqueContext()
-    result = value if isinstance(value, ValidationResult) else None
-    if result is None:
-        if isinstance(value, str):
-            result = validate_output(phase, value)
+    if isinstance(value, ValidationResult):
+        result = value
+    elif isinstance(value, str):
+        result = validate_output(phase, value)
+    else:
+        spec = phase_spec(phase)
+        if spec.output_model is not None and isinstance(value, spec.output_model):
+            result = ValidationResult(True, value, [])
         else:
-            spec = phase_spec(phase)
-            fits = spec.output_model is not None and isinstance(value, spec.output_model)
-            errors = [] if fits else [f"$: expected {spec.output_model}, got {type(value).__name__}"]
-            result = ValidationResult(fits, value if fits else None, errors)
+            expected = spec.output_model.__name__ if spec.output_model else "Markdown text"
+            result = ValidationResult(False, None, [f"$: expected {expected}, got {type(value).__name__}"])
     parsed = result.value
     if isinstance(parsed, BaseModel):
         text = parsed.model_dump_json()

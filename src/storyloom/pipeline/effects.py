@@ -27,115 +27,271 @@ from storyloom.store.tables import (
 Effect = Callable[[Connection, dict[str, Any], dict[str, Any], str, Any, Config, datetime], list[str]]
 
 
-def apply(conn: Connection, plan: dict[str, Any], item: dict[str, Any], task_id: str, output: Any, cfg: Config,
-          now: datetime) -> list[str]:
+def apply(
+    conn: Connection,
+    plan: dict[str, Any],
+    item: dict[str, Any],
+    task_id: str,
+    output: Any,
+    cfg: Config,
+    now: datetime,
+) -> list[str]:
     """Store the output as a versioned artifact, then run the phase's side effects."""
-    key = item["backlog_id"].removesuffix("-plan") if item["phase"] in ("vision", "iterative") else item["backlog_id"]
+    key = (
+        item["backlog_id"].removesuffix("-plan")
+        if item["phase"] in ("vision", "iterative")
+        else item["backlog_id"]
+    )
     key = {"vision": "vision", "iteration": "iteration"}.get(key, key)
-    version = (conn.execute(select(func.max(artifacts.c.version)).where(
-        artifacts.c.plan_id == plan["id"], artifacts.c.key == key)).scalar() or 0) + 1
-    conn.execute(insert(artifacts).values(plan_id=plan["id"], backlog_id=item["backlog_id"], kind=item["phase"],
-                                          key=key, version=version, content=output, task_id=task_id, created_at=now))
+    version = (
+        conn.execute(
+            select(func.max(artifacts.c.version)).where(
+                artifacts.c.plan_id == plan["id"], artifacts.c.key == key
+            )
+        ).scalar()
+        or 0
+    ) + 1
+    conn.execute(
+        insert(artifacts).values(
+            plan_id=plan["id"],
+            backlog_id=item["backlog_id"],
+            kind=item["phase"],
+            key=key,
+            version=version,
+            content=output,
+            task_id=task_id,
+            created_at=now,
+        )
+    )
     return _EFFECTS[item["phase"]](conn, plan, item, task_id, output, cfg, now)
 
 
-def _vision(conn: Connection, plan: dict[str, Any], item: dict[str, Any], task_id: str, output: Any, cfg: Config,
-            now: datetime) -> list[str]:
+def _vision(
+    conn: Connection,
+    plan: dict[str, Any],
+    item: dict[str, Any],
+    task_id: str,
+    output: Any,
+    cfg: Config,
+    now: datetime,
+) -> list[str]:
     vision = ph.VisionPlan.model_validate(output)
     for member in vision.cast():
         persona_id, character_id = _character(conn, plan, member, now)
         for hook in member.continuity_hooks:
-            emit_hook(conn, plan_id=plan["id"], persona_id=persona_id, character_id=character_id, slug=hook.slug,
-                      title=hook.title, description=hook.description, source_phase=item["phase"],
-                      source_backlog_id=item["backlog_id"], branch_slug=plan["branch_slug"], now=now)
+            emit_hook(
+                conn,
+                plan_id=plan["id"],
+                persona_id=persona_id,
+                character_id=character_id,
+                slug=hook.slug,
+                title=hook.title,
+                description=hook.description,
+                source_phase=item["phase"],
+                source_backlog_id=item["backlog_id"],
+                branch_slug=plan["branch_slug"],
+                now=now,
+            )
     for need in vision.lore_needs:
-        exists = conn.execute(select(lore_requirements.c.id).where(
-            lore_requirements.c.plan_id == plan["id"], lore_requirements.c.slug == need.requirement_slug)).first()
+        exists = conn.execute(
+            select(lore_requirements.c.id).where(
+                lore_requirements.c.plan_id == plan["id"], lore_requirements.c.slug == need.requirement_slug
+            )
+        ).first()
         if exists is None:
-            conn.execute(insert(lore_requirements).values(
-                plan_id=plan["id"], slug=need.requirement_slug, title=need.title, description=need.description,
-                status=need.status, created_at=now, updated_at=now,
-                fulfilled_at=now if need.status == "ready" else None))
+            conn.execute(
+                insert(lore_requirements).values(
+                    plan_id=plan["id"],
+                    slug=need.requirement_slug,
+                    title=need.title,
+                    description=need.description,
+                    status=need.status,
+                    created_at=now,
+                    updated_at=now,
+                    fulfilled_at=now if need.status == "ready" else None,
+                )
+            )
     return []
 
 
-def _character(conn: Connection, plan: dict[str, Any], member: ph.CastMember, now: datetime) -> tuple[str, str | None]:
+def _character(
+    conn: Connection, plan: dict[str, Any], member: ph.CastMember, now: datetime
+) -> tuple[str, str | None]:
     """A cast member's character row; tracked ones get a persona, an agent and a world-bible entry."""
-    row = conn.execute(select(characters).where(characters.c.plan_id == plan["id"],
-                                                characters.c.name == member.name)).mappings().first()
+    row = (
+        conn.execute(
+            select(characters).where(characters.c.plan_id == plan["id"], characters.c.name == member.name)
+        )
+        .mappings()
+        .first()
+    )
     if row is not None:
         return row["persona_id"] or plan["persona_id"], row["id"]
     persona_id, agent_id = plan["persona_id"], None
     if member.track:
-        persona = create_persona(conn, name=member.name, kind="character", summary=member.summary, now=now,
-                                 plan_id=plan["id"])
-        agent = create_agent(conn, name=f"{member.name} agent", persona_id=persona["id"], provider=plan["provider"],
-                             model=plan["model"], now=now)
+        persona = create_persona(
+            conn, name=member.name, kind="character", summary=member.summary, now=now, plan_id=plan["id"]
+        )
+        agent = create_agent(
+            conn,
+            name=f"{member.name} agent",
+            persona_id=persona["id"],
+            provider=plan["provider"],
+            model=plan["model"],
+            now=now,
+        )
         persona_id, agent_id = persona["id"], agent["id"]
-        _bible_entry(conn, plan["id"], "characters", member.name,
-                     {"name": member.name, "summary": member.summary, "status": "active",
-                      "continuity_notes": [h.title for h in member.continuity_hooks]}, now)
+        _bible_entry(
+            conn,
+            plan["id"],
+            "characters",
+            member.name,
+            {
+                "name": member.name,
+                "summary": member.summary,
+                "status": "active",
+                "continuity_notes": [h.title for h in member.continuity_hooks],
+            },
+            now,
+        )
     character_id = new_id("char")
-    conn.execute(insert(characters).values(
-        id=character_id, plan_id=plan["id"], persona_id=persona_id if member.track else None, agent_id=agent_id,
-        name=member.name, role=member.role, track=member.track, importance=member.importance,
-        summary=member.summary, created_at=now))
+    conn.execute(
+        insert(characters).values(
+            id=character_id,
+            plan_id=plan["id"],
+            persona_id=persona_id if member.track else None,
+            agent_id=agent_id,
+            name=member.name,
+            role=member.role,
+            track=member.track,
+            importance=member.importance,
+            summary=member.summary,
+            created_at=now,
+        )
+    )
     return persona_id, character_id
 
 
-def _bible_entry(conn: Connection, plan_id: str, category: str, name: str, content: dict[str, Any],
-                 now: datetime) -> None:
+def _bible_entry(
+    conn: Connection, plan_id: str, category: str, name: str, content: dict[str, Any], now: datetime
+) -> None:
     """Add a new version of `<category>:<name>`, deactivating the previous one."""
     slug = f"{category}:{ph.slugify(name)}"
-    current = conn.execute(select(func.max(world_bible_entries.c.version)).where(
-        world_bible_entries.c.plan_id == plan_id, world_bible_entries.c.slug == slug)).scalar() or 0
-    conn.execute(update(world_bible_entries).where(world_bible_entries.c.plan_id == plan_id,
-                                                   world_bible_entries.c.slug == slug).values(active=False))
-    conn.execute(insert(world_bible_entries).values(plan_id=plan_id, slug=slug, category=category, name=name,
-                                                    version=current + 1, active=True, content=content,
-                                                    created_at=now))
+    current = (
+        conn.execute(
+            select(func.max(world_bible_entries.c.version)).where(
+                world_bible_entries.c.plan_id == plan_id, world_bible_entries.c.slug == slug
+            )
+        ).scalar()
+        or 0
+    )
+    conn.execute(
+        update(world_bible_entries)
+        .where(world_bible_entries.c.plan_id == plan_id, world_bible_entries.c.slug == slug)
+        .values(active=False)
+    )
+    conn.execute(
+        insert(world_bible_entries).values(
+            plan_id=plan_id,
+            slug=slug,
+            category=category,
+            name=name,
+            version=current + 1,
+            active=True,
+            content=content,
+            created_at=now,
+        )
+    )
 
 
-def _world_bible(conn: Connection, plan: dict[str, Any], item: dict[str, Any], task_id: str, output: Any,
-                 cfg: Config, now: datetime) -> list[str]:
+def _world_bible(
+    conn: Connection,
+    plan: dict[str, Any],
+    item: dict[str, Any],
+    task_id: str,
+    output: Any,
+    cfg: Config,
+    now: datetime,
+) -> list[str]:
     bible = ph.WorldBible.model_validate(output)
     for category, entry in bible.entries():
         _bible_entry(conn, plan["id"], category, entry.name, entry.model_dump(mode="json"), now)
     return []
 
 
-def _iterative(conn: Connection, plan: dict[str, Any], item: dict[str, Any], task_id: str, output: Any,
-               cfg: Config, now: datetime) -> list[str]:
+def _iterative(
+    conn: Connection,
+    plan: dict[str, Any],
+    item: dict[str, Any],
+    task_id: str,
+    output: Any,
+    cfg: Config,
+    now: datetime,
+) -> list[str]:
     return add_items(conn, plan, bl.chapter_items(cfg.pipeline.chapters), now, reason="vision-sync")
 
 
-def _chapter(conn: Connection, plan: dict[str, Any], item: dict[str, Any], task_id: str, output: Any, cfg: Config,
-             now: datetime) -> list[str]:
+def _chapter(
+    conn: Connection,
+    plan: dict[str, Any],
+    item: dict[str, Any],
+    task_id: str,
+    output: Any,
+    cfg: Config,
+    now: datetime,
+) -> list[str]:
     return add_items(conn, plan, [bl.scroll_item(item["chapter"])], now, reason="vision-sync")
 
 
-def _scroll(conn: Connection, plan: dict[str, Any], item: dict[str, Any], task_id: str, output: Any, cfg: Config,
-            now: datetime) -> list[str]:
+def _scroll(
+    conn: Connection,
+    plan: dict[str, Any],
+    item: dict[str, Any],
+    task_id: str,
+    output: Any,
+    cfg: Config,
+    now: datetime,
+) -> list[str]:
     scroll = ph.ScrollPlan.model_validate(output)
     for hook in ph.hooks_in(scroll):
-        emit_hook(conn, plan_id=plan["id"], persona_id=_hook_persona(conn, plan, hook.character), character_id=None,
-                  slug=hook.slug, title=hook.title, description=hook.description, source_phase=item["phase"],
-                  source_backlog_id=item["backlog_id"], branch_slug=plan["branch_slug"], now=now)
+        emit_hook(
+            conn,
+            plan_id=plan["id"],
+            persona_id=_hook_persona(conn, plan, hook.character),
+            character_id=None,
+            slug=hook.slug,
+            title=hook.title,
+            description=hook.description,
+            source_phase=item["phase"],
+            source_backlog_id=item["backlog_id"],
+            branch_slug=plan["branch_slug"],
+            now=now,
+        )
     scenes = max(1, min(cfg.pipeline.scenes_per_chapter, len(scroll.scenes()) or 1))
     return add_items(conn, plan, bl.scene_items(item["chapter"], scenes), now, reason="vision-sync")
 
 
 def _hook_persona(conn: Connection, plan: dict[str, Any], character: str | None) -> str:
     if character:
-        persona = conn.execute(select(characters.c.persona_id).where(
-            characters.c.plan_id == plan["id"], characters.c.name == character)).scalar()
+        persona = conn.execute(
+            select(characters.c.persona_id).where(
+                characters.c.plan_id == plan["id"], characters.c.name == character
+            )
+        ).scalar()
         if persona:
             return str(persona)
     return str(plan["persona_id"])
 
 
-def _scene(conn: Connection, plan: dict[str, Any], item: dict[str, Any], task_id: str, output: Any, cfg: Config,
-           now: datetime) -> list[str]:
+def _scene(
+    conn: Connection,
+    plan: dict[str, Any],
+    item: dict[str, Any],
+    task_id: str,
+    output: Any,
+    cfg: Config,
+    now: datetime,
+) -> list[str]:
     return []
 
 
@@ -151,12 +307,23 @@ _EFFECTS: dict[str, Effect] = {
 
 def complete_plan_if_done(conn: Connection, plan: dict[str, Any], now: datetime) -> bool:
     """A plan is complete when it has scene items and every item is complete."""
-    counts = dict(conn.execute(select(backlog_items.c.status, func.count()).where(
-        backlog_items.c.plan_id == plan["id"]).group_by(backlog_items.c.status)).all())
-    has_scenes = conn.execute(select(backlog_items.c.id).where(
-        backlog_items.c.plan_id == plan["id"], backlog_items.c.phase == "scene_weaver").limit(1)).first()
+    counts: dict[str, int] = dict(
+        conn.execute(
+            select(backlog_items.c.status, func.count())
+            .where(backlog_items.c.plan_id == plan["id"])
+            .group_by(backlog_items.c.status)
+        ).all()
+    )
+    has_scenes = conn.execute(
+        select(backlog_items.c.id)
+        .where(backlog_items.c.plan_id == plan["id"], backlog_items.c.phase == "scene_weaver")
+        .limit(1)
+    ).first()
     done = has_scenes is not None and set(counts) == {bl.COMPLETE}
     if done and plan["status"] != "complete":
-        conn.execute(update(plans).where(plans.c.id == plan["id"]).values(status="complete", completed_at=now,
-                                                                          updated_at=now))
+        conn.execute(
+            update(plans)
+            .where(plans.c.id == plan["id"])
+            .values(status="complete", completed_at=now, updated_at=now)
+        )
     return done

@@ -69,14 +69,20 @@ class AttemptOutcome:
 def item_labels(item: dict[str, Any], task_id: str | None = None) -> dict[str, Any]:
     """The §6 identifying labels of a backlog item's alerts."""
     return {
-        "plan_id": item["plan_id"], "backlog_id": item["backlog_id"], "task_id": task_id or item.get("task_id"),
-        "phase": item["phase"], "agent_id": item["agent_id"], "persona_id": item["persona_id"],
-        "provider": item["provider"], "model": item["model"],
+        "plan_id": item["plan_id"],
+        "backlog_id": item["backlog_id"],
+        "task_id": task_id or item.get("task_id"),
+        "phase": item["phase"],
+        "agent_id": item["agent_id"],
+        "persona_id": item["persona_id"],
+        "provider": item["provider"],
+        "model": item["model"],
     }
 
 
-def change_status(conn: Connection, item: dict[str, Any], to: str, reason: str, now: datetime,
-                  **extra: Any) -> dict[str, Any]:
+def change_status(
+    conn: Connection, item: dict[str, Any], to: str, reason: str, now: datetime, **extra: Any
+) -> dict[str, Any]:
     """Apply a state-machine transition and write its telemetry event; returns the updated item."""
     change = bl.transition(item, to, reason, now, **extra)
     conn.execute(update(backlog_items).where(backlog_items.c.id == item["id"]).values(**change.values))
@@ -85,8 +91,14 @@ def change_status(conn: Connection, item: dict[str, Any], to: str, reason: str, 
 
 
 class PhaseRunner:
-    def __init__(self, db: Database, config: Callable[[], Config], clock: Clock, dispatcher: ToolDispatcher,
-                 worker_id: str) -> None:
+    def __init__(
+        self,
+        db: Database,
+        config: Callable[[], Config],
+        clock: Clock,
+        dispatcher: ToolDispatcher,
+        worker_id: str,
+    ) -> None:
         self.db = db
         self.config = config
         self.clock = clock
@@ -111,24 +123,38 @@ class PhaseRunner:
             if blocked:
                 if item["status"] != bl.BLOCKED:
                     change_status(conn, item, bl.BLOCKED, "phase-blocked", now, last_error=blocked)
-                fire(conn, AlertSignal("planner:phase-blocked", {**item_labels(item, task_id), "gate": "lore"},
-                                       blocked), now)
+                fire(
+                    conn,
+                    AlertSignal(
+                        "planner:phase-blocked", {**item_labels(item, task_id), "gate": "lore"}, blocked
+                    ),
+                    now,
+                )
                 self._finish_task(conn, task_id, "blocked", now)
                 self._checkpoint(conn, item, "blocked", task_id, "lore-gate", now)
                 return TaskStart(**{**base.__dict__, "blocked": blocked})
             if item["status"] != bl.IN_PROGRESS:
                 change_status(conn, item, bl.IN_PROGRESS, "phase-start", now, worker_id=self.worker_id)
-            conn.execute(update(tasks).where(tasks.c.task_id == task_id).values(
-                status="running", started_at=now, worker_id=self.worker_id))
+            conn.execute(
+                update(tasks)
+                .where(tasks.c.task_id == task_id)
+                .values(status="running", started_at=now, worker_id=self.worker_id)
+            )
             self._checkpoint(conn, item, "locked", task_id, "start", now)
         return base
 
     def _lore_gate(self, conn: Connection, item: dict[str, Any]) -> str | None:
         if item["phase"] not in GATED_PHASES:
             return None
-        unready = conn.execute(select(lore_requirements.c.slug).where(
-            lore_requirements.c.plan_id == item["plan_id"], lore_requirements.c.status != "ready")
-            .order_by(lore_requirements.c.slug)).scalars().all()
+        unready = (
+            conn.execute(
+                select(lore_requirements.c.slug)
+                .where(lore_requirements.c.plan_id == item["plan_id"], lore_requirements.c.status != "ready")
+                .order_by(lore_requirements.c.slug)
+            )
+            .scalars()
+            .all()
+        )
         if not unready:
             return None
         return f"lore gate: requirements not ready: {', '.join(unready)}"
@@ -142,8 +168,11 @@ class PhaseRunner:
         with self.db.begin() as conn:
             task = conn.execute(select(tasks).where(tasks.c.task_id == task_id)).mappings().one()
             item = self._item(conn, task["plan_id"], task["backlog_id"])
-            conn.execute(update(backlog_items).where(backlog_items.c.id == item["id"]).values(
-                attempts=backlog_items.c.attempts + 1, updated_at=started))
+            conn.execute(
+                update(backlog_items)
+                .where(backlog_items.c.id == item["id"])
+                .values(attempts=backlog_items.c.attempts + 1, updated_at=started)
+            )
             item_attempt = item["attempts"] + 1
             plan = get_plan(conn, item["plan_id"])
             spec = ph.phase_spec(item["phase"])
@@ -161,35 +190,63 @@ class PhaseRunner:
         return run.execute(prompt, context, cfg, usage)
 
     def _template(self, conn: Connection, template_id: str) -> str | None:
-        return conn.execute(select(planner_templates.c.body).where(
-            planner_templates.c.template_id == template_id, planner_templates.c.active.is_(True))
-            .order_by(planner_templates.c.version.desc()).limit(1)).scalar()
+        return conn.execute(
+            select(planner_templates.c.body)
+            .where(planner_templates.c.template_id == template_id, planner_templates.c.active.is_(True))
+            .order_by(planner_templates.c.version.desc())
+            .limit(1)
+        ).scalar()
 
     def _critique_usage(self, conn: Connection, plan_id: str) -> ph.CritiqueUsage:
-        total, tokens = conn.execute(select(
-            func.coalesce(func.sum(planner_executions.c.critique_count), 0),
-            func.coalesce(func.sum(planner_executions.c.critique_tokens), 0),
-        ).where(planner_executions.c.plan_id == plan_id)).one()
+        total, tokens = conn.execute(
+            select(
+                func.coalesce(func.sum(planner_executions.c.critique_count), 0),
+                func.coalesce(func.sum(planner_executions.c.critique_tokens), 0),
+            ).where(planner_executions.c.plan_id == plan_id)
+        ).one()
         return ph.CritiqueUsage(total=int(total), step=0, tokens=int(tokens))
 
-    def _prompt_context(self, conn: Connection, plan: dict[str, Any], item: dict[str, Any],
-                        cfg: Config) -> dict[str, Any]:
+    def _prompt_context(
+        self, conn: Connection, plan: dict[str, Any], item: dict[str, Any], cfg: Config
+    ) -> dict[str, Any]:
         chapter, scene = item["chapter"], item["scene"]
         ctx: dict[str, Any] = {
-            "premise": plan["premise"], "plan_name": plan["name"], "project_title": plan["name"],
-            "chapters": cfg.pipeline.chapters, "scenes_per_chapter": cfg.pipeline.scenes_per_chapter,
-            "chapter_number": chapter or 1, "scene_number": scene or 1,
+            "premise": plan["premise"],
+            "plan_name": plan["name"],
+            "project_title": plan["name"],
+            "chapters": cfg.pipeline.chapters,
+            "scenes_per_chapter": cfg.pipeline.scenes_per_chapter,
+            "chapter_number": chapter or 1,
+            "scene_number": scene or 1,
             "vision": self._artifact(conn, plan["id"], "vision") or {},
             "iteration": self._artifact(conn, plan["id"], "iteration") or {},
-            "world_bible": [r.content for r in conn.execute(select(world_bible_entries.c.content).where(
-                world_bible_entries.c.plan_id == plan["id"], world_bible_entries.c.active.is_(True)))],
-            "previous_chapters": [self._artifact(conn, plan["id"], f"chapter-{n}") for n in range(1, chapter or 1)],
+            "world_bible": [
+                r.content
+                for r in conn.execute(
+                    select(world_bible_entries.c.content).where(
+                        world_bible_entries.c.plan_id == plan["id"], world_bible_entries.c.active.is_(True)
+                    )
+                )
+            ],
+            "previous_chapters": [
+                self._artifact(conn, plan["id"], f"chapter-{n}") for n in range(1, chapter or 1)
+            ],
             "blueprint": self._artifact(conn, plan["id"], f"chapter-{chapter}") or {},
-            "open_obligations": [{"slug": r.slug, "title": r.title} for r in conn.execute(
-                select(persona_obligations.c.slug, persona_obligations.c.title).where(
-                    persona_obligations.c.plan_id == plan["id"], persona_obligations.c.status == "open")
-                .order_by(persona_obligations.c.slug).limit(20))],
-            "scene": {}, "scroll_title": "", "section_title": "", "salient_terms": [],
+            "open_obligations": [
+                {"slug": r.slug, "title": r.title}
+                for r in conn.execute(
+                    select(persona_obligations.c.slug, persona_obligations.c.title)
+                    .where(
+                        persona_obligations.c.plan_id == plan["id"], persona_obligations.c.status == "open"
+                    )
+                    .order_by(persona_obligations.c.slug)
+                    .limit(20)
+                )
+            ],
+            "scene": {},
+            "scroll_title": "",
+            "section_title": "",
+            "salient_terms": [],
         }
         if item["phase"] == "scene_weaver":
             ctx.update(self._scene_context(conn, plan["id"], chapter or 1, scene or 1))
@@ -203,18 +260,38 @@ class PhaseRunner:
         scroll = ph.ScrollPlan.model_validate(scroll_data)
         pairs = scroll.scenes()
         section, plan_scene = pairs[min(scene, len(pairs)) - 1]
-        tracked = [r.name for r in conn.execute(select(world_bible_entries.c.name).where(
-            world_bible_entries.c.plan_id == plan_id, world_bible_entries.c.category == "characters",
-            world_bible_entries.c.active.is_(True)))]
-        terms = ph.salient_terms_for_scene(scene_title=plan_scene.title, section_title=section.title,
-                                           scroll_title=scroll.title, blueprint_title=blueprint.get("title"),
-                                           tracked_characters=tracked, scene=plan_scene)
-        return {"scene": plan_scene.model_dump(mode="json"), "scroll_title": scroll.title,
-                "section_title": section.title, "salient_terms": terms}
+        tracked = [
+            r.name
+            for r in conn.execute(
+                select(world_bible_entries.c.name).where(
+                    world_bible_entries.c.plan_id == plan_id,
+                    world_bible_entries.c.category == "characters",
+                    world_bible_entries.c.active.is_(True),
+                )
+            )
+        ]
+        terms = ph.salient_terms_for_scene(
+            scene_title=plan_scene.title,
+            section_title=section.title,
+            scroll_title=scroll.title,
+            blueprint_title=blueprint.get("title"),
+            tracked_characters=tracked,
+            scene=plan_scene,
+        )
+        return {
+            "scene": plan_scene.model_dump(mode="json"),
+            "scroll_title": scroll.title,
+            "section_title": section.title,
+            "salient_terms": terms,
+        }
 
     def _artifact(self, conn: Connection, plan_id: str, key: str) -> Any:
-        return conn.execute(select(artifacts.c.content).where(artifacts.c.plan_id == plan_id, artifacts.c.key == key)
-                            .order_by(artifacts.c.version.desc()).limit(1)).scalar()
+        return conn.execute(
+            select(artifacts.c.content)
+            .where(artifacts.c.plan_id == plan_id, artifacts.c.key == key)
+            .order_by(artifacts.c.version.desc())
+            .limit(1)
+        ).scalar()
 
     # --- complete / fail / block -------------------------------------------------------------------
 
@@ -232,13 +309,29 @@ class PhaseRunner:
             change_status(conn, item, bl.COMPLETE, "phase-complete", now, last_error=None, worker_id=None)
             self._finish_task(conn, task_id, "succeeded", now)
             self._checkpoint(conn, item, "complete", task_id, "persist", now)
-            for alert_id in ("planner:phase-failed", "planner:phase-blocked", "tool:failed", "tool:timeout",
-                             "tool:quota-exceeded"):
-                resolve_matching(conn, alert_id, now, "the item completed", plan_id=item["plan_id"],
-                                 backlog_id=item["backlog_id"])
+            for alert_id in (
+                "planner:phase-failed",
+                "planner:phase-blocked",
+                "tool:failed",
+                "tool:timeout",
+                "tool:quota-exceeded",
+            ):
+                resolve_matching(
+                    conn,
+                    alert_id,
+                    now,
+                    "the item completed",
+                    plan_id=item["plan_id"],
+                    backlog_id=item["backlog_id"],
+                )
             effects.complete_plan_if_done(conn, plan, now)
-        log.info("phase complete", plan_id=item["plan_id"], backlog_id=item["backlog_id"], task_id=task_id,
-                 added=added)
+        log.info(
+            "phase complete",
+            plan_id=item["plan_id"],
+            backlog_id=item["backlog_id"],
+            task_id=task_id,
+            added=added,
+        )
         return added
 
     def fail(self, task_id: str, error: str) -> None:
@@ -251,11 +344,23 @@ class PhaseRunner:
             change_status(conn, item, bl.FAILED, "phase-failed", now, last_error=error[:4000], worker_id=None)
             self._finish_task(conn, task_id, "failed", now)
             self._checkpoint(conn, item, "failed", task_id, "failed", now)
-            fire(conn, AlertSignal("planner:phase-failed", item_labels(item, task_id),
-                                   f"{item['backlog_id']} ({item['phase']}) failed after {task['attempt']} "
-                                   f"task(s) and {item['attempts']} attempt(s): {error[:500]}"), now)
-        log.warning("phase failed", plan_id=item["plan_id"], backlog_id=item["backlog_id"], task_id=task_id,
-                    error=error[:500])
+            fire(
+                conn,
+                AlertSignal(
+                    "planner:phase-failed",
+                    item_labels(item, task_id),
+                    f"{item['backlog_id']} ({item['phase']}) failed after {task['attempt']} "
+                    f"task(s) and {item['attempts']} attempt(s): {error[:500]}",
+                ),
+                now,
+            )
+        log.warning(
+            "phase failed",
+            plan_id=item["plan_id"],
+            backlog_id=item["backlog_id"],
+            task_id=task_id,
+            error=error[:500],
+        )
 
     def block(self, task_id: str, reason: str) -> None:
         now = self.clock.now()
@@ -264,16 +369,27 @@ class PhaseRunner:
             item = self._item(conn, task["plan_id"], task["backlog_id"], lock=True)
             if item["task_id"] != task_id or item["status"] != bl.IN_PROGRESS:
                 return
-            change_status(conn, item, bl.BLOCKED, "phase-blocked", now, last_error=reason[:4000], worker_id=None)
+            change_status(
+                conn, item, bl.BLOCKED, "phase-blocked", now, last_error=reason[:4000], worker_id=None
+            )
             self._finish_task(conn, task_id, "blocked", now)
             self._checkpoint(conn, item, "blocked", task_id, "validation", now)
-            fire(conn, AlertSignal("planner:phase-blocked", {**item_labels(item, task_id), "gate": "validation"},
-                                   reason[:500]), now)
+            fire(
+                conn,
+                AlertSignal(
+                    "planner:phase-blocked",
+                    {**item_labels(item, task_id), "gate": "validation"},
+                    reason[:500],
+                ),
+                now,
+            )
 
     # --- helpers -----------------------------------------------------------------------------------
 
     def _item(self, conn: Connection, plan_id: str, backlog_id: str, *, lock: bool = False) -> dict[str, Any]:
-        query = select(backlog_items).where(backlog_items.c.plan_id == plan_id, backlog_items.c.backlog_id == backlog_id)
+        query = select(backlog_items).where(
+            backlog_items.c.plan_id == plan_id, backlog_items.c.backlog_id == backlog_id
+        )
         if lock and self.db.dialect == "postgresql":
             query = query.with_for_update()
         return dict(conn.execute(query).mappings().one())
@@ -281,23 +397,43 @@ class PhaseRunner:
     def _finish_task(self, conn: Connection, task_id: str, status: str, now: datetime) -> None:
         conn.execute(update(tasks).where(tasks.c.task_id == task_id).values(status=status, finished_at=now))
 
-    def _checkpoint(self, conn: Connection, item: dict[str, Any], status: str, task_id: str, step: str,
-                    now: datetime) -> None:
+    def _checkpoint(
+        self, conn: Connection, item: dict[str, Any], status: str, task_id: str, step: str, now: datetime
+    ) -> None:
         key = bl.phase_key(item["phase"], item["branch_slug"], item["chapter"], item["scene"])
-        values = {"status": status, "locked_by_agent": item["agent_id"], "task_id": task_id, "last_step": step,
-                  "updated_at": now}
-        done = conn.execute(update(checkpoints).where(checkpoints.c.plan_id == item["plan_id"],
-                                                      checkpoints.c.phase_key == key).values(**values))
+        values = {
+            "status": status,
+            "locked_by_agent": item["agent_id"],
+            "task_id": task_id,
+            "last_step": step,
+            "updated_at": now,
+        }
+        done = conn.execute(
+            update(checkpoints)
+            .where(checkpoints.c.plan_id == item["plan_id"], checkpoints.c.phase_key == key)
+            .values(**values)
+        )
         if done.rowcount == 0:
-            conn.execute(insert(checkpoints).values(plan_id=item["plan_id"], phase_key=key, phase=item["phase"],
-                                                    created_at=now, **values))
+            conn.execute(
+                insert(checkpoints).values(
+                    plan_id=item["plan_id"], phase_key=key, phase=item["phase"], created_at=now, **values
+                )
+            )
 
 
 class _Attempt:
     """One attempt's bookkeeping: the LLM calls it makes, its critique loop, and its execution record."""
 
-    def __init__(self, runner: PhaseRunner, task: Any, item: dict[str, Any], spec: ph.PhaseSpec, attempt: int,
-                 item_attempt: int, started: datetime) -> None:
+    def __init__(
+        self,
+        runner: PhaseRunner,
+        task: Any,
+        item: dict[str, Any],
+        spec: ph.PhaseSpec,
+        attempt: int,
+        item_attempt: int,
+        started: datetime,
+    ) -> None:
         self.runner, self.task, self.item, self.spec = runner, task, item, spec
         self.attempt, self.item_attempt, self.started = attempt, item_attempt, started
         self.prompt_tokens = self.completion_tokens = 0
@@ -308,21 +444,38 @@ class _Attempt:
 
     def call(self, prompt: str, context: dict[str, Any], cfg: Config) -> LLMResponse:
         self.transcript.append(("user", prompt))
-        response = self.runner.dispatcher.call_planner(PlannerCall(
-            phase=self.spec.phase.value, planner_name=self.spec.planner_name, prompt=prompt,
-            system=system_prompt(self.spec.phase), provider=self.item["provider"], model=self.item["model"],
-            agent_id=self.item["agent_id"], persona_id=self.item["persona_id"], plan_id=self.item["plan_id"],
-            backlog_id=self.item["backlog_id"], task_id=self.task["task_id"], attempt=self.item_attempt,
-            timeout=cfg.pipeline.phase_timeout.total_seconds(), context=context,
-        ))
+        response = self.runner.dispatcher.call_planner(
+            PlannerCall(
+                phase=self.spec.phase.value,
+                planner_name=self.spec.planner_name,
+                prompt=prompt,
+                system=system_prompt(self.spec.phase),
+                provider=self.item["provider"],
+                model=self.item["model"],
+                agent_id=self.item["agent_id"],
+                persona_id=self.item["persona_id"],
+                plan_id=self.item["plan_id"],
+                backlog_id=self.item["backlog_id"],
+                task_id=self.task["task_id"],
+                attempt=self.item_attempt,
+                timeout=cfg.pipeline.phase_timeout.total_seconds(),
+                context=context,
+            )
+        )
         self.transcript.append(("assistant", response.text))
         self.prompt_tokens += response.prompt_tokens
         self.completion_tokens += response.completion_tokens
         return response
 
-    def execute(self, prompt: str, context: dict[str, Any], cfg: Config, usage: ph.CritiqueUsage) -> AttemptOutcome:
-        budget = ph.CritiqueBudget(cfg.pipeline.critique.max_total, cfg.pipeline.critique.max_per_step,
-                                   cfg.pipeline.critique.max_tokens, cfg.pipeline.critique.enabled)
+    def execute(
+        self, prompt: str, context: dict[str, Any], cfg: Config, usage: ph.CritiqueUsage
+    ) -> AttemptOutcome:
+        budget = ph.CritiqueBudget(
+            cfg.pipeline.critique.max_total,
+            cfg.pipeline.critique.max_per_step,
+            cfg.pipeline.critique.max_tokens,
+            cfg.pipeline.critique.enabled,
+        )
         self.critique_status = ph.initial_status(budget)
         salient = context.get("salient_terms") or None
         try:
@@ -332,8 +485,11 @@ class _Attempt:
                 self.diagnostics["validation_errors"] = result.errors
                 return self.record(RETRY, error="invalid output: " + "; ".join(result.errors[:10]))
             while self.critique_status != ph.CritiqueStatus.DISABLED:
-                verdict = ph.critique(self.spec.phase, result, ph.CritiqueContext(
-                    salient_terms=salient or (), forced_reject=response.critique_reject))
+                verdict = ph.critique(
+                    self.spec.phase,
+                    result,
+                    ph.CritiqueContext(salient_terms=salient or (), forced_reject=response.critique_reject),
+                )
                 status = ph.next_status(self.critique_status, budget, usage, tokens=verdict.tokens)
                 if status.exhausted:
                     self.critique_status = status
@@ -345,8 +501,11 @@ class _Attempt:
                 self.critique_tokens += verdict.tokens
                 if verdict.ok:
                     break
-                revision = (f"{prompt}\n\nA critic asked for a revision:\n- " + "\n- ".join(verdict.reasons)
-                            + "\nReturn the whole corrected output.")
+                revision = (
+                    f"{prompt}\n\nA critic asked for a revision:\n- "
+                    + "\n- ".join(verdict.reasons)
+                    + "\nReturn the whole corrected output."
+                )
                 response = self.call(revision, context, cfg)
                 revised = ph.validate_output(self.spec.phase, response.text, salient_terms=salient)
                 if revised.ok:
@@ -366,28 +525,61 @@ class _Attempt:
             self.diagnostics["error"] = error
         task_id = self.task["task_id"]
         with self.runner.db.begin() as conn:
-            exists = conn.execute(select(planner_executions.c.id).where(
-                planner_executions.c.task_id == task_id, planner_executions.c.attempt == self.attempt)).first()
+            exists = conn.execute(
+                select(planner_executions.c.id).where(
+                    planner_executions.c.task_id == task_id, planner_executions.c.attempt == self.attempt
+                )
+            ).first()
             if exists is None:
-                conn.execute(insert(planner_executions).values(
-                    plan_id=self.item["plan_id"], backlog_id=self.item["backlog_id"], task_id=task_id,
-                    attempt=self.attempt, planner_name=self.spec.planner_name, phase=self.spec.phase.value,
-                    outcome=outcome, latency_ms=(now - self.started).total_seconds() * 1000,
-                    prompt_tokens=self.prompt_tokens, completion_tokens=self.completion_tokens,
-                    critique_status=self.critique_status.value, critique_count=self.critique_count,
-                    critique_tokens=self.critique_tokens, provider=self.item["provider"], model=self.item["model"],
-                    agent_id=self.item["agent_id"], persona_id=self.item["persona_id"], error=error,
-                    diagnostics=json.loads(json.dumps(self.diagnostics, default=str)), started_at=self.started,
-                    finished_at=now,
-                ))
+                conn.execute(
+                    insert(planner_executions).values(
+                        plan_id=self.item["plan_id"],
+                        backlog_id=self.item["backlog_id"],
+                        task_id=task_id,
+                        attempt=self.attempt,
+                        planner_name=self.spec.planner_name,
+                        phase=self.spec.phase.value,
+                        outcome=outcome,
+                        latency_ms=(now - self.started).total_seconds() * 1000,
+                        prompt_tokens=self.prompt_tokens,
+                        completion_tokens=self.completion_tokens,
+                        critique_status=self.critique_status.value,
+                        critique_count=self.critique_count,
+                        critique_tokens=self.critique_tokens,
+                        provider=self.item["provider"],
+                        model=self.item["model"],
+                        agent_id=self.item["agent_id"],
+                        persona_id=self.item["persona_id"],
+                        error=error,
+                        diagnostics=json.loads(json.dumps(self.diagnostics, default=str)),
+                        started_at=self.started,
+                        finished_at=now,
+                    )
+                )
                 if self.transcript:
-                    conn.execute(insert(transcripts), [
-                        {"task_id": task_id, "attempt": self.attempt, "role": role, "content": content[:200_000],
-                         "created_at": now} for role, content in self.transcript])
+                    conn.execute(
+                        insert(transcripts),
+                        [
+                            {
+                                "task_id": task_id,
+                                "attempt": self.attempt,
+                                "role": role,
+                                "content": content[:200_000],
+                                "created_at": now,
+                            }
+                            for role, content in self.transcript
+                        ],
+                    )
             labels = item_labels(self.item, task_id)
             if self.critique_status.exhausted:
-                fire(conn, AlertSignal("planner:critique-exhausted",
-                                       {**labels, "budget": self.critique_status.budget_label},
-                                       f"critique budget ran out ({self.critique_status.value}) on "
-                                       f"{self.item['backlog_id']}"), now)
+                fire(
+                    conn,
+                    AlertSignal(
+                        "planner:critique-exhausted",
+                        {**labels, "budget": self.critique_status.budget_label},
+                        f"critique budget ran out ({self.critique_status.value}) on "
+                        f"{self.item['backlog_id']}",
+                    ),
+                    now,
+                )
         return AttemptOutcome(kind, output=output, error=error)

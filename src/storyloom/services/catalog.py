@@ -14,21 +14,37 @@ from storyloom.store.tables import agents, personas
 PROVIDERS = ("offline", "openai")
 
 
-def create_persona(conn: Connection, *, name: str, kind: str, summary: str | None, now: datetime,
-                   plan_id: str | None = None) -> dict[str, Any]:
-    row = {"id": new_id("persona"), "name": name, "kind": kind, "summary": summary, "plan_id": plan_id,
-           "created_at": now}
+def create_persona(
+    conn: Connection, *, name: str, kind: str, summary: str | None, now: datetime, plan_id: str | None = None
+) -> dict[str, Any]:
+    row = {
+        "id": new_id("persona"),
+        "name": name,
+        "kind": kind,
+        "summary": summary,
+        "plan_id": plan_id,
+        "created_at": now,
+    }
     conn.execute(insert(personas).values(**row))
     return row
 
 
-def create_agent(conn: Connection, *, name: str, persona_id: str, provider: str | None, model: str | None,
-                 now: datetime) -> dict[str, Any]:
+def create_agent(
+    conn: Connection, *, name: str, persona_id: str, provider: str | None, model: str | None, now: datetime
+) -> dict[str, Any]:
     get_persona(conn, persona_id, loc=["body", "persona_id"])
     if provider is not None and provider not in PROVIDERS:
-        raise Invalid.field(["body", "provider"], f"unknown provider {provider!r}; use one of {', '.join(PROVIDERS)}")
-    row = {"id": new_id("agent"), "name": name, "persona_id": persona_id, "provider": provider,
-           "model": model, "created_at": now}
+        raise Invalid.field(
+            ["body", "provider"], f"unknown provider {provider!r}; use one of {', '.join(PROVIDERS)}"
+        )
+    row = {
+        "id": new_id("agent"),
+        "name": name,
+        "persona_id": persona_id,
+        "provider": provider,
+        "model": model,
+        "created_at": now,
+    }
     conn.execute(insert(agents).values(**row))
     return row
 
@@ -42,8 +58,9 @@ def get_persona(conn: Connection, persona_id: str, *, loc: list[str | int] | Non
     return dict(row)
 
 
-def get_agent(conn: Connection, agent_id: str, *, loc: list[str | int] | None = None,
-              code: str | None = None) -> dict[str, Any]:
+def get_agent(
+    conn: Connection, agent_id: str, *, loc: list[str | int] | None = None, code: str | None = None
+) -> dict[str, Any]:
     row = conn.execute(select(agents).where(agents.c.id == agent_id)).mappings().first()
     if row is None:
         if loc:

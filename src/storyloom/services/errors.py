@@ -7,7 +7,9 @@ class ServiceError(Exception):
     status = 400
     title = "Bad request"
 
-    def __init__(self, detail: str, *, errors: list[dict[str, object]] | None = None, code: str | None = None):
+    def __init__(
+        self, detail: str, *, errors: list[dict[str, object]] | None = None, code: str | None = None
+    ):
         super().__init__(detail)
         self.detail = detail
         self.errors = errors or []

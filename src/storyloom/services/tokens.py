@@ -24,7 +24,9 @@ def _hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create_token(conn: Connection, *, name: str, role: str, agent_ids: list[str], now: datetime) -> tuple[str, dict[str, Any]]:
+def create_token(
+    conn: Connection, *, name: str, role: str, agent_ids: list[str], now: datetime
+) -> tuple[str, dict[str, Any]]:
     """Returns (plaintext token, row); the plaintext is never stored."""
     if role not in ROLES:
         raise Invalid.field(["role"], f"unknown role {role!r}; use viewer, operator or admin")
@@ -33,8 +35,14 @@ def create_token(conn: Connection, *, name: str, role: str, agent_ids: list[str]
     for i, agent_id in enumerate(agent_ids):
         get_agent(conn, agent_id, loc=["agent", i])
     token = "sl_" + secrets.token_urlsafe(32)
-    row = {"id": new_id("tok"), "name": name, "role": role, "token_hash": _hash(token), "agent_ids": agent_ids,
-           "created_at": now}
+    row = {
+        "id": new_id("tok"),
+        "name": name,
+        "role": role,
+        "token_hash": _hash(token),
+        "agent_ids": agent_ids,
+        "created_at": now,
+    }
     conn.execute(insert(api_tokens).values(**row))
     return token, row
 
@@ -44,11 +52,23 @@ def authenticate(conn: Connection, token: str, *, source: str, now: datetime | N
     admin = os.environ.get(ADMIN_TOKEN_ENV)
     if admin and hmac.compare_digest(admin.encode(), token.encode()):
         return Actor(name="admin-env", actor_id="admin-env", role="admin", source=source)
-    row = conn.execute(select(api_tokens).where(api_tokens.c.token_hash == _hash(token),
-                                                api_tokens.c.revoked_at.is_(None))).mappings().first()
+    row = (
+        conn.execute(
+            select(api_tokens).where(
+                api_tokens.c.token_hash == _hash(token), api_tokens.c.revoked_at.is_(None)
+            )
+        )
+        .mappings()
+        .first()
+    )
     if row is None:
         return None
     if now is not None and (row["last_used_at"] is None or (now - row["last_used_at"]).total_seconds() > 60):
         conn.execute(update(api_tokens).where(api_tokens.c.id == row["id"]).values(last_used_at=now))
-    return Actor(name=row["name"], actor_id=row["id"], role=row["role"], source=source,
-                 agent_ids=tuple(row["agent_ids"] or ()))
+    return Actor(
+        name=row["name"],
+        actor_id=row["id"],
+        role=row["role"],
+        source=source,
+        agent_ids=tuple(row["agent_ids"] or ()),
+    )

@@ -64,7 +64,8 @@ def _ts(name: str, nullable: bool = True, index: bool = False) -> Column[Any]:
 # --- identity and access ---------------------------------------------------------------------------
 
 personas = Table(
-    "personas", metadata,
+    "personas",
+    metadata,
     _id(),
     Column("name", String(200), nullable=False),
     Column("kind", String(20), nullable=False),
@@ -74,7 +75,8 @@ personas = Table(
 )
 
 agents = Table(
-    "agents", metadata,
+    "agents",
+    metadata,
     _id(),
     Column("name", String(200), nullable=False),
     Column("persona_id", String(64), ForeignKey("personas.id"), nullable=False, index=True),
@@ -84,7 +86,8 @@ agents = Table(
 )
 
 api_tokens = Table(
-    "api_tokens", metadata,
+    "api_tokens",
+    metadata,
     _id(),
     Column("name", String(200), nullable=False),
     Column("role", String(20), nullable=False),
@@ -98,14 +101,16 @@ api_tokens = Table(
 # --- fiction plans ---------------------------------------------------------------------------------
 
 projects = Table(
-    "projects", metadata,
+    "projects",
+    metadata,
     _id(),
     Column("title", String(300), nullable=False),
     _ts("created_at", False),
 )
 
 plans = Table(
-    "plans", metadata,
+    "plans",
+    metadata,
     _id(),
     Column("project_id", String(64), ForeignKey("projects.id"), nullable=False),
     Column("name", String(200), nullable=False),
@@ -123,7 +128,8 @@ plans = Table(
 )
 
 backlog_items = Table(
-    "backlog_items", metadata,
+    "backlog_items",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("plan_id", String(64), ForeignKey("plans.id"), nullable=False),
     Column("backlog_id", String(100), nullable=False),
@@ -155,7 +161,8 @@ backlog_items = Table(
 )
 
 tasks = Table(
-    "tasks", metadata,
+    "tasks",
+    metadata,
     Column("task_id", String(64), primary_key=True),
     Column("plan_id", String(64), nullable=False),
     Column("backlog_id", String(100), nullable=False),
@@ -175,7 +182,8 @@ tasks = Table(
 )
 
 checkpoints = Table(
-    "checkpoints", metadata,
+    "checkpoints",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("plan_id", String(64), nullable=False),
     Column("phase_key", String(200), nullable=False),
@@ -190,7 +198,8 @@ checkpoints = Table(
 )
 
 planner_templates = Table(
-    "planner_templates", metadata,
+    "planner_templates",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("template_id", String(100), nullable=False),
     Column("version", Integer, nullable=False),
@@ -201,7 +210,8 @@ planner_templates = Table(
 )
 
 planner_executions = Table(
-    "planner_executions", metadata,
+    "planner_executions",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("plan_id", String(64), nullable=False),
     Column("backlog_id", String(100), nullable=False),
@@ -231,7 +241,8 @@ planner_executions = Table(
 )
 
 transcripts = Table(
-    "transcripts", metadata,
+    "transcripts",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("task_id", String(64), nullable=False, index=True),
     Column("attempt", Integer, nullable=False),
@@ -241,7 +252,8 @@ transcripts = Table(
 )
 
 artifacts = Table(
-    "artifacts", metadata,
+    "artifacts",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("plan_id", String(64), nullable=False),
     Column("backlog_id", String(100), nullable=False),
@@ -255,7 +267,8 @@ artifacts = Table(
 )
 
 characters = Table(
-    "characters", metadata,
+    "characters",
+    metadata,
     _id(),
     Column("plan_id", String(64), nullable=False, index=True),
     Column("persona_id", String(64), nullable=True),
@@ -270,7 +283,8 @@ characters = Table(
 )
 
 lore_requirements = Table(
-    "lore_requirements", metadata,
+    "lore_requirements",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("plan_id", String(64), nullable=False),
     Column("slug", String(200), nullable=False),
@@ -285,7 +299,8 @@ lore_requirements = Table(
 )
 
 world_bible_entries = Table(
-    "world_bible_entries", metadata,
+    "world_bible_entries",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("plan_id", String(64), nullable=False),
     Column("slug", String(300), nullable=False),
@@ -300,7 +315,8 @@ world_bible_entries = Table(
 )
 
 persona_obligations = Table(
-    "persona_obligations", metadata,
+    "persona_obligations",
+    metadata,
     _id("obligation_id"),
     Column("plan_id", String(64), nullable=False),
     Column("persona_id", String(64), nullable=False),
@@ -324,7 +340,8 @@ persona_obligations = Table(
 )
 
 workflow_events = Table(
-    "workflow_events", metadata,
+    "workflow_events",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("kind", String(60), nullable=False),
     Column("plan_id", String(64), nullable=True),
@@ -336,7 +353,8 @@ workflow_events = Table(
 )
 
 tool_executions = Table(
-    "tool_executions", metadata,
+    "tool_executions",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("tool", String(100), nullable=False),
     Column("agent_id", String(64), nullable=True),
@@ -355,7 +373,8 @@ tool_executions = Table(
 # --- alerting --------------------------------------------------------------------------------------
 
 alerts = Table(
-    "alerts", metadata,
+    "alerts",
+    metadata,
     Column("fingerprint", String(32), primary_key=True),
     Column("alert_id", String(80), nullable=False),
     Column("status", String(20), nullable=False),
@@ -376,7 +395,8 @@ alerts = Table(
 )
 
 alert_history = Table(
-    "alert_history", metadata,
+    "alert_history",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("fingerprint", String(32), nullable=False),
     Column("status", String(20), nullable=False),
@@ -387,7 +407,8 @@ alert_history = Table(
 )
 
 alert_changes = Table(
-    "alert_changes", metadata,
+    "alert_changes",
+    metadata,
     Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
     Column("fingerprint", String(32), nullable=False),
     Column("status", String(20), nullable=False),
@@ -395,7 +416,8 @@ alert_changes = Table(
 )
 
 aggregation_groups = Table(
-    "aggregation_groups", metadata,
+    "aggregation_groups",
+    metadata,
     Column("group_key", String(), primary_key=True),
     Column("route_id", String(100), nullable=False),
     Column("receiver", String(100), nullable=False),
@@ -409,7 +431,8 @@ aggregation_groups = Table(
 )
 
 group_members = Table(
-    "group_members", metadata,
+    "group_members",
+    metadata,
     Column("group_key", String(), primary_key=True),
     Column("fingerprint", String(32), primary_key=True),
     _ts("added_at", False),
@@ -417,7 +440,8 @@ group_members = Table(
 )
 
 silences = Table(
-    "silences", metadata,
+    "silences",
+    metadata,
     _id(),
     Column("matchers", JSON, nullable=False),
     _ts("starts_at", False),
@@ -429,7 +453,8 @@ silences = Table(
 )
 
 deliveries = Table(
-    "deliveries", metadata,
+    "deliveries",
+    metadata,
     _id(),
     Column("webhook_id", String(64), nullable=False, index=True),
     Column("receiver", String(100), nullable=False),
@@ -457,7 +482,8 @@ deliveries = Table(
 )
 
 delivery_attempts = Table(
-    "delivery_attempts", metadata,
+    "delivery_attempts",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("delivery_id", String(64), nullable=False, index=True),
     Column("attempt", Integer, nullable=False),
@@ -469,7 +495,8 @@ delivery_attempts = Table(
 )
 
 receiver_states = Table(
-    "receiver_states", metadata,
+    "receiver_states",
+    metadata,
     Column("receiver", String(100), primary_key=True),
     _ts("disabled_at"),
     Column("disabled_reason", Text, nullable=True),
@@ -478,7 +505,8 @@ receiver_states = Table(
 )
 
 demo_inbox = Table(
-    "demo_inbox", metadata,
+    "demo_inbox",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("webhook_id", String(64), nullable=True),
     Column("signature_valid", Boolean, nullable=False),
@@ -489,7 +517,8 @@ demo_inbox = Table(
 )
 
 leases = Table(
-    "leases", metadata,
+    "leases",
+    metadata,
     Column("name", String(100), primary_key=True),
     Column("holder", String(100), nullable=False),
     _ts("expires_at", False),

@@ -31,13 +31,27 @@ class AgentIn(BaseModel):
 
 
 def _persona_view(row: dict[str, Any]) -> dict[str, Any]:
-    return {"id": row["id"], "persona_id": row["id"], "name": row["name"], "kind": row["kind"],
-            "summary": row["summary"], "plan_id": row.get("plan_id"), "created_at": row["created_at"]}
+    return {
+        "id": row["id"],
+        "persona_id": row["id"],
+        "name": row["name"],
+        "kind": row["kind"],
+        "summary": row["summary"],
+        "plan_id": row.get("plan_id"),
+        "created_at": row["created_at"],
+    }
 
 
 def _agent_view(row: dict[str, Any]) -> dict[str, Any]:
-    return {"id": row["id"], "agent_id": row["id"], "name": row["name"], "persona_id": row["persona_id"],
-            "provider": row["provider"], "model": row["model"], "created_at": row["created_at"]}
+    return {
+        "id": row["id"],
+        "agent_id": row["id"],
+        "name": row["name"],
+        "persona_id": row["persona_id"],
+        "provider": row["provider"],
+        "model": row["model"],
+        "created_at": row["created_at"],
+    }
 
 
 @router.get("/personas")
@@ -47,10 +61,15 @@ def list_personas(_: Actor = Depends(viewer), rt: Runtime = Depends(runtime)) ->
 
 
 @router.post("/personas", status_code=201)
-def create_persona(body: PersonaIn, _: Actor = Depends(admin), rt: Runtime = Depends(runtime)) -> dict[str, Any]:
+def create_persona(
+    body: PersonaIn, _: Actor = Depends(admin), rt: Runtime = Depends(runtime)
+) -> dict[str, Any]:
     with rt.db.begin() as conn:
-        return _persona_view(catalog.create_persona(conn, name=body.name, kind=body.kind, summary=body.summary,
-                                                    now=rt.clock.now()))
+        return _persona_view(
+            catalog.create_persona(
+                conn, name=body.name, kind=body.kind, summary=body.summary, now=rt.clock.now()
+            )
+        )
 
 
 @router.get("/agents")
@@ -62,5 +81,13 @@ def list_agents(_: Actor = Depends(viewer), rt: Runtime = Depends(runtime)) -> l
 @router.post("/agents", status_code=201)
 def create_agent(body: AgentIn, _: Actor = Depends(admin), rt: Runtime = Depends(runtime)) -> dict[str, Any]:
     with rt.db.begin() as conn:
-        return _agent_view(catalog.create_agent(conn, name=body.name, persona_id=body.persona_id,
-                                                provider=body.provider, model=body.model, now=rt.clock.now()))
+        return _agent_view(
+            catalog.create_agent(
+                conn,
+                name=body.name,
+                persona_id=body.persona_id,
+                provider=body.provider,
+                model=body.model,
+                now=rt.clock.now(),
+            )
+        )

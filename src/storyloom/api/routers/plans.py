@@ -28,12 +28,19 @@ class PlanIn(BaseModel):
 
 
 @router.post("", status_code=201)
-def create_plan(body: PlanIn, actor: Actor = Depends(operator), rt: Runtime = Depends(runtime)) -> dict[str, Any]:
+def create_plan(
+    body: PlanIn, actor: Actor = Depends(operator), rt: Runtime = Depends(runtime)
+) -> dict[str, Any]:
     cfg = rt.config
     with rt.db.begin() as conn:
         plan = plans.create_plan(
-            conn, plans.PlanRequest(**body.model_dump()), default_provider=cfg.llm.provider,
-            default_model=cfg.llm.model, max_premise_chars=cfg.pipeline.max_premise_chars, now=rt.clock.now())
+            conn,
+            plans.PlanRequest(**body.model_dump()),
+            default_provider=cfg.llm.provider,
+            default_model=cfg.llm.model,
+            max_premise_chars=cfg.pipeline.max_premise_chars,
+            now=rt.clock.now(),
+        )
         plans.require_agent_binding(actor, plan["agent_id"])
         detail = plans.plan_detail(conn, plan["id"])
     rt.wake_scheduler()
@@ -53,13 +60,17 @@ def get_plan(plan_id: str, _: Actor = Depends(viewer), rt: Runtime = Depends(run
 
 
 @router.get("/{plan_id}/backlog")
-def list_backlog(plan_id: str, _: Actor = Depends(viewer), rt: Runtime = Depends(runtime)) -> list[dict[str, Any]]:
+def list_backlog(
+    plan_id: str, _: Actor = Depends(viewer), rt: Runtime = Depends(runtime)
+) -> list[dict[str, Any]]:
     with rt.db.read() as conn:
         return plans.list_backlog(conn, plan_id)
 
 
 @router.get("/{plan_id}/backlog/actions")
-def list_actions(plan_id: str, _: Actor = Depends(viewer), rt: Runtime = Depends(runtime)) -> list[dict[str, Any]]:
+def list_actions(
+    plan_id: str, _: Actor = Depends(viewer), rt: Runtime = Depends(runtime)
+) -> list[dict[str, Any]]:
     with rt.db.read() as conn:
         return plans.list_actions(conn, plan_id)
 

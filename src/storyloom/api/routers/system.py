@@ -31,4 +31,6 @@ def readyz(request: Request, rt: Runtime = Depends(runtime)) -> Any:
     engine = getattr(request.app.state, "engine", None)
     checks["engine"] = "ok" if engine is None or engine.ready() else "not running"
     ready = all(v == "ok" for v in checks.values())
-    return JSONResponse({"status": "ready" if ready else "not ready", "checks": checks}, status_code=200 if ready else 503)
+    return JSONResponse(
+        {"status": "ready" if ready else "not ready", "checks": checks}, status_code=200 if ready else 503
+    )

@@ -1,0 +1,94 @@
+"""`storyloom run`, `api` and `worker`: the server roles."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from pathlib import Path
+
+import typer
+
+from storyloom.cli.base import console, fail
+from storyloom.cli.local import load_or_fail
+from storyloom.runtime import Runtime
+
+
+def _runtime(config_path: Path | None, demo: bool, public_url: str | None = None) -> Runtime:
+    from storyloom.demo import with_demo_receiver
+    from storyloom.logs import configure_logging
+    configure_logging()
+    config = load_or_fail(config_path)
+    if public_url and config.public_url == "http://127.0.0.1:8700":
+        config = config.model_copy(update={"public_url": public_url})
+    if demo or config.demo_receiver:
+        config = with_demo_receiver(config)
+    rt = Runtime.open(config, config_path=config_path, demo=demo)
+    rt.worker_id = os.environ.get("STORYLOOM_WORKER_ID", "local")
+    return rt
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("run")
+    def run(
+        config: Path | None = typer.Option(
+            None, "--config", envvar="STORYLOOM_CONFIG", help="YAML config file"
+        ),
+        host: str = typer.Option("127.0.0.1", "--host"),
+        port: int = typer.Option(8700, "--port", min=1, max=65535),
+        demo: bool = typer.Option(
+            False, "--demo", help="seed a demo plan with one injected fault and a demo receiver"
+        ),
+    ) -> None:
+        """API + console + worker in one process."""
+        from storyloom.server import build, install_sighup, port_is_free, prepare, serve_http
+
+        if not port_is_free(host, port):
+            fail(f"port {port} on {host} is in use: stop the other process or pass --port")
+        rt = _runtime(config, demo, f"http://{host}:{port}")
+        prepare(rt)
+        app, _ = build(rt, api=True, worker=True)
+        assert app is not None
+        base = rt.config.public_url
+        if demo:
+            from storyloom.demo import seed_demo
+
+            token = seed_demo(rt)
+            console.print(f"Storyloom demo: open {base}/login?token={token}", highlight=False, soft_wrap=True)
+        console.print(f"Storyloom console: {base}/", highlight=False)
+        install_sighup(rt)
+        serve_http(app, host, port)
+
+    @app.command("api")
+    def api(
+        config: Path | None = typer.Option(None, "--config", envvar="STORYLOOM_CONFIG"),
+        host: str = typer.Option("127.0.0.1", "--host"),
+        port: int = typer.Option(8700, "--port", min=1, max=65535),
+    ) -> None:
+        """The API and console only (run workers separately)."""
+        from storyloom.server import build, install_sighup, prepare, serve_http
+
+        rt = _runtime(config, False, f"http://{host}:{port}")
+        prepare(rt)
+        app, _ = build(rt, api=True, worker=False)
+        assert app is not None
+        install_sighup(rt)
+        serve_http(app, host, port)
+
+    @app.command("worker")
+    def worker(config: Path | None = typer.Option(None, "--config", envvar="STORYLOOM_CONFIG")) -> None:
+        """The engine, scheduler and alerting loops only."""
+        from storyloom.server import build, install_sighup, prepare
+
+        rt = _runtime(config, False)
+        prepare(rt)
+        _, engine = build(rt, api=False, worker=True)
+        assert engine is not None
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        signal.signal(signal.SIGINT, lambda *_: stop.set())
+        install_sighup(rt)
+        engine.start()
+        console.print(f"Storyloom worker {rt.worker_id} running", highlight=False)
+        stop.wait()
+        engine.stop()

@@ -1,0 +1,117 @@
+"""`storyloom run --demo`: a persona, its agent, one plan with one injected fault, and the built-in demo receiver."""
+
+from __future__ import annotations
+
+import base64
+import os
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from storyloom.config import Config, FaultSpec, ReceiverConfig, RouteConfig, data_dir
+from storyloom.domain.durations import parse_duration
+from storyloom.runtime import Runtime
+from storyloom.services.catalog import create_agent, create_persona
+from storyloom.services.plans import PlanRequest, create_plan
+from storyloom.services.tokens import create_token
+from storyloom.store.tables import plans
+
+DEMO_RECEIVER = "demo-inbox"
+DEMO_SECRET_ENV = "STORYLOOM_DEMO_RECEIVER_SECRET"
+DEMO_PREMISE = (
+    "A lighthouse keeper on a drowned coast discovers that the lamp's beam writes the future onto the fog, "
+    "and the harbour guild will do anything to read it first."
+)
+
+
+def demo_secret() -> str:
+    """The demo receiver's Standard Webhooks secret: from the environment, else generated once per data dir."""
+    if os.environ.get(DEMO_SECRET_ENV):
+        return os.environ[DEMO_SECRET_ENV]
+    path = data_dir() / "demo-receiver.secret"
+    if path.exists():
+        secret = path.read_text().strip()
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        secret = "whsec_" + base64.b64encode(os.urandom(24)).decode()
+        _write_private(path, secret)
+    os.environ[DEMO_SECRET_ENV] = secret
+    return secret
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+
+
+def with_demo_receiver(config: Config) -> Config:
+    """Route every alert to the demo receiver (an endpoint of this same server) and inject the demo fault."""
+    demo_secret()
+    receiver = ReceiverConfig(
+        name=DEMO_RECEIVER,
+        type="webhook",
+        url=f"{config.public_url}/api/demo/receiver",
+        secret_env=DEMO_SECRET_ENV,
+        routing_key="demo",
+    )
+    alerting = config.alerting
+    receivers = [r for r in alerting.receivers if r.name != DEMO_RECEIVER] + [receiver]
+    if alerting.route is None:
+        route = RouteConfig(
+            receiver=DEMO_RECEIVER,
+            group_by=["alert_id", "plan_id"],
+            group_wait=parse_duration("0s"),
+            group_interval=parse_duration("10s"),
+            repeat_interval=parse_duration("4h"),
+        )
+    else:
+        catch_all = RouteConfig.model_validate({"receiver": DEMO_RECEIVER, "continue": True})
+        route = alerting.route.model_copy(update={"routes": [catch_all, *alerting.route.routes]})
+    faults = config.llm.faults or [FaultSpec(phase="scroll_refiner", mode="fail", times=3)]
+    return config.model_copy(
+        update={
+            "demo_receiver": True,
+            "alerting": alerting.model_copy(update={"receivers": receivers, "route": route}),
+            "llm": config.llm.model_copy(update={"faults": faults}),
+        }
+    )
+
+
+def seed_demo(rt: Runtime) -> str:
+    """Create the demo persona, agent and plan (once per database); returns a fresh admin login token."""
+    now = rt.clock.now()
+    with rt.db.begin() as conn:
+        token, _ = create_token(conn, name="demo-admin", role="admin", agent_ids=[], now=now)
+        if conn.execute(select(func.count()).select_from(plans)).scalar():
+            return token
+        persona = create_persona(
+            conn,
+            name="Mara Quill",
+            kind="author",
+            summary="Author persona of the demo: literary, patient, fond of weather.",
+            now=now,
+        )
+        agent = create_agent(
+            conn,
+            name="Mara's planning agent",
+            persona_id=persona["id"],
+            provider="offline",
+            model="storyloom-offline-1",
+            now=now,
+        )
+        create_plan(
+            conn,
+            PlanRequest(
+                name="The Fog Ledger",
+                premise=DEMO_PREMISE,
+                persona_id=persona["id"],
+                agent_id=agent["id"],
+                project_title="The Fog Ledger",
+            ),
+            default_provider="offline",
+            default_model="storyloom-offline-1",
+            max_premise_chars=rt.config.pipeline.max_premise_chars,
+            now=now,
+        )
+    return token

@@ -1,0 +1,108 @@
+"""The worker role: DBOS (durable phases), the scheduler, and the alerting loops, started and stopped together."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import structlog
+from dbos import DBOS, DBOSConfig, SetWorkflowID
+
+from storyloom import __version__
+from storyloom.config import data_dir
+from storyloom.engine import workflows
+from storyloom.engine.scheduler import Scheduler
+from storyloom.pipeline.dispatcher import ToolDispatcher
+from storyloom.pipeline.providers import Providers
+from storyloom.pipeline.runner import PhaseRunner
+from storyloom.runtime import Runtime
+from storyloom.store.db import is_sqlite
+
+log = structlog.get_logger(__name__)
+
+
+class Loop(Protocol):
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+
+
+def system_database_url(rt: Runtime) -> str:
+    """DBOS keeps its own system database: a sibling SQLite file, or the same PostgreSQL server."""
+    if is_sqlite(rt.db.url):
+        database = rt.db.engine.url.database
+        folder = Path(database).parent if database and database != ":memory:" else data_dir()
+        return f"sqlite:///{(folder / 'dbos-system.db').resolve()}"
+    return rt.db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+class Engine:
+    """Owns DBOS and the background loops of one worker process."""
+
+    def __init__(self, rt: Runtime, *, loops: list[Callable[[Runtime], Loop]] | None = None) -> None:
+        self.rt = rt
+        self.providers = Providers(lambda: rt.config)
+        self.dispatcher = ToolDispatcher(rt.db, lambda: rt.config, rt.clock, self.providers)
+        self.runner = PhaseRunner(rt.db, lambda: rt.config, rt.clock, self.dispatcher, rt.worker_id)
+        self.scheduler = Scheduler(rt, self.enqueue)
+        self._loop_factories = loops or []
+        self._loops: list[Loop] = []
+        self._queues: dict[str, Any] = {}
+        self._queue_lock = threading.Lock()
+        self._running = False
+
+    def start(self) -> None:
+        workflows.bind(self.runner)
+        DBOS(
+            config=DBOSConfig(
+                name="storyloom",
+                system_database_url=system_database_url(self.rt),
+                executor_id=self.rt.worker_id,
+                application_version=__version__,
+                log_level="WARNING",
+                console_log_level="WARNING",
+                scheduler_polling_interval_sec=1.0,
+            )
+        )
+        DBOS.launch()
+        self._running = True
+        self.scheduler.start()
+        for factory in self._loop_factories:
+            loop = factory(self.rt)
+            loop.start()
+            self._loops.append(loop)
+        log.info("engine started", worker_id=self.rt.worker_id)
+
+    def queue(self, provider: str) -> Any:
+        """One DBOS queue per provider, bounded by `pipeline.concurrency` and the provider's rate limit."""
+        with self._queue_lock:
+            queue = self._queues.get(provider)
+            if queue is None:
+                pipeline = self.rt.config.pipeline
+                limit = pipeline.provider_rate_limits.get(provider)
+                queue = DBOS.register_queue(
+                    f"phases-{provider}",
+                    worker_concurrency=pipeline.concurrency,
+                    polling_interval_sec=0.05,
+                    limiter={"limit": int(limit), "period": 1.0} if limit else None,
+                )
+                self._queues[provider] = queue
+            return queue
+
+    def enqueue(self, task_id: str, provider: str) -> None:
+        """Hand a task to DBOS; the workflow id is the task id, so enqueueing twice runs it once."""
+        with SetWorkflowID(task_id):
+            self.queue(provider).enqueue(workflows.run_task, task_id)
+
+    def ready(self) -> bool:
+        return self._running
+
+    def stop(self) -> None:
+        self._running = False
+        for loop in reversed(self._loops):
+            loop.stop()
+        self.scheduler.stop()
+        self.dispatcher.close()
+        DBOS.destroy(workflow_completion_timeout_sec=0)
+        log.info("engine stopped")

@@ -1,0 +1,247 @@
+"""The backlog scheduler: turns ready items into queued tasks, hands queued tasks to the engine,
+auto-resumes items whose worker died, and releases lore-blocked items once their lore is ready.
+
+Every claim is a conditional update, so any number of worker processes can run it at once.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy import and_, delete, insert, or_, select, update
+
+from storyloom import signals
+from storyloom.domain import backlog as bl
+from storyloom.pipeline.runner import GATED_PHASES, change_status
+from storyloom.runtime import Runtime
+from storyloom.services.tasks import LIVE, SCHEDULER_CHANNEL, claim_for_task
+from storyloom.store.events import BACKLOG_ACTION, record_event
+from storyloom.store.tables import backlog_items, leases, lore_requirements, plans, tasks
+
+log = structlog.get_logger(__name__)
+
+HEARTBEAT_TTL = timedelta(seconds=30)
+REENQUEUE_AFTER = timedelta(seconds=30)
+BATCH = 200
+
+
+def worker_lease(worker_id: str) -> str:
+    return f"worker:{worker_id}"
+
+
+class Scheduler:
+    def __init__(
+        self, rt: Runtime, enqueue: Callable[[str, str], None], *, poll_interval: float = 0.2
+    ) -> None:
+        self.rt = rt
+        self.enqueue = enqueue  # (task_id, provider) → hand the task to the engine (idempotent by task id)
+        self.poll_interval = poll_interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._wait = signals.waiter(SCHEDULER_CHANNEL)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="storyloom-scheduler", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        signals.wake(SCHEDULER_CHANNEL)
+        if self._thread:
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.tick()
+            except Exception:  # the loop must survive a bad tick; the next one retries
+                log.exception("scheduler tick failed")
+            self._wait(self.poll_interval)
+
+    def tick(self) -> None:
+        now = self.rt.clock.now()
+        self.heartbeat(now)
+        self.release_lore(now)
+        self.auto_resume(now)
+        self.claim_ready(now)
+        self.hand_over(now)
+
+    def heartbeat(self, now: datetime) -> None:
+        name = worker_lease(self.rt.worker_id)
+        with self.rt.db.begin() as conn:
+            conn.execute(delete(leases).where(leases.c.name == name))
+            conn.execute(
+                insert(leases).values(name=name, holder=self.rt.worker_id, expires_at=now + HEARTBEAT_TTL)
+            )
+
+    def claim_ready(self, now: datetime) -> int:
+        """Give every ready pending item without a live task a queued task."""
+        with self.rt.db.read() as conn:
+            live = select(tasks.c.task_id).where(
+                tasks.c.task_id == backlog_items.c.task_id, tasks.c.status.in_(LIVE)
+            )
+            candidates = [
+                dict(r)
+                for r in conn.execute(
+                    select(backlog_items)
+                    .join(plans, plans.c.id == backlog_items.c.plan_id)
+                    .where(
+                        backlog_items.c.status == bl.PENDING, plans.c.status == "in_progress", ~live.exists()
+                    )
+                    .order_by(backlog_items.c.priority.desc(), backlog_items.c.id)
+                    .limit(BATCH)
+                ).mappings()
+            ]
+            if not candidates:
+                return 0
+            plan_ids = {c["plan_id"] for c in candidates}
+            producers: dict[str, dict[str, str]] = defaultdict(dict)
+            for row in conn.execute(
+                select(backlog_items.c.plan_id, backlog_items.c.backlog_id, backlog_items.c.status).where(
+                    backlog_items.c.plan_id.in_(plan_ids)
+                )
+            ):
+                producers[row.plan_id][row.backlog_id] = row.status
+        ready = [c for c in candidates if bl.is_ready(c["inputs"], producers[c["plan_id"]])]
+        claimed = 0
+        if ready:
+            with self.rt.db.begin() as conn:
+                for item in ready:
+                    if claim_for_task(conn, item, reason="schedule", now=now):
+                        claimed += 1
+                        conn.execute(
+                            update(backlog_items)
+                            .where(backlog_items.c.id == item["id"])
+                            .values(ready_at=item["ready_at"] or now)
+                        )
+        return claimed
+
+    def hand_over(self, now: datetime) -> int:
+        """Enqueue queued tasks not yet handed over (or handed over long ago and still queued)."""
+        stale = now - REENQUEUE_AFTER
+        with self.rt.db.read() as conn:
+            rows = conn.execute(
+                select(tasks.c.task_id, tasks.c.provider)
+                .where(
+                    tasks.c.status == "queued",
+                    or_(tasks.c.enqueued_at.is_(None), tasks.c.enqueued_at < stale),
+                )
+                .order_by(tasks.c.created_at)
+                .limit(BATCH)
+            ).all()
+        for task_id, provider in rows:
+            self.enqueue(task_id, provider)
+        if rows:
+            with self.rt.db.begin() as conn:
+                conn.execute(
+                    update(tasks).where(tasks.c.task_id.in_([r[0] for r in rows])).values(enqueued_at=now)
+                )
+        return len(rows)
+
+    def auto_resume(self, now: datetime) -> int:
+        """Items stuck `in_progress` past `auto_resume_after` whose worker is gone go back to pending."""
+        cutoff = now - self.rt.config.pipeline.auto_resume_after
+        with self.rt.db.read() as conn:
+            alive = set(
+                conn.execute(
+                    select(leases.c.holder).where(leases.c.name.like("worker:%"), leases.c.expires_at > now)
+                ).scalars()
+            )
+            stuck = [
+                dict(r)
+                for r in conn.execute(
+                    select(backlog_items)
+                    .where(backlog_items.c.status == bl.IN_PROGRESS, backlog_items.c.updated_at < cutoff)
+                    .limit(BATCH)
+                ).mappings()
+            ]
+        resumed = 0
+        for item in stuck:
+            if item["worker_id"] in alive:
+                continue
+            with self.rt.db.begin() as conn:
+                fresh = (
+                    conn.execute(
+                        select(backlog_items).where(
+                            and_(
+                                backlog_items.c.id == item["id"],
+                                backlog_items.c.status == bl.IN_PROGRESS,
+                                backlog_items.c.updated_at == item["updated_at"],
+                            )
+                        )
+                    )
+                    .mappings()
+                    .first()
+                )
+                if fresh is None:
+                    continue
+                if item["task_id"]:
+                    conn.execute(
+                        update(tasks)
+                        .where(tasks.c.task_id == item["task_id"], tasks.c.status.in_(LIVE))
+                        .values(status="abandoned", finished_at=now)
+                    )
+                moved = change_status(conn, dict(fresh), bl.PENDING, "auto-resume", now, worker_id=None)
+                task_id = claim_for_task(conn, moved, reason="auto-resume", now=now)
+                record_event(conn, BACKLOG_ACTION, _action("auto-resume", moved, task_id), now)
+                resumed += 1
+        return resumed
+
+    def release_lore(self, now: datetime) -> int:
+        """Fulfil lore past its SLA automatically, then unblock lore-gated items whose lore is all ready."""
+        sla_cutoff = now - self.rt.config.pipeline.lore_sla
+        with self.rt.db.begin() as conn:
+            conn.execute(
+                update(lore_requirements)
+                .where(lore_requirements.c.status != "ready", lore_requirements.c.created_at < sla_cutoff)
+                .values(status="ready", fulfilled_at=now, fulfilled_by="auto-fulfillment", updated_at=now)
+            )
+            unready = select(lore_requirements.c.id).where(
+                lore_requirements.c.plan_id == backlog_items.c.plan_id, lore_requirements.c.status != "ready"
+            )
+            blocked = [
+                dict(r)
+                for r in conn.execute(
+                    select(backlog_items)
+                    .where(
+                        backlog_items.c.status == bl.BLOCKED,
+                        backlog_items.c.phase.in_(GATED_PHASES),
+                        backlog_items.c.last_error.like("lore gate:%"),
+                        ~unready.exists(),
+                    )
+                    .limit(BATCH)
+                ).mappings()
+            ]
+            for item in blocked:
+                change_status(conn, item, bl.PENDING, "auto-resume", now, last_error=None)
+                record_event(
+                    conn, BACKLOG_ACTION, _action("auto-resume", item, None, note="lore is ready"), now
+                )
+        return len(blocked)
+
+
+def _action(
+    action: str, item: dict[str, Any], task_id: str | None, note: str | None = None
+) -> dict[str, Any]:
+    return {
+        "action": action,
+        "plan_id": item["plan_id"],
+        "backlog_id": item["backlog_id"],
+        "description": item["description"],
+        "branch": item["branch_slug"],
+        "actor": "storyloom",
+        "actor_id": "system",
+        "source": "system",
+        "agent_id": item["agent_id"],
+        "persona_id": item["persona_id"],
+        "provider": item["provider"],
+        "model": item["model"],
+        "task_id": task_id or item.get("task_id"),
+        "status": bl.PENDING,
+        "notes": note,
+    }

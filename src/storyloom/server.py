@@ -1,0 +1,72 @@
+"""Start Storyloom's roles in this process: the API (with the console) and/or the worker (engine + loops)."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+import structlog
+import uvicorn
+from fastapi import FastAPI
+
+from storyloom.api.app import create_app
+from storyloom.engine.engine import Engine
+from storyloom.engine.loops import worker_loops
+from storyloom.pipeline.templates_store import seed_templates
+from storyloom.runtime import Runtime
+from storyloom.store.migrate import upgrade
+
+log = structlog.get_logger(__name__)
+
+
+def prepare(rt: Runtime) -> None:
+    """Migrate the schema and seed the planner templates (safe in every process, every start)."""
+    upgrade(rt.db)
+    with rt.db.begin() as conn:
+        seed_templates(conn, rt.clock.now())
+
+
+def build(rt: Runtime, *, api: bool, worker: bool) -> tuple[FastAPI | None, Engine | None]:
+    engine = Engine(rt, loops=worker_loops()) if worker else None
+    app = create_app(rt, engine=engine) if api else None
+    if app is not None and engine is not None:
+
+        @contextlib.asynccontextmanager
+        async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+            engine.start()
+            try:
+                yield
+            finally:
+                engine.stop()
+
+        app.router.lifespan_context = lifespan
+    return app, engine
+
+
+def install_sighup(rt: Runtime) -> None:
+    def on_hup(*_: Any) -> None:
+        problems = rt.reload()
+        if problems:
+            log.error("SIGHUP reload refused; the last good config stays in force", problems=problems)
+
+    with contextlib.suppress(ValueError):  # not the main thread (tests)
+        signal.signal(signal.SIGHUP, on_hup)
+
+
+def serve_http(app: FastAPI, host: str, port: int) -> None:
+    config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="on")
+    server = uvicorn.Server(config)
+    server.run()
+
+
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
