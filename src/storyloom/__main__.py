@@ -1,0 +1,5 @@
+"""`python -m storyloom` is the `storyloom` command."""
+
+from storyloom.cli import app
+
+app()

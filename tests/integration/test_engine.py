@@ -1,0 +1,104 @@
+"""The engine in-process on a real database: a plan runs end to end, faults fail items, resume recovers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import func, select
+
+from storyloom.clock import SystemClock
+from storyloom.config import Config
+from storyloom.engine.engine import Engine
+from storyloom.runtime import Runtime
+from storyloom.server import prepare
+from storyloom.services.catalog import create_agent, create_persona
+from storyloom.services.plans import PlanRequest, create_plan, list_backlog
+from storyloom.store.db import Database
+from storyloom.store.tables import alerts, planner_executions, tasks, workflow_events
+from tests.conftest import make_config
+from tests.support.server import wait_for
+
+
+def _start(db: Database, config: Config) -> Iterator[Runtime]:
+    rt = Runtime(config=config, db=db, clock=SystemClock())
+    prepare(rt)
+    engine = Engine(rt)
+    engine.start()
+    try:
+        yield rt
+    finally:
+        engine.stop()
+
+
+@pytest.fixture
+def small_config() -> Config:
+    return make_config(pipeline={"chapters": 2, "scenes_per_chapter": 2, "retry_backoff": "10ms"})
+
+
+def _plan(rt: Runtime) -> str:
+    now = rt.clock.now()
+    with rt.db.begin() as conn:
+        persona = create_persona(conn, name="Ada Vale", kind="author", summary=None, now=now)
+        agent = create_agent(conn, name="Ada agent", persona_id=persona["id"], provider="offline", model="m1", now=now)
+        plan = create_plan(conn, PlanRequest(name="Salt Roads", premise="Smugglers map a sea that moves at night.",
+                                             persona_id=persona["id"], agent_id=agent["id"]),
+                           default_provider="offline", default_model="m1", max_premise_chars=20_000, now=now)
+    return str(plan["id"])
+
+
+def _statuses(rt: Runtime, plan_id: str) -> dict[str, str]:
+    with rt.db.read() as conn:
+        return {i["backlog_id"]: i["status"] for i in list_backlog(conn, plan_id)}
+
+
+def test_plan_runs_every_phase_to_complete(db: Database, small_config: Config) -> None:
+    for rt in _start(db, small_config):
+        plan_id = _plan(rt)
+        expected = ["vision-plan", "world-bible", "iteration-plan", "chapter-1", "chapter-2", "scroll-1",
+                    "scroll-2", "scene-1-1", "scene-1-2", "scene-2-1", "scene-2-2"]
+        statuses = wait_for(
+            lambda: (s := _statuses(rt, plan_id)) and len(s) == len(expected) and set(s.values()) == {"complete"} and s,
+            timeout=60, message="every item complete")
+        assert sorted(statuses) == sorted(expected)
+        with rt.db.read() as conn:
+            executions = conn.execute(select(func.count()).select_from(planner_executions)).scalar()
+            telemetry = conn.execute(select(func.count()).select_from(workflow_events).where(
+                workflow_events.c.kind == "fiction.backlog.telemetry")).scalar()
+        assert executions == len(statuses)
+        # pending (seed or added) → in_progress → complete for every item
+        assert telemetry == 3 * len(statuses)
+
+
+def test_failing_phase_records_every_attempt_and_fires_phase_failed(db: Database) -> None:
+    config = make_config(pipeline={"chapters": 1, "retry_backoff": "10ms"},
+                         llm={"faults": [{"phase": "scroll_refiner", "mode": "fail", "times": 3}]})
+    for rt in _start(db, config):
+        plan_id = _plan(rt)
+        wait_for(lambda: _statuses(rt, plan_id).get("scroll-1") == "failed", timeout=60, message="scroll-1 failed")
+        with rt.db.read() as conn:
+            outcomes = conn.execute(select(planner_executions.c.outcome).where(
+                planner_executions.c.backlog_id == "scroll-1")).scalars().all()
+            alert = conn.execute(select(alerts).where(alerts.c.alert_id == "planner:phase-failed")).mappings().one()
+        assert outcomes == ["failed", "failed", "failed"]
+        assert alert["status"] == "firing"
+        assert alert["severity"] == "error"
+        labels = alert["labels"]
+        assert labels["backlog_id"] == "scroll-1" and labels["phase"] == "scroll_refiner"
+        assert {"plan_id", "task_id", "agent_id", "persona_id", "provider", "model"} <= set(labels)
+
+
+def test_malformed_output_is_retried_with_validation_errors_recorded(db: Database) -> None:
+    config = make_config(pipeline={"chapters": 1, "retry_backoff": "10ms"},
+                         llm={"faults": [{"phase": "vision", "mode": "malformed", "times": 1}]})
+    for rt in _start(db, config):
+        plan_id = _plan(rt)
+        wait_for(lambda: _statuses(rt, plan_id).get("vision-plan") == "complete", timeout=60, message="vision done")
+        with rt.db.read() as conn:
+            rows = conn.execute(select(planner_executions.c.outcome, planner_executions.c.diagnostics).where(
+                planner_executions.c.backlog_id == "vision-plan").order_by(planner_executions.c.id)).all()
+            task_count = conn.execute(select(func.count()).select_from(tasks).where(
+                tasks.c.backlog_id == "vision-plan")).scalar()
+        assert [r.outcome for r in rows] == ["failed", "success"]
+        assert rows[0].diagnostics["validation_errors"]
+        assert task_count == 1  # the retry is an attempt of the same task

@@ -1,0 +1,136 @@
+"""A real `storyloom` server process for end-to-end tests: its own data dir, free port and admin token."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+ADMIN_TOKEN = "sl_test_admin_token_0123456789abcdef"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(predicate: Callable[[], Any], *, timeout: float = 30.0, interval: float = 0.05,
+             message: str = "condition") -> Any:
+    """Poll `predicate` until it returns something truthy; fail with `message` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {message}; last value: {last!r}")
+
+
+class ServerProcess:
+    """`storyloom run` (or `api`/`worker`) as a subprocess; `client` is an admin httpx client."""
+
+    def __init__(self, data_dir: Path, *, config: dict[str, Any] | None = None, demo: bool = False,
+                 env: dict[str, str] | None = None, role: str = "run", port: int | None = None,
+                 database_url: str | None = None) -> None:
+        self.data_dir = data_dir
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.config_path: Path | None = None
+        data_dir.mkdir(parents=True, exist_ok=True)
+        if config is not None:
+            config = {"public_url": self.url, **config}
+            self.config_path = data_dir / "storyloom.yaml"
+            self.config_path.write_text(yaml.safe_dump(config))
+        self.env = {**os.environ, "STORYLOOM_DATA_DIR": str(data_dir), "STORYLOOM_ADMIN_TOKEN": ADMIN_TOKEN,
+                    "STORYLOOM_LOG_FORMAT": "json", **(env or {})}
+        test_db = database_url or os.environ.get("STORYLOOM_E2E_DATABASE_URL")
+        if test_db:
+            self.env["STORYLOOM_DATABASE_URL"] = test_db
+        self.args = [sys.executable, "-m", "storyloom", role]
+        if role != "worker":
+            self.args += ["--port", str(self.port)]
+        if self.config_path:
+            self.args += ["--config", str(self.config_path)]
+        if demo:
+            self.args.append("--demo")
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = data_dir / f"server-{self.port}.log"
+        self.client = httpx.Client(base_url=self.url, timeout=10.0,
+                                   headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+
+    def start(self, *, wait: bool = True) -> ServerProcess:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(self.args, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        if wait:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        def ready() -> bool:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise AssertionError(f"server exited with {self.proc.returncode}:\n{self.logs()[-4000:]}")
+            try:
+                return httpx.get(f"{self.url}/readyz", timeout=1.0).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(ready, timeout=timeout, message=f"{self.url}/readyz")
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group: a crash, not a shutdown."""
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def get(self, path: str, **params: Any) -> Any:
+        response = self.client.get(path, params=params)
+        response.raise_for_status()
+        return response.json()
+
+    def post(self, path: str, body: Any = None, **kwargs: Any) -> httpx.Response:
+        return self.client.post(path, json=body, **kwargs)
+
+
+@contextmanager
+def running_server(data_dir: Path, **kwargs: Any) -> Iterator[ServerProcess]:
+    server = ServerProcess(data_dir, **kwargs).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def seed_author(server: ServerProcess, name: str = "Test Author") -> tuple[str, str]:
+    """Create an author persona and its agent through the API; returns (persona_id, agent_id)."""
+    persona = server.post("/api/personas", {"name": name, "kind": "author"}).json()
+    agent = server.post("/api/agents", {"name": f"{name} agent", "persona_id": persona["id"],
+                                        "provider": "offline", "model": "offline-test"}).json()
+    return persona["id"], agent["id"]
+
+
+def backlog_status(server: ServerProcess, plan_id: str) -> dict[str, str]:
+    return {i["backlog_id"]: i["status"] for i in server.get(f"/api/fiction/plans/{plan_id}/backlog")}
