@@ -258,4 +258,15 @@ def load_config(path: str | Path | None, *, env: dict[str, str] | None = None) -
         raise ConfigError(
             [f"(file): {path} is not valid YAML{where}: {getattr(exc, 'problem', exc)}"]
         ) from None
-    return parse_config(data, env=env)
+    return parse_config(_relative_to(data, path.parent), env=env)
+
+
+def _relative_to(data: Any, folder: Path) -> Any:
+    """`secret_file` paths in a config file are relative to that file, not to the working directory."""
+    receivers = data.get("alerting", {}).get("receivers") if isinstance(data, dict) and isinstance(
+        data.get("alerting"), dict) else None
+    for receiver in receivers if isinstance(receivers, list) else []:
+        secret_file = receiver.get("secret_file") if isinstance(receiver, dict) else None
+        if isinstance(secret_file, str) and secret_file and not Path(secret_file).is_absolute():
+            receiver["secret_file"] = str((folder / secret_file).resolve())
+    return data

@@ -45,8 +45,8 @@ def _write_private(path: Path, text: str) -> None:
         handle.write(text)
 
 
-def with_demo_receiver(config: Config) -> Config:
-    """Route every alert to the demo receiver (an endpoint of this same server) and inject the demo fault."""
+def with_demo_receiver(config: Config, *, inject_fault: bool = False) -> Config:
+    """Route every alert to the demo receiver (an endpoint of this same server); `--demo` also injects its fault."""
     demo_secret()
     receiver = ReceiverConfig(
         name=DEMO_RECEIVER,
@@ -65,10 +65,14 @@ def with_demo_receiver(config: Config) -> Config:
             group_interval=parse_duration("10s"),
             repeat_interval=parse_duration("4h"),
         )
+    elif _routes_to(alerting.route, DEMO_RECEIVER):
+        route = alerting.route
     else:
         catch_all = RouteConfig.model_validate({"receiver": DEMO_RECEIVER, "continue": True})
         route = alerting.route.model_copy(update={"routes": [catch_all, *alerting.route.routes]})
-    faults = config.llm.faults or [FaultSpec(phase="scroll_refiner", mode="fail", times=3)]
+    faults = config.llm.faults
+    if inject_fault and not faults:
+        faults = [FaultSpec(phase="scroll_refiner", mode="fail", times=3)]
     return config.model_copy(
         update={
             "demo_receiver": True,
@@ -76,6 +80,10 @@ def with_demo_receiver(config: Config) -> Config:
             "llm": config.llm.model_copy(update={"faults": faults}),
         }
     )
+
+
+def _routes_to(route: RouteConfig, receiver: str) -> bool:
+    return route.receiver == receiver or any(_routes_to(child, receiver) for child in route.routes)
 
 
 def seed_demo(rt: Runtime) -> str:

@@ -62,10 +62,10 @@ class Runtime:
         except ConfigError as err:
             log.warning("config reload refused; keeping the last good config", problems=err.problems)
             return err.problems
-        if self.demo:
+        if self.demo or new.demo_receiver:
             from storyloom.demo import with_demo_receiver
 
-            new = with_demo_receiver(new)
+            new = with_demo_receiver(new, inject_fault=self.demo)
         alerting = build_alerting(new, os.environ)
         with self._lock:
             self.config = new

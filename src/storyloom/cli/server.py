@@ -22,7 +22,7 @@ def _runtime(config_path: Path | None, demo: bool, public_url: str | None = None
     if public_url and config.public_url == "http://127.0.0.1:8700":
         config = config.model_copy(update={"public_url": public_url})
     if demo or config.demo_receiver:
-        config = with_demo_receiver(config)
+        config = with_demo_receiver(config, inject_fault=demo)
     rt = Runtime.open(config, config_path=config_path, demo=demo)
     rt.worker_id = os.environ.get("STORYLOOM_WORKER_ID", "local")
     return rt
