@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -112,12 +112,17 @@ def resolve(
 
 
 def resolve_matching(
-    conn: Connection, alert_id: str, now: datetime, reason: str = "cause cleared", **labels: str | None
+    conn: Connection,
+    alert_id: str | Sequence[str],
+    now: datetime,
+    reason: str = "cause cleared",
+    **labels: str | None,
 ) -> int:
-    """Resolve firing alerts of `alert_id` whose labels include all of `labels`."""
+    """Resolve firing alerts of `alert_id` (one id or several) whose labels include all of `labels`."""
     wanted = {k: str(v) for k, v in labels.items() if v is not None}
+    ids = [alert_id] if isinstance(alert_id, str) else list(alert_id)
     query = select(alerts.c.fingerprint, alerts.c.labels).where(
-        and_(alerts.c.alert_id == alert_id, alerts.c.status == FIRING)
+        and_(alerts.c.alert_id.in_(ids), alerts.c.status == FIRING)
     )
     if "plan_id" in wanted:
         query = query.where(alerts.c.plan_id == wanted["plan_id"])

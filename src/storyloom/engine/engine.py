@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+import sqlalchemy as sa
 import structlog
 from dbos import DBOS, DBOSConfig, SetWorkflowID
 
@@ -37,6 +38,19 @@ def system_database_url(rt: Runtime) -> str:
     return rt.db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+def sqlite_system_engine(url: str) -> sa.Engine:
+    """DBOS's SQLite engine, plus WAL and synchronous=NORMAL: its default rollback journal fsyncs every step."""
+    engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+    @sa.event.listens_for(engine, "connect")
+    def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = "IMMEDIATE"
+        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=30000", "foreign_keys=ON"):
+            dbapi_conn.execute(f"PRAGMA {pragma}")
+
+    return engine
+
+
 class Engine:
     """Owns DBOS and the background loops of one worker process."""
 
@@ -51,13 +65,17 @@ class Engine:
         self._queues: dict[str, Any] = {}
         self._queue_lock = threading.Lock()
         self._running = False
+        self._system_engine: sa.Engine | None = None
 
     def start(self) -> None:
         workflows.bind(self.runner)
+        system_url = system_database_url(self.rt)
+        self._system_engine = sqlite_system_engine(system_url) if system_url.startswith("sqlite") else None
         DBOS(
             config=DBOSConfig(
                 name="storyloom",
-                system_database_url=system_database_url(self.rt),
+                system_database_url=system_url,
+                system_database_engine=self._system_engine,
                 executor_id=self.rt.worker_id,
                 application_version=__version__,
                 log_level="WARNING",
@@ -105,4 +123,6 @@ class Engine:
         self.scheduler.stop()
         self.dispatcher.close()
         DBOS.destroy(workflow_completion_timeout_sec=0)
+        if self._system_engine is not None:
+            self._system_engine.dispose()
         log.info("engine stopped")

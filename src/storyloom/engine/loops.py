@@ -10,5 +10,9 @@ from storyloom.runtime import Runtime
 
 def worker_loops() -> list[Callable[[Runtime], Loop]]:
     """Notify pipeline, delivery dispatcher, health evaluation: each takes the Runtime and starts a thread."""
-    loops: list[Callable[[Runtime], Loop]] = []
+    from storyloom.alerting.notifier import Notifier
+
+    loops: list[Callable[[Runtime], Loop]] = [
+        Notifier,
+    ]
     return loops

@@ -24,7 +24,7 @@ from storyloom.domain import phases as ph
 from storyloom.pipeline import effects
 from storyloom.pipeline.dispatcher import DispatchError, PlannerCall, ToolDispatcher
 from storyloom.pipeline.llm.base import LLMResponse
-from storyloom.pipeline.prompts import PromptRenderError, render_prompt, system_prompt
+from storyloom.pipeline.prompts import PromptRenderError, placeholders, render_prompt, system_prompt
 from storyloom.services.plans import get_plan
 from storyloom.store.db import Database
 from storyloom.store.events import BACKLOG_TELEMETRY, record_event
@@ -45,6 +45,8 @@ log = structlog.get_logger(__name__)
 
 OK, RETRY, BLOCKED, FATAL = "ok", "retry", "blocked", "fatal"
 GATED_PHASES = ("scroll_refiner", "scene_weaver")
+# Alerts about one backlog item that its successful completion resolves.
+ITEM_ALERTS = ("planner:phase-failed", "planner:phase-blocked", "tool:failed", "tool:timeout", "tool:quota-exceeded")
 
 
 @dataclass(frozen=True)
@@ -81,13 +83,28 @@ def item_labels(item: dict[str, Any], task_id: str | None = None) -> dict[str, A
 
 
 def change_status(
-    conn: Connection, item: dict[str, Any], to: str, reason: str, now: datetime, **extra: Any
+    conn: Connection,
+    item: dict[str, Any],
+    to: str,
+    reason: str,
+    now: datetime,
+    *,
+    flapping_threshold: int | None = None,
+    **extra: Any,
 ) -> dict[str, Any]:
-    """Apply a state-machine transition and write its telemetry event; returns the updated item."""
+    """Apply a state-machine transition and write its telemetry event; returns the updated item.
+
+    A return to pending also checks flapping (`health.flapping_threshold`, default 3, within 24h).
+    """
+    from storyloom.services.backlog import note_return_to_pending
+
     change = bl.transition(item, to, reason, now, **extra)
     conn.execute(update(backlog_items).where(backlog_items.c.id == item["id"]).values(**change.values))
     record_event(conn, BACKLOG_TELEMETRY, change.event, now)
-    return {**item, **change.values}
+    moved = {**item, **change.values}
+    if to == bl.PENDING:
+        note_return_to_pending(conn, moved, now, flapping_threshold)
+    return moved
 
 
 class PhaseRunner:
@@ -177,9 +194,8 @@ class PhaseRunner:
             plan = get_plan(conn, item["plan_id"])
             spec = ph.phase_spec(item["phase"])
             template = self._template(conn, spec.template_id)
-            context = self._prompt_context(conn, plan, item, cfg)
+            context = self._prompt_context(conn, plan, item, cfg, template)
             usage = self._critique_usage(conn, plan["id"])
-            self._checkpoint(conn, item, "locked", task_id, f"attempt-{attempt}", started)
         run = _Attempt(self, task, item, spec, attempt, item_attempt, started)
         if template is None:
             return run.record(FATAL, error=f"planner template {spec.template_id} is missing or inactive")
@@ -207,49 +223,34 @@ class PhaseRunner:
         return ph.CritiqueUsage(total=int(total), step=0, tokens=int(tokens))
 
     def _prompt_context(
-        self, conn: Connection, plan: dict[str, Any], item: dict[str, Any], cfg: Config
+        self, conn: Connection, plan: dict[str, Any], item: dict[str, Any], cfg: Config, template: str | None
     ) -> dict[str, Any]:
-        chapter, scene = item["chapter"], item["scene"]
-        ctx: dict[str, Any] = {
-            "premise": plan["premise"],
-            "plan_name": plan["name"],
-            "project_title": plan["name"],
-            "chapters": cfg.pipeline.chapters,
-            "scenes_per_chapter": cfg.pipeline.scenes_per_chapter,
-            "chapter_number": chapter or 1,
-            "scene_number": scene or 1,
-            "vision": self._artifact(conn, plan["id"], "vision") or {},
-            "iteration": self._artifact(conn, plan["id"], "iteration") or {},
-            "world_bible": [
-                r.content
-                for r in conn.execute(
-                    select(world_bible_entries.c.content).where(
-                        world_bible_entries.c.plan_id == plan["id"], world_bible_entries.c.active.is_(True)
-                    )
-                )
-            ],
-            "previous_chapters": [
-                self._artifact(conn, plan["id"], f"chapter-{n}") for n in range(1, chapter or 1)
-            ],
-            "blueprint": self._artifact(conn, plan["id"], f"chapter-{chapter}") or {},
-            "open_obligations": [
-                {"slug": r.slug, "title": r.title}
-                for r in conn.execute(
-                    select(persona_obligations.c.slug, persona_obligations.c.title)
-                    .where(
-                        persona_obligations.c.plan_id == plan["id"], persona_obligations.c.status == "open"
-                    )
-                    .order_by(persona_obligations.c.slug)
-                    .limit(20)
-                )
-            ],
-            "scene": {},
-            "scroll_title": "",
-            "section_title": "",
-            "salient_terms": [],
+        """The template's placeholders (and what the offline provider reads), each loaded only when needed."""
+        chapter, scene = item["chapter"] or 1, item["scene"] or 1
+        plan_id = plan["id"]
+        loaders: dict[str, Callable[[], Any]] = {
+            "vision": lambda: self._artifact(conn, plan_id, "vision") or {},
+            "iteration": lambda: self._artifact(conn, plan_id, "iteration") or {},
+            "world_bible": lambda: [r.content for r in conn.execute(select(world_bible_entries.c.content).where(
+                world_bible_entries.c.plan_id == plan_id, world_bible_entries.c.active.is_(True)))],
+            "previous_chapters": lambda: [self._artifact(conn, plan_id, f"chapter-{n}") for n in range(1, chapter)],
+            "blueprint": lambda: self._artifact(conn, plan_id, f"chapter-{chapter}") or {},
+            "open_obligations": lambda: [{"slug": r.slug, "title": r.title} for r in conn.execute(
+                select(persona_obligations.c.slug, persona_obligations.c.title).where(
+                    persona_obligations.c.plan_id == plan_id, persona_obligations.c.status == "open")
+                .order_by(persona_obligations.c.slug).limit(20))],
         }
+        ctx: dict[str, Any] = {
+            "premise": plan["premise"], "plan_name": plan["name"], "project_title": plan["name"],
+            "chapters": cfg.pipeline.chapters, "scenes_per_chapter": cfg.pipeline.scenes_per_chapter,
+            "chapter_number": chapter, "scene_number": scene,
+            "scene": {}, "scroll_title": "", "section_title": "", "salient_terms": [],
+        }
+        wanted = set(placeholders(template or "")) | {"open_obligations"} if item["phase"] in GATED_PHASES else set(
+            placeholders(template or ""))
+        ctx.update({key: load() for key, load in loaders.items() if key in wanted})
         if item["phase"] == "scene_weaver":
-            ctx.update(self._scene_context(conn, plan["id"], chapter or 1, scene or 1))
+            ctx.update(self._scene_context(conn, plan_id, chapter, scene))
         return ctx
 
     def _scene_context(self, conn: Connection, plan_id: str, chapter: int, scene: int) -> dict[str, Any]:
@@ -309,21 +310,8 @@ class PhaseRunner:
             change_status(conn, item, bl.COMPLETE, "phase-complete", now, last_error=None, worker_id=None)
             self._finish_task(conn, task_id, "succeeded", now)
             self._checkpoint(conn, item, "complete", task_id, "persist", now)
-            for alert_id in (
-                "planner:phase-failed",
-                "planner:phase-blocked",
-                "tool:failed",
-                "tool:timeout",
-                "tool:quota-exceeded",
-            ):
-                resolve_matching(
-                    conn,
-                    alert_id,
-                    now,
-                    "the item completed",
-                    plan_id=item["plan_id"],
-                    backlog_id=item["backlog_id"],
-                )
+            resolve_matching(conn, ITEM_ALERTS, now, "the item completed", plan_id=item["plan_id"],
+                             backlog_id=item["backlog_id"])
             effects.complete_plan_if_done(conn, plan, now)
         log.info(
             "phase complete",

@@ -424,6 +424,7 @@ aggregation_groups = Table(
     Column("group_labels", JSON, nullable=False),
     _ts("first_alert_at", False),
     _ts("next_flush_at"),
+    _ts("last_flush_at"),
     _ts("last_notified_at"),
     Column("last_firing", JSON, nullable=False, default=list),
     Column("last_resolved", JSON, nullable=False, default=list),

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 20:48:21.426768
+Create Date: 2026-11-25 20:54:37.702334
 """
 
 from collections.abc import Sequence
@@ -28,6 +28,7 @@ def upgrade() -> None:
         sa.Column("group_labels", sa.JSON(), nullable=False),
         sa.Column("first_alert_at", storyloom.store.tables.UTCDateTime(timezone=True), nullable=False),
         sa.Column("next_flush_at", storyloom.store.tables.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("last_flush_at", storyloom.store.tables.UTCDateTime(timezone=True), nullable=True),
         sa.Column("last_notified_at", storyloom.store.tables.UTCDateTime(timezone=True), nullable=True),
         sa.Column("last_firing", sa.JSON(), nullable=False),
         sa.Column("last_resolved", sa.JSON(), nullable=False),

@@ -1,0 +1,45 @@
+"""Alerts (CONTRACTS §3, §6): list with filters, and one alert with its history and notifications."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, Query
+
+from storyloom.api.auth import runtime, viewer
+from storyloom.runtime import Runtime
+from storyloom.services import alerts
+from storyloom.services.actors import Actor
+
+router = APIRouter(prefix="/api/alerts", tags=["alerts"])
+
+
+@router.get("")
+def list_alerts(
+    status: Literal["firing", "resolved", "all"] = "all",
+    severity: Literal["info", "warning", "error", "critical"] | None = None,
+    plan_id: str | None = None,
+    alert_id: str | None = None,
+    receiver: str | None = None,
+    limit: int = Query(default=500, ge=1, le=5000),
+    _: Actor = Depends(viewer),
+    rt: Runtime = Depends(runtime),
+) -> list[dict[str, Any]]:
+    with rt.db.read() as conn:
+        return alerts.list_alerts(
+            conn,
+            rt.alerting,
+            rt.clock.now(),
+            status=status,
+            severity=severity,
+            plan_id=plan_id,
+            alert_id=alert_id,
+            receiver=receiver,
+            limit=limit,
+        )
+
+
+@router.get("/{fingerprint}")
+def get_alert(fingerprint: str, _: Actor = Depends(viewer), rt: Runtime = Depends(runtime)) -> dict[str, Any]:
+    with rt.db.read() as conn:
+        return alerts.get_alert(conn, rt.alerting, fingerprint, rt.clock.now())

@@ -1,0 +1,32 @@
+"""The effective routing tree and receivers (secrets redacted), and a dry run of routing for labels."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel, ConfigDict, Field
+
+from storyloom.api.auth import runtime, viewer
+from storyloom.runtime import Runtime
+from storyloom.services import alerts
+from storyloom.services.actors import Actor
+
+router = APIRouter(prefix="/api/alert-routes", tags=["alert routes"])
+
+
+class RouteTestIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    labels: dict[str, str] = Field(description='the alert\'s labels, e.g. {"alert_id": "tool:failed"}')
+
+
+@router.get("")
+def get_routes(_: Actor = Depends(viewer), rt: Runtime = Depends(runtime)) -> dict[str, Any]:
+    return alerts.routes_view(rt.alerting)
+
+
+@router.post("/test")
+def test_routes(
+    body: RouteTestIn, _: Actor = Depends(viewer), rt: Runtime = Depends(runtime)
+) -> dict[str, Any]:
+    return alerts.match_routes(rt.alerting, body.labels)

@@ -1,0 +1,67 @@
+"""Silences (CONTRACTS §3): list, create, and expire (DELETE answers with the expired silence)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from storyloom.api.auth import operator, runtime, viewer
+from storyloom.runtime import Runtime
+from storyloom.services import silences
+from storyloom.services.actors import Actor
+
+router = APIRouter(prefix="/api/silences", tags=["silences"])
+
+
+class SilenceIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    matchers: list[str] = Field(
+        max_length=50, description='Alertmanager matchers, e.g. alert_id="tool:failed"'
+    )
+    starts_at: AwareDatetime | None = Field(default=None, description="defaults to now")
+    ends_at: AwareDatetime
+    comment: str = Field(max_length=2000)
+
+
+@router.get("")
+def list_silences(
+    state: Literal["pending", "active", "expired"] | None = None,
+    _: Actor = Depends(viewer),
+    rt: Runtime = Depends(runtime),
+) -> list[dict[str, Any]]:
+    with rt.db.read() as conn:
+        return silences.list_silences(conn, rt.clock.now(), state=state)
+
+
+@router.post("", status_code=201)
+def create_silence(
+    body: SilenceIn, actor: Actor = Depends(operator), rt: Runtime = Depends(runtime)
+) -> dict[str, Any]:
+    with rt.db.begin() as conn:
+        return silences.create_silence(
+            conn,
+            actor,
+            matchers=body.matchers,
+            starts_at=body.starts_at,
+            ends_at=body.ends_at,
+            comment=body.comment,
+            now=rt.clock.now(),
+        )
+
+
+@router.get("/{silence_id}")
+def get_silence(
+    silence_id: str, _: Actor = Depends(viewer), rt: Runtime = Depends(runtime)
+) -> dict[str, Any]:
+    with rt.db.read() as conn:
+        return silences.get_silence(conn, silence_id, rt.clock.now())
+
+
+@router.delete("/{silence_id}")
+def expire_silence(
+    silence_id: str, actor: Actor = Depends(operator), rt: Runtime = Depends(runtime)
+) -> dict[str, Any]:
+    with rt.db.begin() as conn:
+        return silences.expire_silence(conn, actor, silence_id, rt.clock.now())
