@@ -48,6 +48,7 @@ class LLMConfig(_Model):
     timeout: Duration = timedelta(seconds=60)
     max_retries: int = Field(default=3, ge=0, le=10)
     faults: list[FaultSpec] = Field(default_factory=list)
+    offline_lore_status: Literal["ready", "planned", "missing"] = "ready"  # offline provider: lore needs' status
 
 
 class CritiqueConfig(_Model):

@@ -102,3 +102,20 @@ def test_malformed_output_is_retried_with_validation_errors_recorded(db: Databas
         assert [r.outcome for r in rows] == ["failed", "success"]
         assert rows[0].diagnostics["validation_errors"]
         assert task_count == 1  # the retry is an attempt of the same task
+
+
+def test_unready_lore_blocks_scrolls_until_the_lore_sla_fulfils_it(db: Database) -> None:
+    config = make_config(pipeline={"chapters": 1, "scenes_per_chapter": 1, "lore_sla": "1s"},
+                         llm={"offline_lore_status": "planned"})
+    for rt in _start(db, config):
+        plan_id = _plan(rt)
+        wait_for(lambda: _statuses(rt, plan_id).get("scroll-1") == "blocked", timeout=60, message="scroll blocked")
+        with rt.db.read() as conn:
+            blocked = conn.execute(select(alerts.c.status, alerts.c.labels).where(
+                alerts.c.alert_id == "planner:phase-blocked")).one()
+        assert blocked.status == "firing" and blocked.labels["backlog_id"] == "scroll-1"
+        wait_for(lambda: set(_statuses(rt, plan_id).values()) == {"complete"}, timeout=60,
+                 message="plan completes once the lore SLA fulfils the lore")
+        with rt.db.read() as conn:
+            status = conn.execute(select(alerts.c.status).where(alerts.c.alert_id == "planner:phase-blocked")).scalar()
+        assert status == "resolved"

@@ -34,7 +34,10 @@ class Providers:
 def build_provider(name: str, cfg: Config) -> Provider:
     if name == "offline":
         return OfflineProvider(
-            cfg.llm.faults, scenes_per_chapter=cfg.pipeline.scenes_per_chapter, chapters=cfg.pipeline.chapters
+            cfg.llm.faults,
+            scenes_per_chapter=cfg.pipeline.scenes_per_chapter,
+            chapters=cfg.pipeline.chapters,
+            lore_status=cfg.llm.offline_lore_status,
         )
     if name == "openai":
         return OpenAIProvider(
