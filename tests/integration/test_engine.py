@@ -119,3 +119,32 @@ def test_unready_lore_blocks_scrolls_until_the_lore_sla_fulfils_it(db: Database)
         with rt.db.read() as conn:
             status = conn.execute(select(alerts.c.status).where(alerts.c.alert_id == "planner:phase-blocked")).scalar()
         assert status == "resolved"
+
+
+def test_a_plan_runs_through_the_openai_provider_and_survives_a_malformed_reply(db: Database) -> None:
+    from tests.support.fake_openai import FakeOpenAIServer, FakeReply
+
+    with FakeOpenAIServer() as fake:
+        fake.enqueue(FakeReply(content='{"author_summary": "cut off'))  # the first (vision) reply is malformed
+        config = make_config(llm={"provider": "openai", "base_url": fake.base_url, "model": "fake-4o",
+                                  "max_retries": 0},
+                             pipeline={"chapters": 1, "scenes_per_chapter": 1, "retry_backoff": "10ms"})
+        for rt in _start(db, config):
+            now = rt.clock.now()
+            with rt.db.begin() as conn:
+                persona = create_persona(conn, name="Ola", kind="author", summary=None, now=now)
+                agent = create_agent(conn, name="Ola agent", persona_id=persona["id"], provider="openai",
+                                     model="fake-4o", now=now)
+                plan_id = create_plan(conn, PlanRequest(name="Glass Harbour", premise="A harbour made of glass.",
+                                                        persona_id=persona["id"], agent_id=agent["id"]),
+                                      default_provider="openai", default_model="fake-4o", max_premise_chars=20_000,
+                                      now=now)["id"]
+            wait_for(lambda: (s := _statuses(rt, plan_id)) and len(s) == 6 and set(s.values()) == {"complete"},
+                     timeout=60, message="plan complete over the openai provider")
+            with rt.db.read() as conn:
+                vision = conn.execute(select(planner_executions.c.outcome, planner_executions.c.prompt_tokens)
+                                      .where(planner_executions.c.backlog_id == "vision-plan")
+                                      .order_by(planner_executions.c.id)).all()
+        assert [v.outcome for v in vision] == ["failed", "success"]
+        assert vision[1].prompt_tokens > 0
+        assert fake.completions() and all(r.body["model"] == "fake-4o" for r in fake.completions())
