@@ -186,7 +186,15 @@ class Scheduler:
                         .where(tasks.c.task_id == item["task_id"], tasks.c.status.in_(LIVE))
                         .values(status="abandoned", finished_at=now)
                     )
-                moved = change_status(conn, dict(fresh), bl.PENDING, "auto-resume", now, worker_id=None)
+                moved = change_status(
+                    conn,
+                    dict(fresh),
+                    bl.PENDING,
+                    "auto-resume",
+                    now,
+                    worker_id=None,
+                    flapping_threshold=self.rt.config.health.flapping_threshold,
+                )
                 task_id = claim_for_task(conn, moved, reason="auto-resume", now=now)
                 record_event(conn, BACKLOG_ACTION, _action("auto-resume", moved, task_id), now)
                 resumed += 1
@@ -218,7 +226,15 @@ class Scheduler:
                 ).mappings()
             ]
             for item in blocked:
-                change_status(conn, item, bl.PENDING, "auto-resume", now, last_error=None)
+                change_status(
+                    conn,
+                    item,
+                    bl.PENDING,
+                    "auto-resume",
+                    now,
+                    last_error=None,
+                    flapping_threshold=self.rt.config.health.flapping_threshold,
+                )
                 record_event(
                     conn, BACKLOG_ACTION, _action("auto-resume", item, None, note="lore is ready"), now
                 )

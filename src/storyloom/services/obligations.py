@@ -1,18 +1,28 @@
-"""Persona obligations: created from continuity hooks, reopened when a hook is re-emitted."""
+"""Persona obligations: created from continuity hooks, reopened when a hook is re-emitted, listed, resolved or
+dismissed by an owning agent (CONTRACTS §4.3), flagged for voice drift; their alerts follow their state."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Mapping
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, func, insert, select, update
 
-from storyloom.alerting.publish import AlertSignal, fire
+from storyloom.alerting.publish import AlertSignal, fire, resolve_matching
+from storyloom.domain.alerts import FIRING
 from storyloom.ids import new_id
-from storyloom.store.events import PERSONA_OBLIGATION, record_event
-from storyloom.store.tables import persona_obligations
+from storyloom.services.actors import Actor
+from storyloom.services.catalog import get_agent
+from storyloom.services.errors import Conflict, Forbidden, Invalid, NotFound
+from storyloom.services.plans import get_item, get_plan, require_agent_binding
+from storyloom.store.events import BACKLOG_ACTION, PERSONA_OBLIGATION, record_event
+from storyloom.store.tables import alerts, persona_obligations
 
 OPEN, RESOLVED, DISMISSED = "open", "resolved", "dismissed"
+STATUSES = (OPEN, RESOLVED, DISMISSED)
+MAX_PAGE_SIZE = 200
 
 
 def obligation_alert(row: dict[str, Any], alert_id: str = "obligation:open") -> AlertSignal:
@@ -96,6 +106,8 @@ def emit_hook(
         )
         record_event(conn, PERSONA_OBLIGATION, {"action": "reopen", **_event(values)}, now)
         fire(conn, obligation_alert(values), now)
+        if values["voice_drift"]:
+            fire(conn, _drift_alert(values), now)
     return str(row["obligation_id"])
 
 
@@ -113,3 +125,324 @@ def _event(row: dict[str, Any]) -> dict[str, Any]:
             "voice_drift",
         )
     }
+
+
+# --- read, resolve, voice drift (CONTRACTS §4.3) -------------------------------------------------------
+
+ACTIONS = {"resolve": RESOLVED, "dismiss": DISMISSED}
+OBLIGATION_ALERTS = ("obligation:open", "obligation:aging", "obligation:drift")
+FIELDS = (
+    "obligation_id",
+    "plan_id",
+    "persona_id",
+    "character_id",
+    "slug",
+    "title",
+    "description",
+    "status",
+    "source_phase",
+    "source_backlog_id",
+    "branch_slug",
+    "voice_drift",
+    "resolution_notes",
+    "resolved_at",
+    "resolved_by",
+    "created_at",
+    "updated_at",
+)
+
+
+def obligation_view(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: row[k] for k in FIELDS}
+
+
+def _rfc3339(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _drift_alert(row: Mapping[str, Any]) -> AlertSignal:
+    return replace(
+        obligation_alert(dict(row), "obligation:drift"),
+        description=f"Obligation '{row['title']}' ({row['slug']}) of persona {row['persona_id']} "
+        "is flagged for voice drift",
+    )
+
+
+def _aging_alert(row: Mapping[str, Any], now: datetime) -> AlertSignal:
+    hours = (now - row["created_at"]).total_seconds() / 3600
+    return replace(
+        obligation_alert(dict(row), "obligation:aging"),
+        description=f"Obligation '{row['title']}' ({row['slug']}) of persona {row['persona_id']} "
+        f"has been open for {hours:.1f}h",
+    )
+
+
+def list_obligations(
+    conn: Connection, plan_id: str, status: str | None = None, page: int = 1, page_size: int = 50
+) -> dict[str, Any]:
+    """A plan's obligations, oldest first, one page: `{items, page, page_size, total}`."""
+    get_plan(conn, plan_id)
+    if status is not None and status not in STATUSES:
+        raise Invalid.field(["query", "status"], f"unknown status {status!r}; use {', '.join(STATUSES)}")
+    if page < 1:
+        raise Invalid.field(["query", "page"], "must be 1 or more")
+    if not 1 <= page_size <= MAX_PAGE_SIZE:
+        raise Invalid.field(["query", "page_size"], f"must be between 1 and {MAX_PAGE_SIZE}")
+    where = [persona_obligations.c.plan_id == plan_id]
+    if status is not None:
+        where.append(persona_obligations.c.status == status)
+    total = conn.execute(select(func.count()).select_from(persona_obligations).where(*where)).scalar() or 0
+    rows = conn.execute(
+        select(persona_obligations)
+        .where(*where)
+        .order_by(persona_obligations.c.created_at, persona_obligations.c.obligation_id)
+        .offset((page - 1) * page_size)
+        .limit(page_size)
+    ).mappings()
+    return {
+        "items": [obligation_view(dict(r)) for r in rows],
+        "page": page,
+        "page_size": page_size,
+        "total": total,
+    }
+
+
+def get_obligation(conn: Connection, plan_id: str, obligation_id: str) -> dict[str, Any]:
+    row = (
+        conn.execute(
+            select(persona_obligations).where(
+                persona_obligations.c.plan_id == plan_id,
+                persona_obligations.c.obligation_id == obligation_id,
+            )
+        )
+        .mappings()
+        .first()
+    )
+    if row is None:
+        raise NotFound(f"obligation {obligation_id} does not exist in plan {plan_id}")
+    return dict(row)
+
+
+def _acting_agent(
+    conn: Connection, plan: Mapping[str, Any], row: Mapping[str, Any], agent_id: str | None, actor: Actor
+) -> dict[str, Any]:
+    """The agent the caller acts as: it must exist, the token may act as it, and it must own the obligation."""
+    if not agent_id or not str(agent_id).strip():
+        raise Invalid.field(["body", "agent_id"], "is required: every obligation action is done as an agent")
+    agent = get_agent(conn, str(agent_id), loc=["body", "agent_id"])
+    require_agent_binding(actor, agent["id"])
+    owners = {row["persona_id"], plan["persona_id"]}
+    if agent["persona_id"] not in owners and not actor.is_admin:
+        raise Forbidden(
+            f"agent {agent['id']} acts for persona {agent['persona_id']}; obligation {row['obligation_id']} "
+            f"belongs to persona {row['persona_id']} of plan {plan['id']} (author {plan['persona_id']}): "
+            "act as an agent of one of them (or as admin)"
+        )
+    return agent
+
+
+def _log(
+    conn: Connection,
+    action: str,
+    row: dict[str, Any],
+    agent: Mapping[str, Any],
+    actor: Actor,
+    now: datetime,
+    *,
+    notes: str | None,
+    backlog_id: str | None = None,
+    task_id: str | None = None,
+) -> None:
+    """The obligation's own event and the plan's action-log entry."""
+    record_event(
+        conn,
+        PERSONA_OBLIGATION,
+        {
+            "action": action,
+            **_event(row),
+            "actor": actor.name,
+            "actor_id": actor.actor_id,
+            "source": actor.source,
+            "agent_id": agent["id"],
+            "notes": notes,
+        },
+        now,
+        backlog_id=row["source_backlog_id"],
+    )
+    record_event(
+        conn,
+        BACKLOG_ACTION,
+        {
+            "action": action,
+            "plan_id": row["plan_id"],
+            "backlog_id": backlog_id or row["source_backlog_id"],
+            "obligation_id": row["obligation_id"],
+            "description": f"{row['title']} ({row['slug']})",
+            "branch": row["branch_slug"],
+            "actor": actor.name,
+            "actor_id": actor.actor_id,
+            "source": actor.source,
+            "agent_id": agent["id"],
+            "persona_id": agent["persona_id"],
+            "provider": agent.get("provider"),
+            "model": agent.get("model"),
+            "task_id": task_id,
+            "status": row["status"],
+            "notes": notes,
+        },
+        now,
+    )
+
+
+def resolve_obligation(
+    conn: Connection,
+    plan_id: str,
+    obligation_id: str,
+    body: Mapping[str, Any],
+    actor: Actor,
+    now: datetime,
+) -> dict[str, Any]:
+    """Resolve or dismiss an obligation (CONTRACTS §4.3); returns the obligation.
+
+    Order: blank notes → 422; unknown plan or obligation → 404; unknown action → 422; unknown agent → 422;
+    token bound to other agents → 403; agent of neither the obligation's persona nor the plan's author
+    (and not admin) → 403; unknown `backlog_id` → 422; the current status again → unchanged, no event.
+    """
+    notes = str(body.get("notes") or "").strip()
+    if not notes:
+        raise Invalid.field(["body", "notes"], "must not be blank: say what was done about the obligation")
+    plan = get_plan(conn, plan_id)
+    row = get_obligation(conn, plan_id, obligation_id)
+    action = body.get("action")
+    if action not in ACTIONS:
+        raise Invalid.field(["body", "action"], f"unknown action {action!r}; use resolve or dismiss")
+    agent = _acting_agent(conn, plan, row, body.get("agent_id"), actor)
+    backlog_id, task_id = body.get("backlog_id"), body.get("task_id")
+    if backlog_id:
+        try:
+            get_item(conn, plan_id, str(backlog_id))
+        except NotFound:
+            raise Invalid.field(["body", "backlog_id"], f"unknown backlog item {backlog_id!r}") from None
+    status = ACTIONS[str(action)]
+    if row["status"] == status:
+        return obligation_view(row)
+    values: dict[str, Any] = {
+        "status": status,
+        "resolution_notes": [
+            *(row["resolution_notes"] or []),
+            {"note": notes, "actor": actor.name, "agent_id": agent["id"], "at": _rfc3339(now)},
+        ],
+        "resolved_at": now,
+        "resolved_by": actor.name,
+        "updated_at": now,
+    }
+    if body.get("voice_drift") is not None:
+        values["voice_drift"] = bool(body["voice_drift"])
+    conn.execute(
+        update(persona_obligations)
+        .where(persona_obligations.c.obligation_id == obligation_id)
+        .values(**values)
+    )
+    row = {**row, **values}
+    _log(conn, str(action), row, agent, actor, now, notes=notes, backlog_id=backlog_id, task_id=task_id)
+    for alert_id in OBLIGATION_ALERTS:
+        resolve_matching(conn, alert_id, now, f"obligation {status}", obligation_id=obligation_id)
+    return obligation_view(row)
+
+
+def set_voice_drift(
+    conn: Connection,
+    plan_id: str,
+    obligation_id: str,
+    body: Mapping[str, Any],
+    actor: Actor,
+    now: datetime,
+) -> dict[str, Any]:
+    """Flag (or unflag) an open obligation for voice drift; `obligation:drift` follows the flag.
+
+    Same ownership as resolve. Only an open obligation can be flagged (409 otherwise); setting the
+    current value again changes nothing and writes no event.
+    """
+    plan = get_plan(conn, plan_id)
+    row = get_obligation(conn, plan_id, obligation_id)
+    flag = body.get("voice_drift")
+    if not isinstance(flag, bool):
+        raise Invalid.field(["body", "voice_drift"], "must be true or false")
+    agent = _acting_agent(conn, plan, row, body.get("agent_id"), actor)
+    if row["status"] != OPEN:
+        raise Conflict(f"obligation {obligation_id} is {row['status']}; only an open obligation can drift")
+    if bool(row["voice_drift"]) == flag:
+        return obligation_view(row)
+    notes = str(body.get("notes") or "").strip() or None
+    conn.execute(
+        update(persona_obligations)
+        .where(persona_obligations.c.obligation_id == obligation_id)
+        .values(voice_drift=flag, updated_at=now)
+    )
+    row = {**row, "voice_drift": flag, "updated_at": now}
+    _log(conn, "voice-drift", row, agent, actor, now, notes=notes)
+    if flag:
+        fire(conn, _drift_alert(row), now)
+    else:
+        resolve_matching(
+            conn, "obligation:drift", now, "voice drift flag cleared", obligation_id=obligation_id
+        )
+    return obligation_view(row)
+
+
+# --- evaluated alerts (called by the scheduled health evaluation) ------------------------------------
+
+
+def reconcile_obligation_aging(conn: Connection, now: datetime, aging: timedelta) -> int:
+    """Fire `obligation:aging` for obligations open longer than `aging`; resolve it for all others.
+
+    Returns how many alerts it fired anew or resolved.
+    """
+    cutoff = now - aging
+    changed = 0
+    firing = _firing_obligation_ids(conn, "obligation:aging")
+    rows = conn.execute(
+        select(persona_obligations).where(
+            persona_obligations.c.status == OPEN, persona_obligations.c.created_at < cutoff
+        )
+    ).mappings()
+    aging_ids = set()
+    for row in rows:
+        aging_ids.add(row["obligation_id"])
+        if row["obligation_id"] not in firing:
+            fire(conn, _aging_alert(dict(row), now), now)
+            changed += 1
+    for obligation_id in firing - aging_ids:
+        changed += resolve_matching(
+            conn, "obligation:aging", now, "no longer open and aging", obligation_id=obligation_id
+        )
+    return changed
+
+
+def reconcile_obligation_drift(conn: Connection, now: datetime) -> int:
+    """`obligation:drift` firing exactly for open obligations flagged `voice_drift: true` (not false, not settled)."""
+    changed = 0
+    firing = _firing_obligation_ids(conn, "obligation:drift")
+    rows = conn.execute(
+        select(persona_obligations).where(
+            persona_obligations.c.status == OPEN, persona_obligations.c.voice_drift.is_(True)
+        )
+    ).mappings()
+    drifting = set()
+    for row in rows:
+        drifting.add(row["obligation_id"])
+        if row["obligation_id"] not in firing:
+            fire(conn, _drift_alert(dict(row)), now)
+            changed += 1
+    for obligation_id in firing - drifting:
+        changed += resolve_matching(
+            conn, "obligation:drift", now, "no longer open and drifting", obligation_id=obligation_id
+        )
+    return changed
+
+
+def _firing_obligation_ids(conn: Connection, alert_id: str) -> set[str]:
+    rows = conn.execute(
+        select(alerts.c.labels).where(alerts.c.alert_id == alert_id, alerts.c.status == FIRING)
+    ).scalars()
+    return {str(labels["obligation_id"]) for labels in rows if labels.get("obligation_id")}

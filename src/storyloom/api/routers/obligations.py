@@ -1,0 +1,75 @@
+"""Persona obligations (CONTRACTS §4.3): list (paged), resolve or dismiss, flag voice drift."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
+
+from storyloom.api.auth import operator, runtime, viewer
+from storyloom.runtime import Runtime
+from storyloom.services import obligations
+from storyloom.services.actors import Actor
+
+router = APIRouter(prefix="/api/fiction/plans", tags=["obligations"])
+
+
+class ResolveIn(BaseModel):
+    """`action` and blank `notes` are checked by the service, in the contract's order."""
+
+    model_config = ConfigDict(extra="forbid")
+    action: str = Field(description="resolve | dismiss")
+    notes: str = Field(max_length=4000, description="what was done (must not be blank)")
+    agent_id: str = Field(max_length=64, description="the agent to act as")
+    voice_drift: StrictBool | None = None
+    backlog_id: str | None = Field(default=None, max_length=100)
+    task_id: str | None = Field(default=None, max_length=64)
+
+
+class VoiceDriftIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    voice_drift: StrictBool
+    agent_id: str = Field(max_length=64, description="the agent to act as")
+    notes: str | None = Field(default=None, max_length=4000)
+
+
+@router.get("/{plan_id}/persona-obligations")
+def list_obligations(
+    plan_id: str,
+    status: Literal["open", "resolved", "dismissed"] | None = None,
+    page: int = Query(1, ge=1),
+    page_size: int = Query(50, ge=1, le=obligations.MAX_PAGE_SIZE),
+    _: Actor = Depends(viewer),
+    rt: Runtime = Depends(runtime),
+) -> dict[str, Any]:
+    with rt.db.read() as conn:
+        return obligations.list_obligations(conn, plan_id, status, page, page_size)
+
+
+@router.post("/{plan_id}/persona-obligations/{obligation_id}/resolve")
+def resolve_obligation(
+    plan_id: str,
+    obligation_id: str,
+    body: ResolveIn,
+    actor: Actor = Depends(operator),
+    rt: Runtime = Depends(runtime),
+) -> dict[str, Any]:
+    with rt.db.begin() as conn:
+        return obligations.resolve_obligation(
+            conn, plan_id, obligation_id, body.model_dump(), actor, rt.clock.now()
+        )
+
+
+@router.post("/{plan_id}/persona-obligations/{obligation_id}/voice-drift")
+def set_voice_drift(
+    plan_id: str,
+    obligation_id: str,
+    body: VoiceDriftIn,
+    actor: Actor = Depends(operator),
+    rt: Runtime = Depends(runtime),
+) -> dict[str, Any]:
+    with rt.db.begin() as conn:
+        return obligations.set_voice_drift(
+            conn, plan_id, obligation_id, body.model_dump(), actor, rt.clock.now()
+        )

@@ -1,0 +1,446 @@
+"""Backlog resume (CONTRACTS §4.2), its contract events and drift alert, and flapping detection.
+
+`resume` applies the seven rules in order inside the caller's transaction. A rejection after rule 1 raises
+`ContractRejection`: the caller's transaction rolls back (nothing of the rejected change is kept) and the
+contract event must then be written in a transaction of its own. `resume_item` does both and is what the
+API and the console call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, func, select, update
+
+from storyloom.alerting.publish import AlertSignal, fire, resolve, resolve_matching
+from storyloom.config import Config
+from storyloom.domain import backlog as bl
+from storyloom.domain.alerts import FIRING
+from storyloom.pipeline.runner import change_status
+from storyloom.services.actors import Actor
+from storyloom.services.catalog import PROVIDERS, get_agent
+from storyloom.services.errors import Conflict, Forbidden, Invalid, ServiceError
+from storyloom.services.plans import backlog_view, get_item, get_plan, require_agent_binding
+from storyloom.services.tasks import LIVE, claim_for_task, latest_task
+from storyloom.store.db import Database
+from storyloom.store.events import BACKLOG_ACTION, BACKLOG_CONTRACT, BACKLOG_TELEMETRY, record_event
+from storyloom.store.tables import alerts, backlog_items, checkpoints, leases, tasks, workflow_events
+
+DRIFT_ALERT = "backlog:contract-drift"
+FLAPPING_ALERT = "backlog:flapping"
+WINDOW = timedelta(hours=24)
+DEFAULT_FLAPPING_THRESHOLD = 3
+
+# Contract codes (the `code` of a `fiction.backlog.contract` event and of the problem+json body).
+MISSING_AGENT_OR_PROVIDER = "missing-agent-or-provider"
+MISSING_MODEL = "missing-model"
+UNKNOWN_AGENT = "unknown-agent"
+UNKNOWN_PROVIDER = "unknown-provider"
+ITEM_COMPLETE = "item-complete"
+ITEM_IN_PROGRESS = "item-in-progress"
+ITEM_QUEUED = "item-queued"
+AGENT_PERSONA_MISMATCH = "agent-persona-mismatch"
+TASK_BACKLOG_MISMATCH = "task-backlog-mismatch"
+BRANCH_MISMATCH = "branch-mismatch"
+RESUME_CONFLICT = "resume-conflict"
+
+
+class ContractRejection(ServiceError):
+    """A resume refused by the contract: answers like `error`, and carries the contract event to record."""
+
+    def __init__(self, error: ServiceError, event: dict[str, Any]) -> None:
+        super().__init__(error.detail, errors=error.errors, code=error.code)
+        self.status = error.status
+        self.title = error.title
+        self.event = event
+
+
+def _text(body: Mapping[str, Any], key: str) -> str | None:
+    value = body.get(key)
+    if value is None:
+        return None
+    value = str(value).strip()
+    return value or None
+
+
+def is_stale_in_progress(conn: Connection, item: Mapping[str, Any], now: datetime) -> bool:
+    """`in_progress` and its worker has no live heartbeat lease (expired or missing): nobody runs it."""
+    if item["status"] != bl.IN_PROGRESS:
+        return False
+    if not item.get("worker_id"):
+        return True
+    alive = conn.execute(
+        select(leases.c.name).where(leases.c.holder == item["worker_id"], leases.c.expires_at > now)
+    ).first()
+    return alive is None
+
+
+def resume(
+    conn: Connection,
+    plan_id: str,
+    backlog_id: str,
+    body: Mapping[str, Any],
+    actor: Actor,
+    now: datetime,
+    cfg: Config | None = None,
+) -> dict[str, Any]:
+    """Resume one backlog item per CONTRACTS §4.2; returns `{backlog_item, task_id}`.
+
+    Rules, in order: 1 unknown plan/item → 404 (no contract event); 2 missing agent_id/provider → 422
+    `missing-agent-or-provider`, missing model → 422 `missing-model`; 3 unknown agent → 422 `unknown-agent`
+    (an unknown provider → 422 `unknown-provider`); 4 item complete → 409 `item-complete`, in_progress with
+    a live worker → 409 `item-in-progress` (a pending item that already has a queued or running task → 409
+    `item-queued`); 5 the agent's persona is not the plan's author persona and the caller is not admin →
+    403 `agent-persona-mismatch`; 6 `task_id` given and not the item's latest task → 409
+    `task-backlog-mismatch` (`branch_slug` given and not the item's branch → 409 `branch-mismatch`);
+    7 success. Losing a race with a concurrent resume → 409 `resume-conflict`.
+
+    A token bound to other agents is refused with 403 just before rule 5. That is an authentication
+    property of the caller's token, not a misuse of the resume contract, so it writes no contract event.
+
+    Every other rejection raises `ContractRejection`; record its `event` with `record_contract_rejection`
+    in a new transaction after this one rolled back (`resume_item` does that).
+    """
+    plan = get_plan(conn, plan_id)
+    item = get_item(conn, plan_id, backlog_id)
+    agent_id, provider, model = _text(body, "agent_id"), _text(body, "provider"), _text(body, "model")
+    task_id, branch = _text(body, "task_id"), _text(body, "branch_slug")
+    notes = _text(body, "notes")
+
+    def reject(error: ServiceError) -> ContractRejection:
+        return ContractRejection(
+            error,
+            {
+                "code": error.code,
+                "status": error.status,
+                "detail": error.detail,
+                "plan_id": plan_id,
+                "backlog_id": backlog_id,
+                "item_status": item["status"],
+                "agent_id": agent_id,
+                "provider": provider,
+                "model": model,
+                "task_id": task_id,
+                "latest_task_id": item["task_id"],
+                "actor": actor.name,
+                "actor_id": actor.actor_id,
+                "source": actor.source,
+            },
+        )
+
+    # 2. agent, provider and model are all required
+    missing = [k for k, v in (("agent_id", agent_id), ("provider", provider), ("model", model)) if not v]
+    if missing:
+        code = MISSING_MODEL if missing == ["model"] else MISSING_AGENT_OR_PROVIDER
+        raise reject(
+            Invalid(
+                f"resume needs {', '.join(missing)}: every resume is done as an agent with a provider and model",
+                errors=[{"loc": ["body", k], "msg": "is required"} for k in missing],
+                code=code,
+            )
+        )
+    assert agent_id and provider and model
+    # 3. the agent (and provider) must exist
+    try:
+        agent = get_agent(conn, agent_id, loc=["body", "agent_id"], code=UNKNOWN_AGENT)
+    except Invalid as exc:
+        raise reject(exc) from None
+    if provider not in PROVIDERS:
+        raise reject(
+            Invalid.field(
+                ["body", "provider"],
+                f"unknown provider {provider!r}; use one of {', '.join(PROVIDERS)}",
+                code=UNKNOWN_PROVIDER,
+            )
+        )
+    # 4. state: complete never resumes; in_progress only when its worker is gone
+    stale = is_stale_in_progress(conn, item, now)
+    if item["status"] == bl.COMPLETE:
+        raise reject(
+            Conflict(f"backlog item {backlog_id} is complete; nothing to resume", code=ITEM_COMPLETE)
+        )
+    if item["status"] == bl.IN_PROGRESS and not stale:
+        raise reject(
+            Conflict(
+                f"backlog item {backlog_id} is in progress on live worker {item['worker_id']}; "
+                "it can be resumed only once its worker is gone",
+                code=ITEM_IN_PROGRESS,
+            )
+        )
+    current = latest_task(conn, plan_id, backlog_id)
+    if item["status"] == bl.PENDING and item["task_id"] and _task_is_live(conn, item["task_id"]):
+        raise reject(
+            Conflict(
+                f"backlog item {backlog_id} is already queued as task {item['task_id']} "
+                "(another resume won, or the scheduler claimed it)",
+                code=ITEM_QUEUED,
+            )
+        )
+    # 5. ownership: the token's agent binding, then the plan's author persona unless admin
+    require_agent_binding(actor, agent_id)
+    if agent["persona_id"] != plan["persona_id"] and not actor.is_admin:
+        raise reject(
+            Forbidden(
+                f"agent {agent_id} acts for persona {agent['persona_id']}, but plan {plan_id} belongs to "
+                f"persona {plan['persona_id']}; resume as one of its agents (or as admin)",
+                code=AGENT_PERSONA_MISMATCH,
+            )
+        )
+    # 6. guards: the caller's view of the item must be current
+    latest_id = item["task_id"] or (current["task_id"] if current else None)
+    if task_id is not None and task_id != latest_id:
+        raise reject(
+            Conflict(
+                f"task {task_id} is not the latest task of backlog item {backlog_id} (latest: {latest_id})",
+                code=TASK_BACKLOG_MISMATCH,
+            )
+        )
+    if branch is not None and branch != item["branch_slug"]:
+        raise reject(
+            Conflict(
+                f"backlog item {backlog_id} is on branch {item['branch_slug']}, not {branch}",
+                code=BRANCH_MISMATCH,
+            )
+        )
+    # 7. success
+    new_task = claim_for_task(
+        conn,
+        item,
+        reason="resume",
+        now=now,
+        agent_id=agent_id,
+        provider=provider,
+        model=model,
+        notes=notes,
+    )
+    if new_task is None:
+        raise reject(
+            Conflict(f"another resume of backlog item {backlog_id} won; reload it", code=RESUME_CONFLICT)
+        )
+    return _apply_resume(conn, item, agent, provider, model, new_task, notes, actor, now, cfg)
+
+
+def _task_is_live(conn: Connection, task_id: str) -> bool:
+    status = conn.execute(select(tasks.c.status).where(tasks.c.task_id == task_id)).scalar()
+    return status in LIVE
+
+
+def _apply_resume(
+    conn: Connection,
+    item: dict[str, Any],
+    agent: dict[str, Any],
+    provider: str,
+    model: str,
+    task_id: str,
+    notes: str | None,
+    actor: Actor,
+    now: datetime,
+    cfg: Config | None,
+) -> dict[str, Any]:
+    if item["status"] == bl.IN_PROGRESS and item["task_id"]:
+        conn.execute(
+            update(tasks)
+            .where(tasks.c.task_id == item["task_id"], tasks.c.status.in_(LIVE))
+            .values(status="abandoned", finished_at=now)
+        )
+    top = conn.execute(select(func.max(backlog_items.c.priority))).scalar() or 0
+    claimed = {
+        **item,
+        "task_id": task_id,
+        "agent_id": agent["id"],
+        "persona_id": agent["persona_id"],
+        "provider": provider,
+        "model": model,
+    }
+    threshold = cfg.health.flapping_threshold if cfg else DEFAULT_FLAPPING_THRESHOLD
+    moved = change_status(
+        conn,
+        claimed,
+        bl.PENDING,
+        "resume",
+        now,
+        flapping_threshold=threshold,
+        persona_id=agent["persona_id"],
+        worker_id=None,
+        last_error=None,
+        priority=max(top, item["priority"]) + 1,
+    )
+    key = bl.phase_key(item["phase"], item["branch_slug"], item["chapter"], item["scene"])
+    conn.execute(
+        update(checkpoints)
+        .where(checkpoints.c.plan_id == item["plan_id"], checkpoints.c.phase_key == key)
+        .values(status="open", locked_by_agent=None, task_id=task_id, last_step="resume", updated_at=now)
+    )
+    record_event(
+        conn,
+        BACKLOG_ACTION,
+        {
+            "action": "resume",
+            "plan_id": item["plan_id"],
+            "backlog_id": item["backlog_id"],
+            "description": item["description"],
+            "branch": item["branch_slug"],
+            "actor": actor.name,
+            "actor_id": actor.actor_id,
+            "source": actor.source,
+            "agent_id": agent["id"],
+            "persona_id": agent["persona_id"],
+            "provider": provider,
+            "model": model,
+            "task_id": task_id,
+            "status": bl.PENDING,
+            "previous_status": item["status"],
+            "notes": notes,
+        },
+        now,
+    )
+    return {"backlog_item": backlog_view(moved), "task_id": task_id}
+
+
+def resume_item(
+    db: Database,
+    plan_id: str,
+    backlog_id: str,
+    body: Mapping[str, Any],
+    actor: Actor,
+    now: datetime,
+    cfg: Config | None = None,
+) -> dict[str, Any]:
+    """`resume` in its own transaction; a contract rejection is recorded in a second one, then re-raised."""
+    try:
+        with db.begin() as conn:
+            return resume(conn, plan_id, backlog_id, body, actor, now, cfg)
+    except ContractRejection as rejection:
+        with db.begin() as conn:
+            record_contract_rejection(conn, rejection.event, now)
+        raise
+
+
+# --- contract drift ------------------------------------------------------------------------------------
+
+
+def _contract_events(conn: Connection, plan_id: str | None, since: datetime) -> list[dict[str, Any]]:
+    query = select(workflow_events.c.payload).where(
+        workflow_events.c.kind == BACKLOG_CONTRACT, workflow_events.c.created_at >= since
+    )
+    if plan_id is not None:
+        query = query.where(workflow_events.c.plan_id == plan_id)
+    return [dict(p) for p in conn.execute(query).scalars()]
+
+
+def drift_severity(count: int) -> str | None:
+    """Contract drift: warning at 1 event within 24h, error from 2; None when there is none."""
+    if count <= 0:
+        return None
+    return "warning" if count == 1 else "error"
+
+
+def record_contract_rejection(conn: Connection, event: dict[str, Any], now: datetime) -> str:
+    """Write the `fiction.backlog.contract` event and raise/escalate `backlog:contract-drift` (plan, code)."""
+    record_event(conn, BACKLOG_CONTRACT, event, now)
+    plan_id, code = event["plan_id"], event["code"]
+    count = sum(1 for e in _contract_events(conn, plan_id, now - WINDOW) if e.get("code") == code)
+    severity = drift_severity(count) or "warning"
+    return fire(
+        conn,
+        AlertSignal(
+            DRIFT_ALERT,
+            {"plan_id": plan_id, "code": code},
+            f"{count} resume request(s) of plan {plan_id} rejected with {code} within 24h; "
+            f"latest: {event.get('detail')}",
+            severity=severity,
+        ),
+        now,
+    )
+
+
+def reconcile_contract_drift(conn: Connection, now: datetime) -> int:
+    """Resolve drift alerts with no contract event in 24h and settle the severity of the rest.
+
+    Call it from the scheduled health evaluation; returns how many alerts it resolved or changed.
+    """
+    changed = 0
+    rows = conn.execute(
+        select(alerts.c.fingerprint, alerts.c.labels, alerts.c.severity, alerts.c.description).where(
+            alerts.c.alert_id == DRIFT_ALERT, alerts.c.status == FIRING
+        )
+    ).all()
+    for row in rows:
+        plan_id, code = row.labels.get("plan_id"), row.labels.get("code")
+        count = sum(1 for e in _contract_events(conn, plan_id, now - WINDOW) if e.get("code") == code)
+        severity = drift_severity(count)
+        if severity is None:
+            changed += resolve(conn, [row.fingerprint], now, "no rejected resume within 24h")
+        elif severity != row.severity:
+            fire(
+                conn,
+                AlertSignal(
+                    DRIFT_ALERT, {"plan_id": plan_id, "code": code}, row.description, severity=severity
+                ),
+                now,
+            )
+            changed += 1
+    return changed
+
+
+# --- flapping ------------------------------------------------------------------------------------------
+
+
+def _flapping_labels(item: Mapping[str, Any]) -> dict[str, Any]:
+    """The item's identity without its task: each return mints a new task, the alert must stay one."""
+    return {
+        "plan_id": item["plan_id"],
+        "backlog_id": item["backlog_id"],
+        "phase": item["phase"],
+        "agent_id": item["agent_id"],
+        "persona_id": item["persona_id"],
+        "provider": item["provider"],
+        "model": item["model"],
+    }
+
+
+def returns_to_pending(conn: Connection, plan_id: str, backlog_id: str, since: datetime) -> int:
+    """Telemetry events since `since` that moved the item back to pending (creation does not count)."""
+    payloads = conn.execute(
+        select(workflow_events.c.payload).where(
+            workflow_events.c.kind == BACKLOG_TELEMETRY,
+            workflow_events.c.plan_id == plan_id,
+            workflow_events.c.backlog_id == backlog_id,
+            workflow_events.c.created_at >= since,
+        )
+    ).scalars()
+    return sum(1 for p in payloads if p.get("status") == bl.PENDING and p.get("previous_status"))
+
+
+def note_return_to_pending(
+    conn: Connection, item: Mapping[str, Any], now: datetime, threshold: int | None = None
+) -> bool:
+    """After an item went back to pending: fire `backlog:flapping` at `threshold` returns within 24h.
+
+    Called by `change_status` once the transition's telemetry event is written; returns whether it fired.
+    """
+    threshold = threshold or DEFAULT_FLAPPING_THRESHOLD
+    count = returns_to_pending(conn, item["plan_id"], item["backlog_id"], now - WINDOW)
+    if count < threshold:
+        resolve_matching(
+            conn,
+            FLAPPING_ALERT,
+            now,
+            "returned to pending fewer times than the threshold within 24h",
+            plan_id=item["plan_id"],
+            backlog_id=item["backlog_id"],
+        )
+        return False
+    fire(
+        conn,
+        AlertSignal(
+            FLAPPING_ALERT,
+            _flapping_labels(item),
+            f"{item['backlog_id']} ({item['phase']}) returned to pending {count} times within 24h "
+            f"(threshold {threshold})",
+        ),
+        now,
+    )
+    return True
