@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-import typer
+import time
 
-from storyloom.cli.base import ApiClient, output_option, print_json, print_table
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from storyloom.cli.base import ApiClient, console, fail, output_option, print_json, print_table
 
 BACKLOG_COLUMNS = [
     "backlog_id",
@@ -18,6 +21,29 @@ BACKLOG_COLUMNS = [
     "attempts",
     "last_error",
 ]
+
+
+def watch_plan(client: ApiClient, plan_id: str, timeout: float) -> None:
+    """A progress bar over the plan's backlog; exits 1 when an item fails or blocks, or on timeout."""
+    deadline = time.monotonic() + timeout
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=False) as progress:
+        bar = progress.add_task(plan_id, total=None)
+        while True:
+            items = client.get(f"/api/fiction/plans/{plan_id}/backlog")
+            done = sum(1 for i in items if i["status"] == "complete")
+            stuck = [i for i in items if i["status"] in ("failed", "blocked")]
+            running = next((i["backlog_id"] for i in items if i["status"] == "in_progress"), "")
+            progress.update(bar, total=len(items), completed=done, description=f"{plan_id} {running}".strip())
+            if stuck:
+                progress.stop()
+                fail("; ".join(f"{i['backlog_id']} is {i['status']}: {i['last_error']}" for i in stuck))
+            if client.get(f"/api/fiction/plans/{plan_id}")["status"] == "complete":
+                return
+            if time.monotonic() > deadline:
+                progress.stop()
+                fail(f"plan {plan_id} did not complete within {timeout:g}s ({done}/{len(items)} items complete)")
+            time.sleep(0.5)
 
 
 def register(app: typer.Typer) -> None:
@@ -37,6 +63,8 @@ def register(app: typer.Typer) -> None:
         project_title: str | None = typer.Option(None, "--project-title"),
         provider: str | None = typer.Option(None, "--provider"),
         model: str | None = typer.Option(None, "--model"),
+        wait: bool = typer.Option(False, "--wait", help="show progress until the plan completes or stalls"),
+        timeout: float = typer.Option(600, "--timeout", help="seconds to wait with --wait"),
         as_json: bool = output_option(),
     ) -> None:
         """Create and start a plan."""
@@ -49,11 +77,14 @@ def register(app: typer.Typer) -> None:
             "provider": provider,
             "model": model,
         }
-        plan = ApiClient().post("/api/fiction/plans", {k: v for k, v in body.items() if v is not None})
+        client = ApiClient()
+        plan = client.post("/api/fiction/plans", {k: v for k, v in body.items() if v is not None})
         if as_json:
             print_json(plan)
         else:
             typer.echo(plan["plan_id"])
+        if wait:
+            watch_plan(client, plan["plan_id"], timeout)
 
     @plan_app.command("list")
     def plan_list(as_json: bool = output_option()) -> None:
@@ -69,6 +100,11 @@ def register(app: typer.Typer) -> None:
             ["plan_id", "name", "status", "persona_id", "agent_id", "provider", "model", "counts"],
             "plans",
         )
+
+    @plan_app.command("watch")
+    def plan_watch(plan_id: str, timeout: float = typer.Option(600, "--timeout")) -> None:
+        """Show the plan's progress until it completes, or stops on a failed or blocked item."""
+        watch_plan(ApiClient(), plan_id, timeout)
 
     @plan_app.command("show")
     def plan_show(plan_id: str) -> None:
