@@ -36,11 +36,15 @@ from storyloom.services.plans import PlanRequest, create_plan  # noqa: E402
 from storyloom.store.db import Database  # noqa: E402
 from storyloom.store.tables import backlog_items, planner_executions, plans, tasks  # noqa: E402
 
-CONFIG = {"pipeline": {"chapters": 3, "scenes_per_chapter": 2, "concurrency": 16, "critique": {"enabled": True}}}
+CONFIG = {
+    "pipeline": {"chapters": 3, "scenes_per_chapter": 2, "concurrency": 16, "critique": {"enabled": True}}
+}
 
 
 def _runtime(folder: Path) -> Runtime:
-    rt = Runtime(config=parse_config(CONFIG), db=Database(f"sqlite:///{folder / 'storyloom.db'}"), clock=SystemClock())
+    rt = Runtime(
+        config=parse_config(CONFIG), db=Database(f"sqlite:///{folder / 'storyloom.db'}"), clock=SystemClock()
+    )
     prepare(rt)
     return rt
 
@@ -49,16 +53,31 @@ def _seed(rt: Runtime, count: int) -> None:
     now = rt.clock.now()
     with rt.db.begin() as conn:
         persona = create_persona(conn, name="Bench Author", kind="author", summary=None, now=now)
-        agent = create_agent(conn, name="bench", persona_id=persona["id"], provider="offline", model="m", now=now)
+        agent = create_agent(
+            conn, name="bench", persona_id=persona["id"], provider="offline", model="m", now=now
+        )
         for n in range(count):
-            create_plan(conn, PlanRequest(name=f"Bench {n}", premise=f"Premise number {n} about tides and debts.",
-                                          persona_id=persona["id"], agent_id=agent["id"]),
-                        default_provider="offline", default_model="m", max_premise_chars=20_000, now=now)
+            create_plan(
+                conn,
+                PlanRequest(
+                    name=f"Bench {n}",
+                    premise=f"Premise number {n} about tides and debts.",
+                    persona_id=persona["id"],
+                    agent_id=agent["id"],
+                ),
+                default_provider="offline",
+                default_model="m",
+                max_premise_chars=20_000,
+                now=now,
+            )
 
 
 def _incomplete(rt: Runtime) -> int:
     with rt.db.read() as conn:
-        return int(conn.execute(select(func.count()).select_from(plans).where(plans.c.status != "complete")).scalar() or 0)
+        return int(
+            conn.execute(select(func.count()).select_from(plans).where(plans.c.status != "complete")).scalar()
+            or 0
+        )
 
 
 def _figures(rt: Runtime, label: str, elapsed: float, plan_count: int) -> dict[str, float]:
@@ -76,8 +95,10 @@ def _figures(rt: Runtime, label: str, elapsed: float, plan_count: int) -> dict[s
         "in_task_ms_beyond_llm": overhead,
         "queue_wait_p50_ms": statistics.median(waits) if waits else 0.0,
     }
-    print(f"{label:>8}: {plan_count} plans, {phases} phases in {elapsed:.2f}s | "
-          + " | ".join(f"{k} {v:.1f}" for k, v in figures.items()))
+    print(
+        f"{label:>8}: {plan_count} plans, {phases} phases in {elapsed:.2f}s | "
+        + " | ".join(f"{k} {v:.1f}" for k, v in figures.items())
+    )
     return figures
 
 
@@ -101,8 +122,13 @@ def run_direct(count: int, folder: Path) -> dict[str, float]:
     """The peer: the same steps, called in-line, one task at a time."""
     rt = _runtime(folder)
     providers = Providers(lambda: rt.config)
-    runner = PhaseRunner(rt.db, lambda: rt.config, rt.clock, ToolDispatcher(rt.db, lambda: rt.config, rt.clock,
-                                                                              providers), "bench")
+    runner = PhaseRunner(
+        rt.db,
+        lambda: rt.config,
+        rt.clock,
+        ToolDispatcher(rt.db, lambda: rt.config, rt.clock, providers),
+        "bench",
+    )
     queued: list[str] = []
     scheduler = Scheduler(rt, lambda task_id, _provider: queued.append(task_id))
     started = time.monotonic()
@@ -127,7 +153,9 @@ def run_direct(count: int, folder: Path) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--plans", type=int, default=50)
     args = parser.parse_args()
     configure_logging(logging.WARNING)
@@ -136,10 +164,14 @@ def main() -> None:
         engine = run_engine(args.plans, Path(b))
     overhead = engine["wall_ms_per_phase"] - direct["wall_ms_per_phase"]
     seconds = args.plans / engine["plans_per_minute"] * 60
-    print(f"ratio dbos/direct wall per phase: {engine['wall_ms_per_phase'] / direct['wall_ms_per_phase']:.2f}x")
+    print(
+        f"ratio dbos/direct wall per phase: {engine['wall_ms_per_phase'] / direct['wall_ms_per_phase']:.2f}x"
+    )
     print(f"engine overhead per phase (dbos wall/phase - direct wall/phase): {overhead:.1f} ms")
     ok = overhead < 20 and seconds < 60
-    print(f"targets (overhead < 20 ms/phase, {args.plans} plans in {seconds:.1f}s < 60 s): {'met' if ok else 'NOT met'}")
+    print(
+        f"targets (overhead < 20 ms/phase, {args.plans} plans in {seconds:.1f}s < 60 s): {'met' if ok else 'NOT met'}"
+    )
 
 
 if __name__ == "__main__":

@@ -23,30 +23,54 @@ def test_sigkill_mid_phase_resumes_at_the_interrupted_step(tmp_path: Path) -> No
     server = ServerProcess(tmp_path / "data", config=config).start()
     try:
         persona_id, agent_id = seed_author(server)
-        plan = server.post("/api/fiction/plans", {"name": "Crash", "premise": "A city that forgets every winter.",
-                                                 "persona_id": persona_id, "agent_id": agent_id}).json()
+        plan = server.post(
+            "/api/fiction/plans",
+            {
+                "name": "Crash",
+                "premise": "A city that forgets every winter.",
+                "persona_id": persona_id,
+                "agent_id": agent_id,
+            },
+        ).json()
         plan_id = plan["plan_id"]
-        wait_for(lambda: backlog_status(server, plan_id).get("world-bible") == "in_progress",
-                 message="world-bible in progress")
+        wait_for(
+            lambda: backlog_status(server, plan_id).get("world-bible") == "in_progress",
+            message="world-bible in progress",
+        )
         db = Database(f"sqlite:///{tmp_path / 'data' / 'storyloom.db'}")
         with db.read() as conn:
-            interrupted_task = conn.execute(select(tasks.c.task_id).where(tasks.c.backlog_id == "world-bible")).scalar()
+            interrupted_task = conn.execute(
+                select(tasks.c.task_id).where(tasks.c.backlog_id == "world-bible")
+            ).scalar()
         server.kill()
     finally:
         server.stop()
 
     restarted = ServerProcess(tmp_path / "data", config=config, port=server.port).start()
     try:
-        wait_for(lambda: set(backlog_status(restarted, plan_id).values()) == {"complete"}
-                 and len(backlog_status(restarted, plan_id)) == 6, timeout=90, message="plan complete after restart")
+        wait_for(
+            lambda: (
+                set(backlog_status(restarted, plan_id).values()) == {"complete"}
+                and len(backlog_status(restarted, plan_id)) == 6
+            ),
+            timeout=90,
+            message="plan complete after restart",
+        )
         assert restarted.get(f"/api/fiction/plans/{plan_id}")["status"] == "complete"
     finally:
         restarted.stop()
 
     with db.read() as conn:
-        successes = dict(conn.execute(select(planner_executions.c.backlog_id, func.count()).where(
-            planner_executions.c.outcome == "success").group_by(planner_executions.c.backlog_id)).all())
-        world_bible_tasks = conn.execute(select(tasks.c.task_id).where(tasks.c.backlog_id == "world-bible")).scalars().all()
+        successes = dict(
+            conn.execute(
+                select(planner_executions.c.backlog_id, func.count())
+                .where(planner_executions.c.outcome == "success")
+                .group_by(planner_executions.c.backlog_id)
+            ).all()
+        )
+        world_bible_tasks = (
+            conn.execute(select(tasks.c.task_id).where(tasks.c.backlog_id == "world-bible")).scalars().all()
+        )
     # every phase succeeded exactly once: vision, completed before the crash, was not run again
     assert successes == {item: 1 for item in successes} and len(successes) == 6
     # the interrupted phase resumed inside its own workflow (same task), not as a new task

@@ -39,26 +39,67 @@ def _receiver(**extra: object) -> dict[str, object]:
     ("config", "expected"),
     [
         ({"pipeline": {"chapters": 0}}, "pipeline.chapters: Input should be greater than or equal to 1"),
-        ({"health": {"stale_in_progress": "2 hours"}}, "health.stale_in_progress: invalid duration '2 hours'"),
+        (
+            {"health": {"stale_in_progress": "2 hours"}},
+            "health.stale_in_progress: invalid duration '2 hours'",
+        ),
         ({"llm": {"provider": "gemini"}}, "llm.provider: Input should be 'offline' or 'openai'"),
-        ({"alerting": {"receivers": [_receiver()], "route": {"receiver": "pager"}}},
-         "alerting.route.receiver: unknown receiver 'pager' (receivers: ops)"),
-        ({"alerting": {"receivers": [_receiver()], "route": {"receiver": "ops", "routes": [
-            {"matchers": ['severity=="x"'], "receiver": "ops"}]}}},
-         "alerting.route.routes[0].matchers[0]: invalid matcher"),
-        ({"alerting": {"receivers": [_receiver(url="http://169.254.169.254/latest")], "route": {"receiver": "ops"}}},
-         "alerting.receivers[0].url: url http://169.254.169.254/latest is refused"),
-        ({"alerting": {"egress": {"allow_private": False},
-                       "receivers": [_receiver(url="http://10.1.2.3/h")], "route": {"receiver": "ops"}}},
-         "alerting.receivers[0].url: url http://10.1.2.3/h is refused"),
-        ({"alerting": {"receivers": [_receiver(secret_env="STORYLOOM_TEST_UNSET_SECRET")], "route": {"receiver": "ops"}}},
-         "alerting.receivers[0].secret_env: environment variable STORYLOOM_TEST_UNSET_SECRET is not set"),
-        ({"alerting": {"receivers": [_receiver()], "route": {"receiver": "ops", "group_wait": "soon"}}},
-         "alerting.route.group_wait: invalid duration 'soon'"),
-        ({"alerting": {"inhibit_rules": [{"source_matchers": ["a=~\"(\""], "target_matchers": ["b=c"]}]}},
-         "alerting.inhibit_rules[0].source_matchers[0]: invalid regex"),
-        ({"alerting": {"receivers": [_receiver(recievers=1)], "route": {"receiver": "ops"}}},
-         "alerting.receivers[0].recievers: unknown key"),
+        (
+            {"alerting": {"receivers": [_receiver()], "route": {"receiver": "pager"}}},
+            "alerting.route.receiver: unknown receiver 'pager' (receivers: ops)",
+        ),
+        (
+            {
+                "alerting": {
+                    "receivers": [_receiver()],
+                    "route": {
+                        "receiver": "ops",
+                        "routes": [{"matchers": ['severity=="x"'], "receiver": "ops"}],
+                    },
+                }
+            },
+            "alerting.route.routes[0].matchers[0]: invalid matcher",
+        ),
+        (
+            {
+                "alerting": {
+                    "receivers": [_receiver(url="http://169.254.169.254/latest")],
+                    "route": {"receiver": "ops"},
+                }
+            },
+            "alerting.receivers[0].url: url http://169.254.169.254/latest is refused",
+        ),
+        (
+            {
+                "alerting": {
+                    "egress": {"allow_private": False},
+                    "receivers": [_receiver(url="http://10.1.2.3/h")],
+                    "route": {"receiver": "ops"},
+                }
+            },
+            "alerting.receivers[0].url: url http://10.1.2.3/h is refused",
+        ),
+        (
+            {
+                "alerting": {
+                    "receivers": [_receiver(secret_env="STORYLOOM_TEST_UNSET_SECRET")],
+                    "route": {"receiver": "ops"},
+                }
+            },
+            "alerting.receivers[0].secret_env: environment variable STORYLOOM_TEST_UNSET_SECRET is not set",
+        ),
+        (
+            {"alerting": {"receivers": [_receiver()], "route": {"receiver": "ops", "group_wait": "soon"}}},
+            "alerting.route.group_wait: invalid duration 'soon'",
+        ),
+        (
+            {"alerting": {"inhibit_rules": [{"source_matchers": ['a=~"("'], "target_matchers": ["b=c"]}]}},
+            "alerting.inhibit_rules[0].source_matchers[0]: invalid regex",
+        ),
+        (
+            {"alerting": {"receivers": [_receiver(recievers=1)], "route": {"receiver": "ops"}}},
+            "alerting.receivers[0].recievers: unknown key",
+        ),
     ],
 )
 def test_bad_configs_print_the_yaml_path(tmp_path: Path, config: object, expected: str) -> None:
@@ -75,8 +116,10 @@ def test_bad_yaml_and_missing_file_are_reported(tmp_path: Path) -> None:
 
 
 def test_every_problem_is_listed_once_per_line(tmp_path: Path) -> None:
-    code, lines = _check(tmp_path, {"alerting": {"receivers": [_receiver(url="http://0.0.0.0/x")],
-                                                 "route": {"receiver": "ghost"}}})
+    code, lines = _check(
+        tmp_path,
+        {"alerting": {"receivers": [_receiver(url="http://0.0.0.0/x")], "route": {"receiver": "ghost"}}},
+    )
     assert code == 1
     assert len(lines) == 2
     assert all(re.match(r"^alerting\.[\w\[\]\.]+: ", line) for line in lines)
@@ -93,7 +136,9 @@ def _readme_rows() -> list[tuple[str, dict[str, str], list[str]]]:
 
 
 @pytest.mark.parametrize(("example", "labels", "receivers"), _readme_rows())
-def test_routes_test_matches_the_documented_table(example: str, labels: dict[str, str], receivers: list[str]) -> None:
+def test_routes_test_matches_the_documented_table(
+    example: str, labels: dict[str, str], receivers: list[str]
+) -> None:
     pairs = [f"{k}={v}" for k, v in labels.items()]
     result = runner.invoke(app, ["routes", "test", "--config", str(EXAMPLES / example), *pairs])
     assert result.exit_code == 0, result.output
@@ -114,6 +159,11 @@ def test_token_create_prints_a_token_once_and_refuses_bad_roles(tmp_path: Path) 
 
 
 def test_the_console_script_runs_as_a_module() -> None:
-    out = subprocess.run([sys.executable, "-m", "storyloom", "config", "check", str(EXAMPLES / "minimal.yaml")],
-                         capture_output=True, text=True, timeout=60, check=False)
+    out = subprocess.run(
+        [sys.executable, "-m", "storyloom", "config", "check", str(EXAMPLES / "minimal.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert out.returncode == 0 and out.stdout.strip() == "ok"

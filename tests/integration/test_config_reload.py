@@ -18,11 +18,17 @@ SECRET = Path(__file__).resolve().parents[2] / "docs" / "examples" / "secrets" /
 
 
 def _config(receiver: str) -> dict[str, object]:
-    return {"alerting": {"receivers": [{"name": receiver, "url": "http://127.0.0.1:9/h", "secret_file": str(SECRET)}],
-                         "route": {"receiver": receiver}}}
+    return {
+        "alerting": {
+            "receivers": [{"name": receiver, "url": "http://127.0.0.1:9/h", "secret_file": str(SECRET)}],
+            "route": {"receiver": receiver},
+        }
+    }
 
 
-def test_reload_swaps_routing_and_refuses_a_bad_file(tmp_path: Path, db: Database, clock: FrozenClock) -> None:
+def test_reload_swaps_routing_and_refuses_a_bad_file(
+    tmp_path: Path, db: Database, clock: FrozenClock
+) -> None:
     path = tmp_path / "storyloom.yaml"
     path.write_text(yaml.safe_dump(_config("first")))
     rt = Runtime(config=load_config(path), db=db, clock=clock, config_path=path)
@@ -32,11 +38,16 @@ def test_reload_swaps_routing_and_refuses_a_bad_file(tmp_path: Path, db: Databas
         operator, _ = create_token(conn, name="o", role="operator", agent_ids=[], now=clock.now())
 
     path.write_text(yaml.safe_dump(_config("second")))
-    assert client.post("/api/config/reload", headers={"Authorization": f"Bearer {operator}"}).status_code == 403
+    assert (
+        client.post("/api/config/reload", headers={"Authorization": f"Bearer {operator}"}).status_code == 403
+    )
     response = client.post("/api/config/reload", headers={"Authorization": f"Bearer {admin}"})
     assert response.status_code == 200 and response.json()["receivers"] == ["second"]
-    assert client.post("/api/alert-routes/test", json={"labels": {"alert_id": "tool:failed"}},
-                       headers={"Authorization": f"Bearer {admin}"}).json()["receivers"] == ["second"]
+    assert client.post(
+        "/api/alert-routes/test",
+        json={"labels": {"alert_id": "tool:failed"}},
+        headers={"Authorization": f"Bearer {admin}"},
+    ).json()["receivers"] == ["second"]
 
     path.write_text(yaml.safe_dump({"alerting": {"route": {"receiver": "ghost"}}}))
     refused = client.post("/api/config/reload", headers={"Authorization": f"Bearer {admin}"})

@@ -40,10 +40,22 @@ def _plan(rt: Runtime) -> str:
     now = rt.clock.now()
     with rt.db.begin() as conn:
         persona = create_persona(conn, name="Ada Vale", kind="author", summary=None, now=now)
-        agent = create_agent(conn, name="Ada agent", persona_id=persona["id"], provider="offline", model="m1", now=now)
-        plan = create_plan(conn, PlanRequest(name="Salt Roads", premise="Smugglers map a sea that moves at night.",
-                                             persona_id=persona["id"], agent_id=agent["id"]),
-                           default_provider="offline", default_model="m1", max_premise_chars=20_000, now=now)
+        agent = create_agent(
+            conn, name="Ada agent", persona_id=persona["id"], provider="offline", model="m1", now=now
+        )
+        plan = create_plan(
+            conn,
+            PlanRequest(
+                name="Salt Roads",
+                premise="Smugglers map a sea that moves at night.",
+                persona_id=persona["id"],
+                agent_id=agent["id"],
+            ),
+            default_provider="offline",
+            default_model="m1",
+            max_premise_chars=20_000,
+            now=now,
+        )
     return str(plan["id"])
 
 
@@ -55,31 +67,65 @@ def _statuses(rt: Runtime, plan_id: str) -> dict[str, str]:
 def test_plan_runs_every_phase_to_complete(db: Database, small_config: Config) -> None:
     for rt in _start(db, small_config):
         plan_id = _plan(rt)
-        expected = ["vision-plan", "world-bible", "iteration-plan", "chapter-1", "chapter-2", "scroll-1",
-                    "scroll-2", "scene-1-1", "scene-1-2", "scene-2-1", "scene-2-2"]
+        expected = [
+            "vision-plan",
+            "world-bible",
+            "iteration-plan",
+            "chapter-1",
+            "chapter-2",
+            "scroll-1",
+            "scroll-2",
+            "scene-1-1",
+            "scene-1-2",
+            "scene-2-1",
+            "scene-2-2",
+        ]
         statuses = wait_for(
-            lambda: (s := _statuses(rt, plan_id)) and len(s) == len(expected) and set(s.values()) == {"complete"} and s,
-            timeout=60, message="every item complete")
+            lambda: (
+                (s := _statuses(rt, plan_id))
+                and len(s) == len(expected)
+                and set(s.values()) == {"complete"}
+                and s
+            ),
+            timeout=60,
+            message="every item complete",
+        )
         assert sorted(statuses) == sorted(expected)
         with rt.db.read() as conn:
             executions = conn.execute(select(func.count()).select_from(planner_executions)).scalar()
-            telemetry = conn.execute(select(func.count()).select_from(workflow_events).where(
-                workflow_events.c.kind == "fiction.backlog.telemetry")).scalar()
+            telemetry = conn.execute(
+                select(func.count())
+                .select_from(workflow_events)
+                .where(workflow_events.c.kind == "fiction.backlog.telemetry")
+            ).scalar()
         assert executions == len(statuses)
         # pending (seed or added) → in_progress → complete for every item
         assert telemetry == 3 * len(statuses)
 
 
 def test_failing_phase_records_every_attempt_and_fires_phase_failed(db: Database) -> None:
-    config = make_config(pipeline={"chapters": 1, "retry_backoff": "10ms"},
-                         llm={"faults": [{"phase": "scroll_refiner", "mode": "fail", "times": 3}]})
+    config = make_config(
+        pipeline={"chapters": 1, "retry_backoff": "10ms"},
+        llm={"faults": [{"phase": "scroll_refiner", "mode": "fail", "times": 3}]},
+    )
     for rt in _start(db, config):
         plan_id = _plan(rt)
-        wait_for(lambda: _statuses(rt, plan_id).get("scroll-1") == "failed", timeout=60, message="scroll-1 failed")
+        wait_for(
+            lambda: _statuses(rt, plan_id).get("scroll-1") == "failed", timeout=60, message="scroll-1 failed"
+        )
         with rt.db.read() as conn:
-            outcomes = conn.execute(select(planner_executions.c.outcome).where(
-                planner_executions.c.backlog_id == "scroll-1")).scalars().all()
-            alert = conn.execute(select(alerts).where(alerts.c.alert_id == "planner:phase-failed")).mappings().one()
+            outcomes = (
+                conn.execute(
+                    select(planner_executions.c.outcome).where(planner_executions.c.backlog_id == "scroll-1")
+                )
+                .scalars()
+                .all()
+            )
+            alert = (
+                conn.execute(select(alerts).where(alerts.c.alert_id == "planner:phase-failed"))
+                .mappings()
+                .one()
+            )
         assert outcomes == ["failed", "failed", "failed"]
         assert alert["status"] == "firing"
         assert alert["severity"] == "error"
@@ -89,35 +135,53 @@ def test_failing_phase_records_every_attempt_and_fires_phase_failed(db: Database
 
 
 def test_malformed_output_is_retried_with_validation_errors_recorded(db: Database) -> None:
-    config = make_config(pipeline={"chapters": 1, "retry_backoff": "10ms"},
-                         llm={"faults": [{"phase": "vision", "mode": "malformed", "times": 1}]})
+    config = make_config(
+        pipeline={"chapters": 1, "retry_backoff": "10ms"},
+        llm={"faults": [{"phase": "vision", "mode": "malformed", "times": 1}]},
+    )
     for rt in _start(db, config):
         plan_id = _plan(rt)
-        wait_for(lambda: _statuses(rt, plan_id).get("vision-plan") == "complete", timeout=60, message="vision done")
+        wait_for(
+            lambda: _statuses(rt, plan_id).get("vision-plan") == "complete", timeout=60, message="vision done"
+        )
         with rt.db.read() as conn:
-            rows = conn.execute(select(planner_executions.c.outcome, planner_executions.c.diagnostics).where(
-                planner_executions.c.backlog_id == "vision-plan").order_by(planner_executions.c.id)).all()
-            task_count = conn.execute(select(func.count()).select_from(tasks).where(
-                tasks.c.backlog_id == "vision-plan")).scalar()
+            rows = conn.execute(
+                select(planner_executions.c.outcome, planner_executions.c.diagnostics)
+                .where(planner_executions.c.backlog_id == "vision-plan")
+                .order_by(planner_executions.c.id)
+            ).all()
+            task_count = conn.execute(
+                select(func.count()).select_from(tasks).where(tasks.c.backlog_id == "vision-plan")
+            ).scalar()
         assert [r.outcome for r in rows] == ["failed", "success"]
         assert rows[0].diagnostics["validation_errors"]
         assert task_count == 1  # the retry is an attempt of the same task
 
 
 def test_unready_lore_blocks_scrolls_until_the_lore_sla_fulfils_it(db: Database) -> None:
-    config = make_config(pipeline={"chapters": 1, "scenes_per_chapter": 1, "lore_sla": "1s"},
-                         llm={"offline_lore_status": "planned"})
+    config = make_config(
+        pipeline={"chapters": 1, "scenes_per_chapter": 1, "lore_sla": "1s"},
+        llm={"offline_lore_status": "planned"},
+    )
     for rt in _start(db, config):
         plan_id = _plan(rt)
-        wait_for(lambda: _statuses(rt, plan_id).get("scroll-1") == "blocked", timeout=60, message="scroll blocked")
+        wait_for(
+            lambda: _statuses(rt, plan_id).get("scroll-1") == "blocked", timeout=60, message="scroll blocked"
+        )
         with rt.db.read() as conn:
-            blocked = conn.execute(select(alerts.c.status, alerts.c.labels).where(
-                alerts.c.alert_id == "planner:phase-blocked")).one()
+            blocked = conn.execute(
+                select(alerts.c.status, alerts.c.labels).where(alerts.c.alert_id == "planner:phase-blocked")
+            ).one()
         assert blocked.status == "firing" and blocked.labels["backlog_id"] == "scroll-1"
-        wait_for(lambda: set(_statuses(rt, plan_id).values()) == {"complete"}, timeout=60,
-                 message="plan completes once the lore SLA fulfils the lore")
+        wait_for(
+            lambda: set(_statuses(rt, plan_id).values()) == {"complete"},
+            timeout=60,
+            message="plan completes once the lore SLA fulfils the lore",
+        )
         with rt.db.read() as conn:
-            status = conn.execute(select(alerts.c.status).where(alerts.c.alert_id == "planner:phase-blocked")).scalar()
+            status = conn.execute(
+                select(alerts.c.status).where(alerts.c.alert_id == "planner:phase-blocked")
+            ).scalar()
         assert status == "resolved"
 
 
@@ -125,26 +189,49 @@ def test_a_plan_runs_through_the_openai_provider_and_survives_a_malformed_reply(
     from tests.support.fake_openai import FakeOpenAIServer, FakeReply
 
     with FakeOpenAIServer() as fake:
-        fake.enqueue(FakeReply(content='{"author_summary": "cut off'))  # the first (vision) reply is malformed
-        config = make_config(llm={"provider": "openai", "base_url": fake.base_url, "model": "fake-4o",
-                                  "max_retries": 0},
-                             pipeline={"chapters": 1, "scenes_per_chapter": 1, "retry_backoff": "10ms"})
+        fake.enqueue(
+            FakeReply(content='{"author_summary": "cut off')
+        )  # the first (vision) reply is malformed
+        config = make_config(
+            llm={"provider": "openai", "base_url": fake.base_url, "model": "fake-4o", "max_retries": 0},
+            pipeline={"chapters": 1, "scenes_per_chapter": 1, "retry_backoff": "10ms"},
+        )
         for rt in _start(db, config):
             now = rt.clock.now()
             with rt.db.begin() as conn:
                 persona = create_persona(conn, name="Ola", kind="author", summary=None, now=now)
-                agent = create_agent(conn, name="Ola agent", persona_id=persona["id"], provider="openai",
-                                     model="fake-4o", now=now)
-                plan_id = create_plan(conn, PlanRequest(name="Glass Harbour", premise="A harbour made of glass.",
-                                                        persona_id=persona["id"], agent_id=agent["id"]),
-                                      default_provider="openai", default_model="fake-4o", max_premise_chars=20_000,
-                                      now=now)["id"]
-            wait_for(lambda: (s := _statuses(rt, plan_id)) and len(s) == 6 and set(s.values()) == {"complete"},
-                     timeout=60, message="plan complete over the openai provider")
+                agent = create_agent(
+                    conn,
+                    name="Ola agent",
+                    persona_id=persona["id"],
+                    provider="openai",
+                    model="fake-4o",
+                    now=now,
+                )
+                plan_id = create_plan(
+                    conn,
+                    PlanRequest(
+                        name="Glass Harbour",
+                        premise="A harbour made of glass.",
+                        persona_id=persona["id"],
+                        agent_id=agent["id"],
+                    ),
+                    default_provider="openai",
+                    default_model="fake-4o",
+                    max_premise_chars=20_000,
+                    now=now,
+                )["id"]
+            wait_for(
+                lambda: (s := _statuses(rt, plan_id)) and len(s) == 6 and set(s.values()) == {"complete"},
+                timeout=60,
+                message="plan complete over the openai provider",
+            )
             with rt.db.read() as conn:
-                vision = conn.execute(select(planner_executions.c.outcome, planner_executions.c.prompt_tokens)
-                                      .where(planner_executions.c.backlog_id == "vision-plan")
-                                      .order_by(planner_executions.c.id)).all()
+                vision = conn.execute(
+                    select(planner_executions.c.outcome, planner_executions.c.prompt_tokens)
+                    .where(planner_executions.c.backlog_id == "vision-plan")
+                    .order_by(planner_executions.c.id)
+                ).all()
         assert [v.outcome for v in vision] == ["failed", "success"]
         assert vision[1].prompt_tokens > 0
         assert fake.completions() and all(r.body["model"] == "fake-4o" for r in fake.completions())

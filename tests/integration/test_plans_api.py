@@ -16,7 +16,9 @@ PROBLEM = "application/problem+json"
 
 def _token(rt: Runtime, role: str, agent_ids: list[str] | None = None) -> dict[str, str]:
     with rt.db.begin() as conn:
-        token, _ = create_token(conn, name=f"{role}-user", role=role, agent_ids=agent_ids or [], now=rt.clock.now())
+        token, _ = create_token(
+            conn, name=f"{role}-user", role=role, agent_ids=agent_ids or [], now=rt.clock.now()
+        )
     return {"Authorization": f"Bearer {token}"}
 
 
@@ -31,15 +33,25 @@ def admin(rt: Runtime) -> dict[str, str]:
 
 
 def _author(client: TestClient, admin: dict[str, str]) -> tuple[str, str]:
-    persona = client.post("/api/personas", json={"name": "June Arden", "kind": "author"}, headers=admin).json()
-    agent = client.post("/api/agents", json={"name": "June agent", "persona_id": persona["id"], "provider": "offline",
-                                             "model": "m"}, headers=admin).json()
+    persona = client.post(
+        "/api/personas", json={"name": "June Arden", "kind": "author"}, headers=admin
+    ).json()
+    agent = client.post(
+        "/api/agents",
+        json={"name": "June agent", "persona_id": persona["id"], "provider": "offline", "model": "m"},
+        headers=admin,
+    ).json()
     return persona["id"], agent["id"]
 
 
 def _plan_body(persona_id: str, agent_id: str, **extra: Any) -> dict[str, Any]:
-    return {"name": "Ash Lantern", "premise": "A lamplighter guild keeps the dark at bay.", "persona_id": persona_id,
-            "agent_id": agent_id, **extra}
+    return {
+        "name": "Ash Lantern",
+        "premise": "A lamplighter guild keeps the dark at bay.",
+        "persona_id": persona_id,
+        "agent_id": agent_id,
+        **extra,
+    }
 
 
 def test_no_token_is_401_problem_json(client: TestClient) -> None:
@@ -59,16 +71,38 @@ def test_create_plan_seeds_three_items_with_ownership(client: TestClient, admin:
     response = client.post("/api/fiction/plans", json=_plan_body(persona_id, agent_id), headers=admin)
     assert response.status_code == 201, response.text
     plan = response.json()
-    assert plan["status"] == "in_progress" and plan["persona_id"] == persona_id and plan["agent_id"] == agent_id
+    assert (
+        plan["status"] == "in_progress" and plan["persona_id"] == persona_id and plan["agent_id"] == agent_id
+    )
     backlog = client.get(f"/api/fiction/plans/{plan['plan_id']}/backlog", headers=admin).json()
     assert [(i["backlog_id"], i["phase"], i["status"]) for i in backlog] == [
-        ("vision-plan", "vision", "pending"), ("world-bible", "world_bible", "pending"),
-        ("iteration-plan", "iterative", "pending")]
+        ("vision-plan", "vision", "pending"),
+        ("world-bible", "world_bible", "pending"),
+        ("iteration-plan", "iterative", "pending"),
+    ]
     assert backlog[1]["inputs"] == ["vision-plan"]
     assert all(i["agent_id"] == agent_id and i["persona_id"] == persona_id for i in backlog)
-    assert set(backlog[0]) >= {"backlog_id", "plan_id", "description", "phase", "status", "inputs", "outputs",
-                               "agent_id", "persona_id", "provider", "model", "task_id", "attempts", "last_error",
-                               "branch_slug", "created_at", "updated_at", "in_progress_at", "completed_at"}
+    assert set(backlog[0]) >= {
+        "backlog_id",
+        "plan_id",
+        "description",
+        "phase",
+        "status",
+        "inputs",
+        "outputs",
+        "agent_id",
+        "persona_id",
+        "provider",
+        "model",
+        "task_id",
+        "attempts",
+        "last_error",
+        "branch_slug",
+        "created_at",
+        "updated_at",
+        "in_progress_at",
+        "completed_at",
+    }
     assert backlog[0]["created_at"].endswith("Z")
     actions = client.get(f"/api/fiction/plans/{plan['plan_id']}/backlog/actions", headers=admin).json()
     assert actions[0]["action"] == "plan-create" and actions[0]["agent_id"] == agent_id
@@ -84,7 +118,9 @@ def test_viewer_reads_but_cannot_create(client: TestClient, rt: Runtime, admin: 
 
 
 def test_operator_cannot_create_personas(client: TestClient, rt: Runtime) -> None:
-    response = client.post("/api/personas", json={"name": "X", "kind": "author"}, headers=_token(rt, "operator"))
+    response = client.post(
+        "/api/personas", json={"name": "X", "kind": "author"}, headers=_token(rt, "operator")
+    )
     assert response.status_code == 403
 
 
@@ -99,10 +135,13 @@ def test_operator_cannot_create_personas(client: TestClient, rt: Runtime) -> Non
         ({"surprise": 1}, "surprise", "Extra inputs"),
     ],
 )
-def test_bad_plan_bodies_are_422_naming_the_field(client: TestClient, admin: dict[str, str], change: dict[str, Any],
-                                                  field: str, fragment: str) -> None:
+def test_bad_plan_bodies_are_422_naming_the_field(
+    client: TestClient, admin: dict[str, str], change: dict[str, Any], field: str, fragment: str
+) -> None:
     persona_id, agent_id = _author(client, admin)
-    response = client.post("/api/fiction/plans", json={**_plan_body(persona_id, agent_id), **change}, headers=admin)
+    response = client.post(
+        "/api/fiction/plans", json={**_plan_body(persona_id, agent_id), **change}, headers=admin
+    )
     assert response.status_code == 422, response.text
     body = response.json()
     assert response.headers["content-type"].startswith(PROBLEM)
@@ -125,8 +164,9 @@ def test_character_persona_cannot_own_a_plan(client: TestClient, admin: dict[str
     assert response.status_code == 422
 
 
-def test_token_bound_to_another_agent_cannot_create_for_this_one(client: TestClient, rt: Runtime,
-                                                                  admin: dict[str, str]) -> None:
+def test_token_bound_to_another_agent_cannot_create_for_this_one(
+    client: TestClient, rt: Runtime, admin: dict[str, str]
+) -> None:
     persona_id, agent_id = _author(client, admin)
     _, other_agent = _author(client, admin)
     bound = _token(rt, "operator", [other_agent])
@@ -150,11 +190,22 @@ def test_health_and_readiness_need_no_token(client: TestClient) -> None:
 
 def test_admin_env_token_is_accepted(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STORYLOOM_ADMIN_TOKEN", "sl_env_admin_secret_value")
-    assert client.get("/api/personas", headers={"Authorization": "Bearer sl_env_admin_secret_value"}).status_code == 200
-    assert client.get("/api/personas", headers={"Authorization": "Bearer sl_env_admin_secret_valuX"}).status_code == 401
+    assert (
+        client.get("/api/personas", headers={"Authorization": "Bearer sl_env_admin_secret_value"}).status_code
+        == 200
+    )
+    assert (
+        client.get("/api/personas", headers={"Authorization": "Bearer sl_env_admin_secret_valuX"}).status_code
+        == 401
+    )
 
 
 def test_openapi_lists_the_contract_paths(client: TestClient) -> None:
     paths = client.get("/openapi.json").json()["paths"]
-    for path in ("/api/fiction/plans", "/api/fiction/plans/{plan_id}/backlog", "/api/personas", "/api/agents"):
+    for path in (
+        "/api/fiction/plans",
+        "/api/fiction/plans/{plan_id}/backlog",
+        "/api/personas",
+        "/api/agents",
+    ):
         assert path in paths

@@ -25,8 +25,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for(predicate: Callable[[], Any], *, timeout: float = 30.0, interval: float = 0.05,
-             message: str = "condition") -> Any:
+def wait_for(
+    predicate: Callable[[], Any], *, timeout: float = 30.0, interval: float = 0.05, message: str = "condition"
+) -> Any:
     """Poll `predicate` until it returns something truthy; fail with `message` after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     last: Any = None
@@ -41,9 +42,17 @@ def wait_for(predicate: Callable[[], Any], *, timeout: float = 30.0, interval: f
 class ServerProcess:
     """`storyloom run` (or `api`/`worker`) as a subprocess; `client` is an admin httpx client."""
 
-    def __init__(self, data_dir: Path, *, config: dict[str, Any] | None = None, demo: bool = False,
-                 env: dict[str, str] | None = None, role: str = "run", port: int | None = None,
-                 database_url: str | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        config: dict[str, Any] | None = None,
+        demo: bool = False,
+        env: dict[str, str] | None = None,
+        role: str = "run",
+        port: int | None = None,
+        database_url: str | None = None,
+    ) -> None:
         self.data_dir = data_dir
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -53,8 +62,13 @@ class ServerProcess:
             config = {"public_url": self.url, **config}
             self.config_path = data_dir / "storyloom.yaml"
             self.config_path.write_text(yaml.safe_dump(config))
-        self.env = {**os.environ, "STORYLOOM_DATA_DIR": str(data_dir), "STORYLOOM_ADMIN_TOKEN": ADMIN_TOKEN,
-                    "STORYLOOM_LOG_FORMAT": "json", **(env or {})}
+        self.env = {
+            **os.environ,
+            "STORYLOOM_DATA_DIR": str(data_dir),
+            "STORYLOOM_ADMIN_TOKEN": ADMIN_TOKEN,
+            "STORYLOOM_LOG_FORMAT": "json",
+            **(env or {}),
+        }
         test_db = database_url or os.environ.get("STORYLOOM_E2E_DATABASE_URL")
         if test_db:
             self.env["STORYLOOM_DATABASE_URL"] = test_db
@@ -67,13 +81,15 @@ class ServerProcess:
             self.args.append("--demo")
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir / f"server-{self.port}.log"
-        self.client = httpx.Client(base_url=self.url, timeout=10.0,
-                                   headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+        self.client = httpx.Client(
+            base_url=self.url, timeout=10.0, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        )
 
     def start(self, *, wait: bool = True) -> ServerProcess:
         log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(self.args, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            self.args, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         if wait:
             self.wait_ready()
         return self
@@ -127,8 +143,15 @@ def running_server(data_dir: Path, **kwargs: Any) -> Iterator[ServerProcess]:
 def seed_author(server: ServerProcess, name: str = "Test Author") -> tuple[str, str]:
     """Create an author persona and its agent through the API; returns (persona_id, agent_id)."""
     persona = server.post("/api/personas", {"name": name, "kind": "author"}).json()
-    agent = server.post("/api/agents", {"name": f"{name} agent", "persona_id": persona["id"],
-                                        "provider": "offline", "model": "offline-test"}).json()
+    agent = server.post(
+        "/api/agents",
+        {
+            "name": f"{name} agent",
+            "persona_id": persona["id"],
+            "provider": "offline",
+            "model": "offline-test",
+        },
+    ).json()
     return persona["id"], agent["id"]
 
 
