@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -79,11 +81,16 @@ class Database:
         self.engine = make_engine(self.url)
         self.read_engine = make_engine(self.url, for_writes=False) if is_sqlite(self.url) else self.engine
         self.dialect = self.engine.dialect.name
+        # SQLite has one writer at a time and its busy handler sleeps in steps of up to 100 ms while it
+        # waits; queueing this process's writers on a lock instead hands the write lock over at once.
+        self._write_lock: contextlib.AbstractContextManager[object] = (
+            threading.RLock() if self.dialect == "sqlite" else contextlib.nullcontext()
+        )
 
     @contextmanager
     def begin(self) -> Iterator[Connection]:
         """One unit of work: commits on success, rolls back on any exception, then runs after-commit hooks."""
-        with self.engine.begin() as conn:
+        with self._write_lock, self.engine.begin() as conn:
             conn.info["after_commit"] = []
             yield conn
             hooks = conn.info.pop("after_commit")
