@@ -1,0 +1,45 @@
+"""Webhook deliveries (CONTRACTS §3): list with their attempts, and replay with the same `webhook-id`."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, Query
+
+from storyloom.api.auth import operator, runtime, viewer
+from storyloom.runtime import Runtime
+from storyloom.services import deliveries
+from storyloom.services.actors import Actor
+
+router = APIRouter(prefix="/api/deliveries", tags=["deliveries"])
+
+
+@router.get("")
+def list_deliveries(
+    receiver: str | None = Query(default=None, max_length=100),
+    status: Literal["pending", "delivered", "failed", "dead"] | None = None,
+    limit: int = Query(default=100, ge=1, le=deliveries.MAX_LIMIT),
+    page: int = Query(default=1, ge=1),
+    _: Actor = Depends(viewer),
+    rt: Runtime = Depends(runtime),
+) -> list[dict[str, Any]]:
+    """Newest first, each with its `attempt_log`."""
+    with rt.db.read() as conn:
+        return deliveries.list_deliveries(conn, receiver=receiver, status=status, limit=limit, page=page)
+
+
+@router.get("/{delivery_id}")
+def get_delivery(
+    delivery_id: str, _: Actor = Depends(viewer), rt: Runtime = Depends(runtime)
+) -> dict[str, Any]:
+    with rt.db.read() as conn:
+        return deliveries.get_delivery(conn, delivery_id)
+
+
+@router.post("/{delivery_id}/replay", status_code=202)
+def replay(
+    delivery_id: str, actor: Actor = Depends(operator), rt: Runtime = Depends(runtime)
+) -> dict[str, Any]:
+    """Queue a new delivery with the same `webhook-id` and body; re-enables a receiver disabled by a 410."""
+    with rt.db.begin() as conn:
+        return deliveries.replay(conn, delivery_id, actor, rt.clock.now(), alerting=rt.alerting)

@@ -1,0 +1,52 @@
+"""The delivery dispatcher's own counters (CONTRACTS §9), counted in the process that sends.
+
+`storyloom_notifications_total{receiver,result}` counts attempts by outcome: `delivered`, `retry` (5xx,
+429, timeout, connection error: tried again later), `client_error` (other 4xx: retried once), `disabled`
+(410: the receiver is switched off), `dead` (given up) and `skipped` (a receiver's own `delivery:failing`
+notification, which is never sent back to it). `storyloom_notification_latency_seconds{receiver}` is the
+time of each HTTP attempt.
+
+The metrics live in a private registry (never the process-global one) and reach `/metrics` through
+`collect(rt)`, which `health.metrics.extra_collectors` calls. They are per process: in a split deployment
+the worker's `/metrics` carries them (the database-wide picture is `storyloom_deliveries`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import Metric
+
+LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+RESULTS = ("delivered", "retry", "client_error", "disabled", "dead", "skipped")
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+NOTIFICATIONS = Counter(
+    "storyloom_notifications",
+    "Webhook delivery attempts by receiver and result.",
+    ["receiver", "result"],
+    registry=REGISTRY,
+)
+LATENCY = Histogram(
+    "storyloom_notification_latency_seconds",
+    "Time of one webhook delivery attempt (request sent to response read), by receiver.",
+    ["receiver"],
+    buckets=LATENCY_BUCKETS_S,
+    registry=REGISTRY,
+)
+
+
+def observe(receiver: str, result: str, latency_seconds: float | None) -> None:
+    """Count one attempt (or a skip) and, when an HTTP request was made, its latency."""
+    NOTIFICATIONS.labels(receiver=receiver, result=result).inc()
+    if latency_seconds is not None:
+        LATENCY.labels(receiver=receiver).observe(max(latency_seconds, 0.0))
+
+
+def collect(_rt: Any = None) -> Iterable[Metric]:
+    """The two families, for a custom Collector (`health.metrics`)."""
+    yield from NOTIFICATIONS.collect()
+    yield from LATENCY.collect()

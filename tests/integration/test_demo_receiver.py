@@ -1,0 +1,143 @@
+"""The built-in demo receiver: verifies Standard Webhooks signatures, keeps every request, shows the inbox."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from datetime import timedelta
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from storyloom.alerting import signing
+from storyloom.alerting.dispatcher import DeliveryDispatcher
+from storyloom.alerting.egress import EgressPolicy
+from storyloom.api.app import create_app
+from storyloom.clock import FrozenClock
+from storyloom.demo import DEMO_RECEIVER, DEMO_SECRET_ENV, with_demo_receiver
+from storyloom.runtime import Runtime
+from storyloom.services.tokens import create_token
+from storyloom.store.db import Database
+from tests.conftest import make_config
+from tests.support.deliveries import delivery, enqueue
+
+DEMO_SECRET = "whsec_" + base64.b64encode(b"demo-receiver-test-secret-012345").decode()
+OTHER_SECRET = "whsec_" + base64.b64encode(b"somebody-elses-secret-0123456789").decode()
+BODY = json.dumps({"version": "1", "type": "storyloom.alerts", "alerts": []}).encode()
+
+
+@pytest.fixture(autouse=True)
+def _secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(DEMO_SECRET_ENV, DEMO_SECRET)
+
+
+@pytest.fixture
+def rt(db: Database, clock: FrozenClock) -> Runtime:
+    config = with_demo_receiver(make_config(public_url="http://127.0.0.1:8700"))
+    return Runtime(config=config, db=db, clock=clock)
+
+
+@pytest.fixture
+def client(rt: Runtime) -> Iterator[TestClient]:
+    with TestClient(create_app(rt)) as c:
+        yield c
+
+
+@pytest.fixture
+def viewer(rt: Runtime) -> dict[str, str]:
+    with rt.db.begin() as conn:
+        plain, _ = create_token(conn, name="v", role="viewer", agent_ids=[], now=rt.clock.now())
+    return {"Authorization": f"Bearer {plain}"}
+
+
+def signed(secret: str, msg_id: str, clock: FrozenClock, body: bytes = BODY) -> dict[str, str]:
+    return {
+        "content-type": "application/json",
+        **signing.signature_headers(secret, msg_id, clock.now(), body),
+    }
+
+
+def test_a_valid_signature_is_kept_and_answered_204(
+    client: TestClient, clock: FrozenClock, viewer: dict[str, str]
+) -> None:
+    sent = signed(DEMO_SECRET, "msg_valid", clock)
+    response = client.post("/api/demo/receiver", content=BODY, headers=sent)
+    assert response.status_code == 204, response.text
+
+    [kept] = client.get("/api/demo/inbox", headers=viewer).json()
+    assert kept["signature_valid"] is True and kept["error"] is None
+    assert kept["webhook_id"] == "msg_valid" and kept["body"] == json.loads(BODY)
+    assert kept["headers"]["webhook-timestamp"] == sent["webhook-timestamp"]
+    assert kept["headers"]["webhook-signature"] == "<redacted>"
+    assert sent["webhook-signature"].partition(",")[2] not in json.dumps(kept)
+    assert kept["received_at"].endswith("Z")
+
+
+def test_a_tampered_body_is_refused_with_401_and_kept_as_invalid(
+    client: TestClient, clock: FrozenClock, viewer: dict[str, str]
+) -> None:
+    sent = signed(DEMO_SECRET, "msg_tampered", clock)
+    tampered = BODY.replace(b"storyloom.alerts", b"storyloom.ALERTS")
+    response = client.post("/api/demo/receiver", content=tampered, headers=sent)
+    assert response.status_code == 401
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert "no matching signature" in response.json()["detail"]
+
+    wrong_key = client.post(
+        "/api/demo/receiver", content=BODY, headers=signed(OTHER_SECRET, "msg_other_key", clock)
+    )
+    assert wrong_key.status_code == 401
+    unsigned = client.post("/api/demo/receiver", content=BODY, headers={"content-type": "application/json"})
+    assert unsigned.status_code == 401 and "missing header" in unsigned.json()["detail"]
+    clock.advance(timedelta(minutes=10))
+    stale = client.post("/api/demo/receiver", content=BODY, headers=sent)
+    assert stale.status_code == 401 and "too old" in stale.json()["detail"]
+
+    inbox = client.get("/api/demo/inbox", headers=viewer).json()
+    assert [m["signature_valid"] for m in inbox] == [False, False, False, False]
+    newest_first = [m["webhook_id"] for m in inbox]
+    assert newest_first == ["msg_tampered", None, "msg_other_key", "msg_tampered"]
+    assert "no matching signature" in inbox[-1]["error"]
+    assert inbox[-1]["body"]["type"] == "storyloom.ALERTS"  # what arrived, as it arrived
+    assert [m["webhook_id"] for m in client.get("/api/demo/inbox?limit=1", headers=viewer).json()] == [
+        "msg_tampered"
+    ]
+
+
+def test_the_inbox_needs_a_token(client: TestClient) -> None:
+    assert client.get("/api/demo/inbox").status_code == 401
+
+
+def test_off_unless_demo_or_demo_receiver(db: Database, clock: FrozenClock) -> None:
+    rt = Runtime(config=make_config(), db=db, clock=clock)
+    with TestClient(create_app(rt)) as client:
+        with rt.db.begin() as conn:
+            plain, _ = create_token(conn, name="v", role="viewer", agent_ids=[], now=clock.now())
+        body = signed(DEMO_SECRET, "msg_1", clock)
+        assert client.post("/api/demo/receiver", content=BODY, headers=body).status_code == 404
+        off = client.get("/api/demo/inbox", headers={"Authorization": f"Bearer {plain}"})
+        assert off.status_code == 404 and "--demo" in off.json()["detail"]
+
+
+async def test_the_dispatcher_delivers_to_the_demo_receiver(
+    rt: Runtime, clock: FrozenClock, viewer: dict[str, str]
+) -> None:
+    app = create_app(rt)
+
+    def asgi_client(_policy: EgressPolicy) -> httpx.AsyncClient:
+        return httpx.AsyncClient(transport=httpx.ASGITransport(app=app))
+
+    delivery_id = enqueue(rt, DEMO_RECEIVER)
+    dispatcher = DeliveryDispatcher(rt, client_factory=asgi_client)
+    try:
+        assert await dispatcher.run_once() == 1
+    finally:
+        await dispatcher.aclose()
+    row = delivery(rt, delivery_id)
+    assert row["status"] == "delivered" and row["last_status_code"] == 204
+    with TestClient(app) as client:
+        [kept] = client.get("/api/demo/inbox", headers=viewer).json()
+    assert kept["signature_valid"] is True and kept["webhook_id"] == row["webhook_id"]
+    assert kept["body"]["receiver"] == DEMO_RECEIVER and kept["body"]["routing_key"] == "demo"
