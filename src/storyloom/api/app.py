@@ -5,17 +5,39 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from storyloom import __version__
 from storyloom.api import problems
-from storyloom.api.routers import catalog, plans, system
+from storyloom.api.routers import alerts, catalog, config, ingest, plans, routes, silences, system
+from storyloom.api.routers import backlog as backlog_routes
+from storyloom.api.routers import deliveries as delivery_routes
+from storyloom.api.routers import demo as demo_routes
+from storyloom.api.routers import events as event_routes
+from storyloom.api.routers import health as health_routes
+from storyloom.api.routers import metrics as metrics_routes
+from storyloom.api.routers import obligations as obligation_routes
+from storyloom.console import pages as console_pages
 from storyloom.runtime import Runtime
 
 # Every API router, in the order the OpenAPI document lists them. Add new routers here.
 ROUTERS = [
     system.router,
+    metrics_routes.router,
+    health_routes.router,
     catalog.router,
     plans.router,
+    backlog_routes.router,
+    obligation_routes.router,
+    alerts.router,
+    silences.router,
+    routes.router,
+    ingest.router,
+    delivery_routes.router,
+    demo_routes.router,
+    config.router,
+    event_routes.router,
+    console_pages.router,
 ]
 
 
@@ -30,4 +52,5 @@ def create_app(rt: Runtime, *, engine: Any = None) -> FastAPI:
     problems.install(app)
     for router in ROUTERS:
         app.include_router(router)
+    app.mount("/static", StaticFiles(directory=console_pages.STATIC_DIR), name="static")
     return app

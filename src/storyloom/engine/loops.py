@@ -10,9 +10,13 @@ from storyloom.runtime import Runtime
 
 def worker_loops() -> list[Callable[[Runtime], Loop]]:
     """Notify pipeline, delivery dispatcher, health evaluation: each takes the Runtime and starts a thread."""
+    from storyloom.alerting.dispatcher import DeliveryDispatcher
     from storyloom.alerting.notifier import Notifier
+    from storyloom.health.evaluate import HealthEvaluator
 
     loops: list[Callable[[Runtime], Loop]] = [
         Notifier,
+        DeliveryDispatcher,
+        HealthEvaluator,
     ]
     return loops

@@ -1,0 +1,135 @@
+"""What the console's pages read, straight from the services and tables (one read connection per page).
+
+The shapes are the API's (the same service functions back `/api/...`), so a page and the JSON an operator
+scripts against agree; receiver secrets are redacted by the same `routes_view`. Reads only: nothing here
+changes state or sends anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, select
+
+from storyloom.alerting.notifier import routes_for_alert
+from storyloom.runtime import Runtime
+from storyloom.services import alerts as alert_service
+from storyloom.services import catalog, plans
+from storyloom.services import deliveries as delivery_service
+from storyloom.services import obligations as obligation_service
+from storyloom.services import silences as silence_service
+from storyloom.store.tables import alerts, demo_inbox
+
+DELIVERY_STATUSES = delivery_service.STATUSES
+
+
+@dataclass(frozen=True)
+class Who:
+    """Agent and persona names by id, so every row can say who it belongs to."""
+
+    agents: dict[str, dict[str, Any]]
+    personas: dict[str, dict[str, Any]]
+
+    def agent(self, agent_id: str | None) -> str:
+        row = self.agents.get(agent_id or "")
+        return str(row["name"]) if row else (agent_id or "—")
+
+    def persona(self, persona_id: str | None) -> str:
+        row = self.personas.get(persona_id or "")
+        return str(row["name"]) if row else (persona_id or "—")
+
+    def agent_for_persona(self, persona_id: str | None, fallback: str | None = None) -> str | None:
+        """The first agent acting for `persona_id` (the default actor for its obligations)."""
+        for agent_id, row in self.agents.items():
+            if row.get("persona_id") == persona_id:
+                return agent_id
+        return fallback
+
+    def persona_of_agent(self, agent_id: str | None) -> str | None:
+        row = self.agents.get(agent_id or "")
+        return row["persona_id"] if row else None
+
+
+@dataclass
+class Reader:
+    """One page's reads over one connection."""
+
+    conn: Connection
+    rt: Runtime
+    now: datetime
+    _who: Who | None = field(default=None, init=False)
+
+    def who(self) -> Who:
+        if self._who is None:
+            self._who = Who(
+                agents={a["id"]: a for a in catalog.list_agents(self.conn)},
+                personas={p["id"]: p for p in catalog.list_personas(self.conn)},
+            )
+        return self._who
+
+    # --- plans ---------------------------------------------------------------------------------------
+
+    def plans(self) -> list[dict[str, Any]]:
+        return plans.list_plans(self.conn)
+
+    def plan(self, plan_id: str) -> dict[str, Any]:
+        return plans.plan_detail(self.conn, plan_id)
+
+    def backlog(self, plan_id: str) -> list[dict[str, Any]]:
+        return plans.list_backlog(self.conn, plan_id)
+
+    def actions(self, plan_id: str) -> list[dict[str, Any]]:
+        return plans.list_actions(self.conn, plan_id)
+
+    def roster(self, plan_id: str) -> dict[str, Any]:
+        return plans.roster(self.conn, plan_id)
+
+    def obligations(self, plan_id: str, status: str | None, page: int, page_size: int) -> dict[str, Any]:
+        return obligation_service.list_obligations(self.conn, plan_id, status, page, page_size)
+
+    # --- alerting ------------------------------------------------------------------------------------
+
+    def alerts(self, **filters: Any) -> list[dict[str, Any]]:
+        clean = {k: v for k, v in filters.items() if v not in (None, "")}
+        return alert_service.list_alerts(self.conn, self.rt.alerting, self.now, **clean)
+
+    def alert(self, fingerprint: str) -> dict[str, Any]:
+        return alert_service.get_alert(self.conn, self.rt.alerting, fingerprint, self.now)
+
+    def sent_to(self, fingerprint: str) -> list[str]:
+        """The receivers of the aggregation groups the alert joined (where its notifications go)."""
+        return routes_for_alert(self.conn, fingerprint)
+
+    def silences(self) -> list[dict[str, Any]]:
+        return silence_service.list_silences(self.conn, self.now)
+
+    def routes(self) -> dict[str, Any]:
+        return alert_service.routes_view(self.rt.alerting)
+
+    def deliveries(self, receiver: str = "", status: str = "", limit: int = 300) -> list[dict[str, Any]]:
+        """Newest first with their attempt logs, plus the alerts each carried (to name their owners)."""
+        rows = delivery_service.list_deliveries(
+            self.conn, receiver=receiver or None, status=status or None, limit=limit
+        )
+        fingerprints = {fp for row in rows for fp in row["fingerprints"]}
+        carried: dict[str, dict[str, Any]] = {}
+        if fingerprints:
+            found = self.conn.execute(
+                select(alerts.c.fingerprint, alerts.c.alert_id, alerts.c.labels).where(
+                    alerts.c.fingerprint.in_(fingerprints)
+                )
+            )
+            carried = {r.fingerprint: {"alert_id": r.alert_id, "labels": r.labels or {}} for r in found}
+        for row in rows:
+            row["alerts"] = [
+                {"fingerprint": fp, **carried.get(fp, {"alert_id": "?", "labels": {}})}
+                for fp in row["fingerprints"]
+            ]
+        return rows
+
+    def inbox(self, limit: int = 100) -> list[dict[str, Any]]:
+        """What the built-in demo receiver got, newest first, with its signature verdict."""
+        rows = self.conn.execute(select(demo_inbox).order_by(demo_inbox.c.id.desc()).limit(limit)).mappings()
+        return [dict(r) for r in rows]

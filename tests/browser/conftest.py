@@ -1,0 +1,203 @@
+"""The browser suite's world: one real `storyloom run --demo` server (plus a receiver that always answers
+400, so deliveries to it go dead), Debian chromium driven by Playwright, and screenshots per page."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.receivers import ReceiverServer, Reply
+from tests.support.server import ADMIN_TOKEN, ServerProcess, wait_for
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--headless",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
+DEAD_RECEIVER = "ops-dead"
+
+SKIP_REASON = (
+    "Debian chromium is not installed at /usr/bin/chromium: `sudo apt-get install chromium` "
+    "(or `make test` as root) to run the console's browser suite"
+)
+
+
+@pytest.fixture(scope="session")
+def dead_receiver() -> Iterator[ReceiverServer]:
+    """A webhook endpoint that refuses everything with 400: a 4xx goes `dead` after one retry."""
+    with ReceiverServer(
+        lambda _request: Reply(400, {"error": "this test receiver refuses everything"})
+    ) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def server(
+    tmp_path_factory: pytest.TempPathFactory, dead_receiver: ReceiverServer
+) -> Iterator[ServerProcess]:
+    config = {
+        "alerting": {
+            "receivers": [
+                {
+                    "name": DEAD_RECEIVER,
+                    "type": "webhook",
+                    "url": dead_receiver.url_for("/hooks/ops"),
+                    "retry": {"schedule": ["0s", "500ms"], "max_age": "1m"},
+                }
+            ],
+            "route": {
+                "receiver": DEAD_RECEIVER,
+                "group_by": ["alert_id", "plan_id"],
+                "group_wait": "0s",
+                "group_interval": "10s",
+                "repeat_interval": "4h",
+                # The demo adds its inbox as a `continue` catch-all child: this child sends here too.
+                "routes": [{"receiver": DEAD_RECEIVER, "matchers": ['alert_id=~".+"']}],
+            },
+        }
+    }
+    proc = ServerProcess(tmp_path_factory.mktemp("console-server"), config=config, demo=True).start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+@pytest.fixture(scope="session")
+def plan_id(server: ServerProcess) -> str:
+    """The demo plan, once its scroll items have failed (the injected fault) and alerted."""
+
+    def failed_and_alerted() -> str | None:
+        plans = server.get("/api/fiction/plans")
+        if not plans:
+            return None
+        pid = plans[0]["plan_id"]
+        items = server.get(f"/api/fiction/plans/{pid}/backlog")
+        failed = [i for i in items if i["status"] == "failed" and i["backlog_id"].startswith("scroll-")]
+        alerts = server.get("/api/alerts", status="firing", alert_id="planner:phase-failed")
+        return pid if len(failed) == 3 and len(alerts) == 3 else None
+
+    return str(
+        wait_for(failed_and_alerted, timeout=60, interval=0.2, message="the demo's three failed scroll items")
+    )
+
+
+@pytest.fixture(scope="session")
+def login_url(server: ServerProcess, plan_id: str) -> str:
+    """The admin sign-in URL `storyloom run --demo` printed."""
+    found = wait_for(
+        lambda: re.search(r"(http://\S+/login\?token=\S+)", server.logs()),
+        timeout=30,
+        message="the login URL",
+    )
+    return str(found.group(1))
+
+
+def cli_token(server: ServerProcess, role: str, name: str) -> str:
+    """`storyloom token create` against the server's data dir, as an operator would."""
+    env = {k: v for k, v in server.env.items() if k != "STORYLOOM_CONFIG"}
+    result = subprocess.run(
+        [sys.executable, "-m", "storyloom", "token", "create", "--role", role, "--name", name],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    token = re.search(r"\bsl_\S+", result.stdout)
+    assert token, f"no token in the CLI's output: {result.stdout!r} {result.stderr!r}"
+    return token.group(0)
+
+
+@pytest.fixture(scope="session")
+def viewer_token(server: ServerProcess) -> str:
+    return cli_token(server, "viewer", "v")
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    if not CHROMIUM.exists():
+        pytest.skip(SKIP_REASON)
+    sync_api = pytest.importorskip(
+        "playwright.sync_api", reason="playwright is missing: pip install -e '.[test]'"
+    )
+    playwright = sync_api.sync_playwright().start()
+    chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    try:
+        yield chromium
+    finally:
+        chromium.close()
+        playwright.stop()
+
+
+def _context(browser: Any, width: int, height: int) -> Any:
+    context = browser.new_context(viewport={"width": width, "height": height})
+    context.set_default_timeout(15_000)
+    context.page_errors = []
+    context.on(
+        "page", lambda page: page.on("pageerror", lambda error: context.page_errors.append(str(error)))
+    )
+    return context
+
+
+def _close(context: Any) -> None:
+    """Close the context; any uncaught script error on its pages fails the test."""
+    errors = list(context.page_errors)
+    context.close()
+    assert not errors, f"uncaught errors in the console's scripts: {errors}"
+
+
+@pytest.fixture
+def admin_page(browser: Any, server: ServerProcess, login_url: str) -> Iterator[Any]:
+    """A desktop (1280 px) page signed in through the printed `/login?token=` URL."""
+    context = _context(browser, 1280, 900)
+    page = context.new_page()
+    page.goto(login_url)
+    page.wait_for_url(f"{server.url}/")
+    try:
+        yield page
+    finally:
+        _close(context)
+
+
+@pytest.fixture
+def viewer_page(browser: Any, server: ServerProcess, viewer_token: str) -> Iterator[Any]:
+    context = _context(browser, 1280, 900)
+    page = context.new_page()
+    page.goto(f"{server.url}/login?token={viewer_token}")
+    page.wait_for_url(f"{server.url}/")
+    try:
+        yield page
+    finally:
+        _close(context)
+
+
+@pytest.fixture
+def phone_page(browser: Any, server: ServerProcess) -> Iterator[Any]:
+    context = _context(browser, 390, 844)
+    page = context.new_page()
+    page.goto(f"{server.url}/login?token={ADMIN_TOKEN}")
+    page.wait_for_url(f"{server.url}/")
+    try:
+        yield page
+    finally:
+        _close(context)
+
+
+def screenshot(page: Any, name: str) -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path

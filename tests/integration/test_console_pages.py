@@ -1,0 +1,260 @@
+"""The console's server side over HTTP (no browser): sign-in cookies, CSRF, redirects, every page, SSE reads."""
+
+from __future__ import annotations
+
+import re
+from http.cookies import SimpleCookie
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from storyloom.alerting.publish import AlertSignal, fire
+from storyloom.api.app import create_app
+from storyloom.api.routers.events import events_after, health_status, latest_event_id
+from storyloom.console.runbooks import render_runbook, runbook_path
+from storyloom.domain.catalog import CATALOG
+from storyloom.pipeline.templates_store import seed_templates
+from storyloom.runtime import Runtime
+from storyloom.services.catalog import create_agent, create_persona
+from storyloom.services.plans import PlanRequest, create_plan
+from storyloom.services.tokens import create_token
+
+PAGES = ["/", "/plans", "/alerts", "/alerts?state=all", "/silences", "/routes", "/deliveries", "/inbox"]
+
+
+def _token(rt: Runtime, role: str) -> str:
+    with rt.db.begin() as conn:
+        token, _ = create_token(conn, name=f"{role}-user", role=role, agent_ids=[], now=rt.clock.now())
+    return token
+
+
+@pytest.fixture
+def world(rt: Runtime) -> dict[str, Any]:
+    """Planner templates, an author persona, its agent, a plan, and one firing phase-failed alert on it."""
+    now = rt.clock.now()
+    with rt.db.begin() as conn:
+        seed_templates(conn, now)
+        persona = create_persona(conn, name="June Arden", kind="author", summary=None, now=now)
+        agent = create_agent(
+            conn, name="June's agent", persona_id=persona["id"], provider="offline", model="m1", now=now
+        )
+        plan = create_plan(
+            conn,
+            PlanRequest(
+                name="Ash Lantern", premise="Lamplighters.", persona_id=persona["id"], agent_id=agent["id"]
+            ),
+            default_provider="offline",
+            default_model="m1",
+            max_premise_chars=10_000,
+            now=now,
+        )
+        labels = {
+            "plan_id": plan["id"],
+            "backlog_id": "vision-plan",
+            "task_id": "task_x",
+            "phase": "vision",
+            "agent_id": agent["id"],
+            "persona_id": persona["id"],
+            "provider": "offline",
+            "model": "m1",
+        }
+        fingerprint = fire(conn, AlertSignal("planner:phase-failed", labels, "vision-plan failed"), now)
+    return {"plan_id": plan["id"], "agent": agent, "persona": persona, "fingerprint": fingerprint}
+
+
+@pytest.fixture
+def client(rt: Runtime) -> TestClient:
+    return TestClient(create_app(rt), follow_redirects=False)
+
+
+def _set_cookies(response: Any) -> dict[str, str]:
+    """Each Set-Cookie header by cookie name (the raw header, to check its attributes)."""
+    out = {}
+    for header in response.headers.get_list("set-cookie"):
+        name = header.split("=", 1)[0]
+        out[name] = header
+    return out
+
+
+def _signed_in(client: TestClient, token: str) -> TestClient:
+    response = client.get(f"/login?token={token}")
+    assert response.status_code == 303, response.text
+    return client
+
+
+def test_login_url_sets_httponly_samesite_session_and_csrf_cookies(client: TestClient, rt: Runtime) -> None:
+    response = client.get(f"/login?token={_token(rt, 'admin')}")
+    assert response.status_code == 303
+    assert response.headers["location"] == "/"
+    cookies = _set_cookies(response)
+    session = cookies["storyloom_session"].lower()
+    assert "httponly" in session and "samesite=strict" in session and "path=/" in session
+    assert "secure" not in session  # plain http
+    csrf = cookies["storyloom_csrf"].lower()
+    assert "samesite=strict" in csrf and "httponly" not in csrf
+
+
+def test_login_over_https_marks_the_cookies_secure(rt: Runtime) -> None:
+    client = TestClient(create_app(rt), base_url="https://console.test", follow_redirects=False)
+    response = client.get(f"/login?token={_token(rt, 'viewer')}")
+    assert response.status_code == 303
+    assert all("secure" in header.lower() for header in _set_cookies(response).values())
+
+
+def test_login_with_a_bad_token_stays_on_the_form(client: TestClient) -> None:
+    response = client.get("/login?token=sl_not_a_token")
+    assert response.status_code == 401
+    assert "invalid or revoked" in response.text
+    assert "storyloom_session" not in _set_cookies(response)
+
+
+def test_login_form_post_needs_the_csrf_field(client: TestClient, rt: Runtime) -> None:
+    form = client.get("/login")
+    assert form.status_code == 200
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+    assert csrf and client.cookies.get("storyloom_csrf") == csrf.group(1)
+    token = _token(rt, "operator")
+    refused = client.post("/login", data={"token": token, "csrf_token": "forged"})
+    assert refused.status_code == 403
+    assert "storyloom_session" not in _set_cookies(refused)
+    accepted = client.post("/login", data={"token": token, "csrf_token": csrf.group(1), "next": "/plans"})
+    assert accepted.status_code == 303 and accepted.headers["location"] == "/plans"
+    assert "storyloom_session" in _set_cookies(accepted)
+
+
+def test_login_never_redirects_off_site(client: TestClient, rt: Runtime) -> None:
+    response = client.get(f"/login?token={_token(rt, 'admin')}&next=//evil.example/x")
+    assert response.headers["location"] == "/"
+
+
+def test_unauthenticated_pages_redirect_to_login(client: TestClient, world: dict[str, Any]) -> None:
+    for path in [*PAGES, f"/plans/{world['plan_id']}", "/runbooks/planner:phase-failed"]:
+        response = client.get(path)
+        assert response.status_code == 303, path
+        assert response.headers["location"].startswith("/login"), path
+    assert client.get("/plans").headers["location"] == "/login?next=%2Fplans"
+
+
+def test_logout_clears_the_cookies_and_needs_csrf(client: TestClient, rt: Runtime) -> None:
+    _signed_in(client, _token(rt, "admin"))
+    assert client.post("/logout", data={"csrf_token": "wrong"}).status_code == 403
+    response = client.post("/logout", data={"csrf_token": client.cookies["storyloom_csrf"]})
+    assert response.status_code == 303 and response.headers["location"] == "/login"
+    cleared = _set_cookies(response)
+    for name in ("storyloom_session", "storyloom_csrf"):
+        morsel = SimpleCookie(cleared[name])[name]
+        assert morsel.value in ("", '""') and morsel["max-age"] == "0"
+    client.cookies.clear()
+    assert client.get("/").status_code == 303
+
+
+def test_cookie_authenticated_api_writes_need_the_csrf_header(
+    client: TestClient, rt: Runtime, world: dict[str, Any]
+) -> None:
+    _signed_in(client, _token(rt, "admin"))
+    body = {"name": "Kit", "kind": "character"}
+    refused = client.post("/api/personas", json=body)
+    assert refused.status_code == 403
+    assert "CSRF" in refused.json()["detail"]
+    wrong = client.post("/api/personas", json=body, headers={"X-CSRF-Token": "nope"})
+    assert wrong.status_code == 403
+    accepted = client.post(
+        "/api/personas",
+        json=body,
+        headers={"X-CSRF-Token": client.cookies["storyloom_csrf"], "X-Console-Client": "storyloom-console"},
+    )
+    assert accepted.status_code == 201, accepted.text
+    assert client.get("/api/personas").status_code == 200  # reads need no CSRF
+
+
+def test_every_page_renders_for_an_admin(client: TestClient, rt: Runtime, world: dict[str, Any]) -> None:
+    _signed_in(client, _token(rt, "admin"))
+    paths = [
+        *PAGES,
+        f"/plans/{world['plan_id']}",
+        f"/plans/{world['plan_id']}?obligations=all",
+        f"/alerts/{world['fingerprint']}",
+        "/runbooks/planner:phase-failed",
+        "/runbooks/planner-phase-failed",
+    ]
+    for path in paths:
+        response = client.get(path)
+        assert response.status_code == 200, f"{path}: {response.status_code} {response.text[:500]}"
+        assert 'id="live-indicator"' in response.text and 'id="status-chip"' in response.text, path
+        assert '<script type="module" src="/static/console.js">' in response.text
+    overview = client.get("/").text
+    assert "planner:phase-failed" in overview
+    assert "June&#39;s agent" in overview and "June Arden" in overview  # agent and persona, not just ids
+    assert 'data-action="resume"' in overview and 'data-backlog-id="vision-plan"' in overview
+    plan = client.get(f"/plans/{world['plan_id']}").text
+    assert "June&#39;s agent" in plan and "Ash Lantern" in plan
+    for asset in ("console.js", "api.js", "live.js", "dialogs.js", "console.css"):
+        assert client.get(f"/static/{asset}").status_code == 200, asset
+
+
+def test_unknown_things_are_404_pages(client: TestClient, rt: Runtime) -> None:
+    _signed_in(client, _token(rt, "admin"))
+    assert client.get("/plans/plan_missing").status_code == 404
+    assert client.get("/alerts/0000000000000000").status_code == 404
+    assert client.get("/runbooks/not:an-alert").status_code == 404
+    assert client.get("/runbooks/..%2F..%2Fpyproject").status_code == 404
+
+
+def test_a_viewer_sees_disabled_actions_with_the_reason(
+    client: TestClient, rt: Runtime, world: dict[str, Any]
+) -> None:
+    _signed_in(client, _token(rt, "viewer"))
+    page = client.get("/").text
+    assert "viewer role: read-only" in page
+    button = re.search(r'<button[^>]*data-action="resume"[^>]*>', page)
+    assert button and "disabled" in button.group(0)
+
+
+def test_every_catalog_alert_has_a_runbook_that_renders() -> None:
+    for alert_id in CATALOG:
+        assert runbook_path(alert_id) is not None, alert_id
+        found = render_runbook(alert_id)
+        assert found is not None and alert_id in found[0]
+    assert runbook_path("../../etc/passwd") is None
+
+
+def test_the_stream_reads_events_after_a_cursor_and_a_health_status(
+    rt: Runtime, world: dict[str, Any]
+) -> None:
+    with rt.db.read() as conn:
+        latest = latest_event_id(conn)
+        rows = events_after(conn, 0)
+        health = health_status(conn)
+    assert latest >= rows[-1]["id"] > 0
+    assert {r["event"] for r in rows} >= {"backlog", "alert"}
+    assert all(r["data"]["event_id"] == r["id"] for r in rows)
+    assert [r["id"] for r in rows] == sorted(r["id"] for r in rows)
+    with rt.db.read() as conn:
+        assert events_after(conn, latest) == []
+    assert health["status"] == "degraded" and health["firing"] == {"error": 1}
+
+
+def test_the_stream_needs_a_viewer_and_starts_with_hello_and_health(
+    client: TestClient, rt: Runtime, world: dict[str, Any]
+) -> None:
+    assert client.get("/api/events/stream").status_code == 401
+    token = _token(rt, "viewer")
+    lines: list[str] = []
+    with client.stream(
+        "GET", "/api/events/stream?after=0", headers={"Authorization": f"Bearer {token}"}
+    ) as stream:
+        assert stream.status_code == 200
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        for line in stream.iter_lines():
+            lines.append(line)
+            if line.startswith("event: alert"):
+                break
+    assert lines[:2] == ["id: 0", "event: hello"]
+    assert "event: health" in lines and "event: backlog" in lines
+
+
+def test_pages_accept_a_bearer_token_too(client: TestClient, rt: Runtime) -> None:
+    headers = {"Authorization": f"Bearer {_token(rt, 'viewer')}"}
+    assert client.get("/runbooks/planner:phase-failed", headers=headers).status_code == 200
+    assert client.get("/plans", headers={"Authorization": "Bearer sl_wrong"}).status_code == 303
