@@ -268,7 +268,8 @@ class DedupStage:
     """
 
     def exec(self, ctx: FlushContext, alerts: list[Alert]) -> list[Alert]:
-        ctx.firing = frozenset(a.fingerprint for a in alerts if a.status == FIRING)
+        # A firing alert is known by fingerprint and severity, so an escalation is news to the receiver.
+        ctx.firing = frozenset(f"{a.fingerprint}@{a.severity}" for a in alerts if a.status == FIRING)
         ctx.resolved = frozenset(a.fingerprint for a in alerts if a.status != FIRING)
         send_resolved = ctx.receiver.send_resolved
         ctx.reason = needs_update(

@@ -194,7 +194,17 @@ class ToolDispatcher:
         )
         if refusal is not None:
             outcome, message = refusal
-            self._record(call, started, t0, logged_request, None, message, quota=outcome)
+            self._record(
+                call,
+                started,
+                t0,
+                logged_request,
+                None,
+                message,
+                quota=outcome,
+                provider=provider_name,
+                model=model,
+            )
             raise DispatchError(message, kind="quota", retryable=False)
         try:
             response = self._complete(provider_name, request)

@@ -46,7 +46,13 @@ log = structlog.get_logger(__name__)
 OK, RETRY, BLOCKED, FATAL = "ok", "retry", "blocked", "fatal"
 GATED_PHASES = ("scroll_refiner", "scene_weaver")
 # Alerts about one backlog item that its successful completion resolves.
-ITEM_ALERTS = ("planner:phase-failed", "planner:phase-blocked", "tool:failed", "tool:timeout", "tool:quota-exceeded")
+ITEM_ALERTS = (
+    "planner:phase-failed",
+    "planner:phase-blocked",
+    "tool:failed",
+    "tool:timeout",
+    "tool:quota-exceeded",
+)
 
 
 @dataclass(frozen=True)
@@ -195,7 +201,7 @@ class PhaseRunner:
             spec = ph.phase_spec(item["phase"])
             template = self._template(conn, spec.template_id)
             context = self._prompt_context(conn, plan, item, cfg, template)
-            usage = self._critique_usage(conn, plan["id"])
+            usage = self._critique_usage(conn, plan["id"], item["backlog_id"])
         run = _Attempt(self, task, item, spec, attempt, item_attempt, started)
         if template is None:
             return run.record(FATAL, error=f"planner template {spec.template_id} is missing or inactive")
@@ -213,12 +219,13 @@ class PhaseRunner:
             .limit(1)
         ).scalar()
 
-    def _critique_usage(self, conn: Connection, plan_id: str) -> ph.CritiqueUsage:
+    def _critique_usage(self, conn: Connection, plan_id: str, backlog_id: str) -> ph.CritiqueUsage:
+        """Critique spent on this backlog item so far (all its tasks and attempts): budgets are per item."""
         total, tokens = conn.execute(
             select(
                 func.coalesce(func.sum(planner_executions.c.critique_count), 0),
                 func.coalesce(func.sum(planner_executions.c.critique_tokens), 0),
-            ).where(planner_executions.c.plan_id == plan_id)
+            ).where(planner_executions.c.plan_id == plan_id, planner_executions.c.backlog_id == backlog_id)
         ).one()
         return ph.CritiqueUsage(total=int(total), step=0, tokens=int(tokens))
 
@@ -231,23 +238,46 @@ class PhaseRunner:
         loaders: dict[str, Callable[[], Any]] = {
             "vision": lambda: self._artifact(conn, plan_id, "vision") or {},
             "iteration": lambda: self._artifact(conn, plan_id, "iteration") or {},
-            "world_bible": lambda: [r.content for r in conn.execute(select(world_bible_entries.c.content).where(
-                world_bible_entries.c.plan_id == plan_id, world_bible_entries.c.active.is_(True)))],
-            "previous_chapters": lambda: [self._artifact(conn, plan_id, f"chapter-{n}") for n in range(1, chapter)],
+            "world_bible": lambda: [
+                r.content
+                for r in conn.execute(
+                    select(world_bible_entries.c.content).where(
+                        world_bible_entries.c.plan_id == plan_id, world_bible_entries.c.active.is_(True)
+                    )
+                )
+            ],
+            "previous_chapters": lambda: [
+                self._artifact(conn, plan_id, f"chapter-{n}") for n in range(1, chapter)
+            ],
             "blueprint": lambda: self._artifact(conn, plan_id, f"chapter-{chapter}") or {},
-            "open_obligations": lambda: [{"slug": r.slug, "title": r.title} for r in conn.execute(
-                select(persona_obligations.c.slug, persona_obligations.c.title).where(
-                    persona_obligations.c.plan_id == plan_id, persona_obligations.c.status == "open")
-                .order_by(persona_obligations.c.slug).limit(20))],
+            "open_obligations": lambda: [
+                {"slug": r.slug, "title": r.title}
+                for r in conn.execute(
+                    select(persona_obligations.c.slug, persona_obligations.c.title)
+                    .where(persona_obligations.c.plan_id == plan_id, persona_obligations.c.status == "open")
+                    .order_by(persona_obligations.c.slug)
+                    .limit(20)
+                )
+            ],
         }
         ctx: dict[str, Any] = {
-            "premise": plan["premise"], "plan_name": plan["name"], "project_title": plan["name"],
-            "chapters": cfg.pipeline.chapters, "scenes_per_chapter": cfg.pipeline.scenes_per_chapter,
-            "chapter_number": chapter, "scene_number": scene,
-            "scene": {}, "scroll_title": "", "section_title": "", "salient_terms": [],
+            "premise": plan["premise"],
+            "plan_name": plan["name"],
+            "project_title": plan["name"],
+            "chapters": cfg.pipeline.chapters,
+            "scenes_per_chapter": cfg.pipeline.scenes_per_chapter,
+            "chapter_number": chapter,
+            "scene_number": scene,
+            "scene": {},
+            "scroll_title": "",
+            "section_title": "",
+            "salient_terms": [],
         }
-        wanted = set(placeholders(template or "")) | {"open_obligations"} if item["phase"] in GATED_PHASES else set(
-            placeholders(template or ""))
+        wanted = (
+            set(placeholders(template or "")) | {"open_obligations"}
+            if item["phase"] in GATED_PHASES
+            else set(placeholders(template or ""))
+        )
         ctx.update({key: load() for key, load in loaders.items() if key in wanted})
         if item["phase"] == "scene_weaver":
             ctx.update(self._scene_context(conn, plan_id, chapter, scene))
@@ -310,8 +340,14 @@ class PhaseRunner:
             change_status(conn, item, bl.COMPLETE, "phase-complete", now, last_error=None, worker_id=None)
             self._finish_task(conn, task_id, "succeeded", now)
             self._checkpoint(conn, item, "complete", task_id, "persist", now)
-            resolve_matching(conn, ITEM_ALERTS, now, "the item completed", plan_id=item["plan_id"],
-                             backlog_id=item["backlog_id"])
+            resolve_matching(
+                conn,
+                ITEM_ALERTS,
+                now,
+                "the item completed",
+                plan_id=item["plan_id"],
+                backlog_id=item["backlog_id"],
+            )
             effects.complete_plan_if_done(conn, plan, now)
         log.info(
             "phase complete",
@@ -569,5 +605,14 @@ class _Attempt:
                         f"{self.item['backlog_id']}",
                     ),
                     now,
+                )
+            elif kind == OK:
+                resolve_matching(
+                    conn,
+                    "planner:critique-exhausted",
+                    now,
+                    "a later run passed its critique",
+                    plan_id=self.item["plan_id"],
+                    backlog_id=self.item["backlog_id"],
                 )
         return AttemptOutcome(kind, output=output, error=error)
