@@ -24,6 +24,7 @@ from storyloom.alerting.notify import (
     SloStage,
     alert_from_row,
     enrich,
+    firing_key,
     notification_from_json,
     notification_json,
     run_stages,
@@ -203,22 +204,32 @@ def test_silence_stage_drops_silenced_alerts_only_while_active() -> None:
 def test_dedup_stage_first_notification_then_nothing_new() -> None:
     ctx = flush_ctx()
     assert len(DedupStage().exec(ctx, [alert("a")])) == 1
-    assert ctx.reason is NotifyReason.FIRST_NOTIFICATION and ctx.firing == {"a"}
+    assert ctx.reason is NotifyReason.FIRST_NOTIFICATION and ctx.firing == {"a@warning"}
     told = GroupState(
         first_alert_at=T0,
         next_flush_at=T0 + 5 * M,
         last_flush_at=T0,
         last_notified_at=T0,
-        last_firing=frozenset({"a"}),
+        last_firing=frozenset({"a@warning"}),
     )
     again = flush_ctx(told, now=T0 + 5 * M)
     assert DedupStage().exec(again, [alert("a")]) == []
     assert again.reason is NotifyReason.NONE
 
 
+def test_dedup_stage_renotifies_an_escalation_of_the_same_alert() -> None:
+    told = GroupState(
+        first_alert_at=T0, next_flush_at=T0 + M, last_notified_at=T0, last_firing=frozenset({"a@warning"})
+    )
+    escalated = dataclasses.replace(alert("a"), severity="error")
+    ctx = flush_ctx(told, now=T0 + M)
+    assert DedupStage().exec(ctx, [escalated]) == [escalated]
+    assert ctx.reason is NotifyReason.NEW_ALERTS and firing_key(escalated) == "a@error"
+
+
 def test_dedup_stage_repeats_after_repeat_interval() -> None:
     told = GroupState(
-        first_alert_at=T0, next_flush_at=T0 + 4 * H, last_notified_at=T0, last_firing=frozenset({"a"})
+        first_alert_at=T0, next_flush_at=T0 + 4 * H, last_notified_at=T0, last_firing=frozenset({"a@warning"})
     )
     ctx = flush_ctx(told, now=T0 + 4 * H)
     assert len(DedupStage().exec(ctx, [alert("a")])) == 1

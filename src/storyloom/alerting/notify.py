@@ -261,6 +261,11 @@ class SilenceStage:
         return kept
 
 
+def firing_key(alert: Alert) -> str:
+    """How the notification log knows a firing alert: fingerprint and severity, so an escalation is news."""
+    return f"{alert.fingerprint}@{alert.severity}"
+
+
 class DedupStage:
     """Send only when the receiver would learn something (`grouping.needs_update`), else stop here.
 
@@ -268,8 +273,7 @@ class DedupStage:
     """
 
     def exec(self, ctx: FlushContext, alerts: list[Alert]) -> list[Alert]:
-        # A firing alert is known by fingerprint and severity, so an escalation is news to the receiver.
-        ctx.firing = frozenset(f"{a.fingerprint}@{a.severity}" for a in alerts if a.status == FIRING)
+        ctx.firing = frozenset(firing_key(a) for a in alerts if a.status == FIRING)
         ctx.resolved = frozenset(a.fingerprint for a in alerts if a.status != FIRING)
         send_resolved = ctx.receiver.send_resolved
         ctx.reason = needs_update(
