@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import func, select
 
-from storyloom.clock import SystemClock
+from storyloom.clock import FrozenClock, SystemClock
 from storyloom.config import Config
 from storyloom.engine.engine import Engine
 from storyloom.runtime import Runtime
@@ -235,3 +235,25 @@ def test_a_plan_runs_through_the_openai_provider_and_survives_a_malformed_reply(
         assert [v.outcome for v in vision] == ["failed", "success"]
         assert vision[1].prompt_tokens > 0
         assert fake.completions() and all(r.body["model"] == "fake-4o" for r in fake.completions())
+
+
+def test_a_ready_item_behind_a_full_page_of_waiting_items_is_still_claimed(
+    db: Database, clock: FrozenClock
+) -> None:
+    from storyloom.engine import scheduler as scheduler_module
+    from storyloom.engine.scheduler import Scheduler
+
+    rt = Runtime(config=make_config(), db=db, clock=clock)
+    plan_ids = [_plan(rt) for _ in range(3)]  # each seeds 1 ready + 2 waiting items
+    enqueued: list[str] = []
+    scheduler = Scheduler(rt, lambda task_id, _provider: enqueued.append(task_id))
+    original = scheduler_module.BATCH
+    scheduler_module.BATCH = 2  # a page holds only waiting items after the first plan's
+    try:
+        claimed = sum(scheduler.claim_ready(clock.now()) for _ in range(6))
+    finally:
+        scheduler_module.BATCH = original
+    assert claimed == 3
+    with db.read() as conn:
+        queued = {i["plan_id"] for p in plan_ids for i in list_backlog(conn, p) if i["task_id"]}
+    assert queued == set(plan_ids)

@@ -44,6 +44,7 @@ class Scheduler:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._wait = signals.waiter(SCHEDULER_CHANNEL)
+        self._cursor = 0  # the last backlog row id of a full page of candidates (see claim_ready)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="storyloom-scheduler", daemon=True)
@@ -80,7 +81,11 @@ class Scheduler:
             )
 
     def claim_ready(self, now: datetime) -> int:
-        """Give every ready pending item without a live task a queued task."""
+        """Give ready pending items without a live task a queued task, a page of candidates per call.
+
+        Items still waiting on their inputs are pending too; the page cursor walks past them across calls,
+        so a ready item behind many waiting ones is reached within a few ticks, never starved.
+        """
         with self.rt.db.read() as conn:
             live = select(tasks.c.task_id).where(
                 tasks.c.task_id == backlog_items.c.task_id, tasks.c.status.in_(LIVE)
@@ -91,12 +96,16 @@ class Scheduler:
                     select(backlog_items)
                     .join(plans, plans.c.id == backlog_items.c.plan_id)
                     .where(
-                        backlog_items.c.status == bl.PENDING, plans.c.status == "in_progress", ~live.exists()
+                        backlog_items.c.status == bl.PENDING,
+                        plans.c.status == "in_progress",
+                        ~live.exists(),
+                        backlog_items.c.id > self._cursor,
                     )
-                    .order_by(backlog_items.c.priority.desc(), backlog_items.c.id)
+                    .order_by(backlog_items.c.id)
                     .limit(BATCH)
                 ).mappings()
             ]
+            self._cursor = candidates[-1]["id"] if len(candidates) == BATCH else 0
             if not candidates:
                 return 0
             plan_ids = {c["plan_id"] for c in candidates}

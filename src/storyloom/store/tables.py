@@ -158,6 +158,7 @@ backlog_items = Table(
     UniqueConstraint("plan_id", "backlog_id"),
     Index("ix_backlog_items_status_updated", "status", "updated_at"),
     Index("ix_backlog_items_status_ready", "status", "ready_at"),
+    Index("ix_backlog_items_status_task", "status", "task_id"),
 )
 
 tasks = Table(
@@ -235,7 +236,8 @@ planner_executions = Table(
     _ts("started_at", False),
     _ts("finished_at", False),
     UniqueConstraint("task_id", "attempt"),
-    Index("ix_planner_executions_finished", "finished_at"),
+    # covering for the health report's recent samples and burn-rate windows (no table reads)
+    Index("ix_planner_executions_finished", "finished_at", "latency_ms", "critique_status"),
     Index("ix_planner_executions_outcome_finished", "outcome", "finished_at"),
     Index("ix_planner_executions_plan", "plan_id", "finished_at"),
 )
@@ -389,8 +391,8 @@ alerts = Table(
     _ts("ends_at"),
     _ts("generated_at", False),
     _ts("updated_at", False),
-    Index("ix_alerts_status_severity", "status", "severity"),
-    Index("ix_alerts_alert_id_status", "alert_id", "status"),
+    Index("ix_alerts_status_severity", "status", "severity", "starts_at"),
+    Index("ix_alerts_alert_id_status", "alert_id", "status", "severity"),
     Index("ix_alerts_plan_status", "plan_id", "status"),
 )
 
@@ -479,7 +481,7 @@ deliveries = Table(
     _ts("delivered_at"),
     Index("ix_deliveries_status_next", "status", "next_attempt_at"),
     Index("ix_deliveries_receiver_status", "receiver", "status"),
-    Index("ix_deliveries_created", "created_at"),
+    Index("ix_deliveries_created", "created_at", "status", "latency_ms"),  # covering for the SLO window
 )
 
 delivery_attempts = Table(

@@ -1,0 +1,502 @@
+"""The scheduled health evaluation: raises and resolves the evaluated alerts of the catalog (CONTRACTS §6).
+
+`evaluate(rt)` is one pass inside one transaction: every rule computes the alerts it wants firing from SQL
+aggregates, then the pass reconciles them with what fires now (fire the new ones, refresh changed ones,
+resolve the ones whose cause is gone) and runs the other services' reconcilers (`EXTRA_EVALUATORS`).
+Reading the PlannerHealth report never does any of this: alerts change here, in the background.
+
+`HealthEvaluator` runs it every `health.evaluate_every` in a worker thread, in one process at a time: it
+holds the `leases` row "health" (renewed by each pass, taken over once expired), like the notifier.
+Why a lease-guarded thread and not a DBOS scheduled workflow: DBOS schedules are cron expressions polled
+at 1 s granularity, so a reloadable `evaluate_every` such as `45s` would need rounding into a cron and a
+reload could not change it, while a thread that waits the configured interval, with the same lease
+takeover as the notifier, keeps one evaluator cluster-wide and lets tests drive it with an injected clock.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy import Connection, delete, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from storyloom.alerting.publish import AlertSignal, alert_fingerprint, alert_labels, fire, resolve
+from storyloom.clock import Clock
+from storyloom.config import Config
+from storyloom.domain.alerts import FIRING, rfc3339
+from storyloom.domain.durations import format_duration
+from storyloom.domain.slo import (
+    FAST_BURN_FACTOR,
+    FAST_BURN_LONG_WINDOW,
+    FAST_BURN_SHORT_WINDOW,
+    SLOW_BURN_FACTOR,
+    SLOW_BURN_LONG_WINDOW,
+    SLOW_BURN_SHORT_WINDOW,
+    multiwindow_burning,
+)
+from storyloom.health import queries as q
+from storyloom.runtime import Runtime
+from storyloom.store.tables import alerts, leases, planner_executions, plans
+
+log = structlog.get_logger(__name__)
+
+LEASE_NAME = "health"
+SOURCE = "health"
+BURN_WINDOWS = (FAST_BURN_SHORT_WINDOW, SLOW_BURN_SHORT_WINDOW, FAST_BURN_LONG_WINDOW, SLOW_BURN_LONG_WINDOW)
+
+RECENT_FAILURES = "planner:recent-failures"
+NO_EXECUTIONS = "planner:no-executions"
+TEMPLATE_MISSING = "planner:template-missing"
+TEMPLATE_INACTIVE = "planner:template-inactive"
+LATENCY_SLO = "planner:latency-slo"
+STALE = "backlog:stale"
+ORPHANED = "backlog:orphaned"
+QUEUE_AGE = "backlog:queue-age"
+LORE_BLOCKED = "lore:blocked"
+WORLDBIBLE_MISSING = "worldbible:missing"
+WORLDBIBLE_STALE = "worldbible:stale"
+
+# An extra reconciler: (conn, rt, now) → how many alerts it changed. Runs inside the evaluation's transaction.
+Evaluator = Callable[[Connection, Runtime, datetime], int]
+
+# Other services' reconcilers for their evaluated alerts; append to it to be called by every evaluation.
+# The contract-drift and obligation reconcilers are found by `builtin_evaluators()` when importable.
+EXTRA_EVALUATORS: list[Evaluator] = []
+
+
+def _plan_labels(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {"plan_id": row["plan_id"], "agent_id": row.get("agent_id"), "persona_id": row.get("persona_id")}
+
+
+def _item_labels(item: Mapping[str, Any]) -> dict[str, Any]:
+    """The §6 labels of a backlog item (the same keys the planner runner uses)."""
+    return {
+        "plan_id": item["plan_id"],
+        "backlog_id": item["backlog_id"],
+        "task_id": item.get("task_id"),
+        "phase": item["phase"],
+        "agent_id": item["agent_id"],
+        "persona_id": item["persona_id"],
+        "provider": item["provider"],
+        "model": item["model"],
+    }
+
+
+# --- rules: each returns the alerts it wants firing now ---------------------------------------------
+
+
+def rule_recent_failures(conn: Connection, config: Config, now: datetime) -> list[AlertSignal]:
+    window = config.health.recent_failure_window
+    return [
+        AlertSignal(
+            RECENT_FAILURES,
+            _plan_labels(row),
+            f"{row['failures']} failed planner execution(s) of plan {row['plan_id']} within the last "
+            f"{format_duration(window)}; the latest finished at {rfc3339(row['last_failure_at'])}",
+        )
+        for row in q.recent_failures_by_plan(conn, now - window)
+    ]
+
+
+def rule_no_executions(conn: Connection, config: Config, now: datetime) -> list[AlertSignal]:
+    if q.any_execution(conn):
+        return []
+    waiting = q.count_waiting_plans(conn)
+    if not waiting:
+        return []
+    return [
+        AlertSignal(
+            NO_EXECUTIONS,
+            {},
+            f"{waiting} plan(s) exist but no planner execution has been recorded yet (is a worker running?)",
+        )
+    ]
+
+
+def rule_templates(conn: Connection, config: Config, now: datetime) -> list[AlertSignal]:
+    out = []
+    for state in q.template_states(conn):
+        if state.issue is None:
+            continue
+        labels = {"step_id": state.spec.step_id, "template_id": state.spec.template_id}
+        alert_id = TEMPLATE_MISSING if state.missing else TEMPLATE_INACTIVE
+        out.append(
+            AlertSignal(
+                alert_id, labels, f"{state.spec.planner_name} (step {state.spec.step_id}): {state.issue}"
+            )
+        )
+    return out
+
+
+def rule_latency_slo(conn: Connection, config: Config, now: datetime) -> list[AlertSignal]:
+    slo = config.health.slo.phase_latency
+    windows = q.latency_windows(conn, now, slo.threshold, BURN_WINDOWS)
+    rates = {w: windows.rate(w, slo.objective) for w in BURN_WINDOWS}
+    fast = multiwindow_burning(rates[FAST_BURN_LONG_WINDOW], rates[FAST_BURN_SHORT_WINDOW], FAST_BURN_FACTOR)
+    slow = multiwindow_burning(rates[SLOW_BURN_LONG_WINDOW], rates[SLOW_BURN_SHORT_WINDOW], SLOW_BURN_FACTOR)
+    if not (fast or slow):
+        return []
+    which = "fast" if fast else "slow"
+    return [
+        AlertSignal(
+            LATENCY_SLO,
+            {},
+            f"phase latency is burning its error budget ({which} burn): burn rate "
+            f"{rates[FAST_BURN_LONG_WINDOW]:.1f} over 1h and {rates[FAST_BURN_SHORT_WINDOW]:.1f} over 5m "
+            f"(page over {FAST_BURN_FACTOR:g}), {rates[SLOW_BURN_LONG_WINDOW]:.1f} over 6h and "
+            f"{rates[SLOW_BURN_SHORT_WINDOW]:.1f} over 30m (page over {SLOW_BURN_FACTOR:g}); objective "
+            f"{slo.objective:.0%} of phases within {format_duration(slo.threshold)}",
+        )
+    ]
+
+
+def rule_stale(conn: Connection, config: Config, now: datetime) -> list[AlertSignal]:
+    stale_after = config.health.stale_in_progress
+    return [
+        AlertSignal(
+            STALE,
+            _item_labels(item),
+            f"{item['backlog_id']} ({item['phase']}) of plan {item['plan_id']} has been in progress without "
+            f"an update since {rfc3339(item['updated_at'])}, longer than {format_duration(stale_after)}"
+            + (f" (worker {item['worker_id']})" if item.get("worker_id") else ""),
+        )
+        for item in q.stale_items(conn, now, stale_after)
+    ]
+
+
+_ORPHAN_REASONS = {
+    "plan-gone": "its plan no longer exists",
+    "no-task": "it is in progress without a task",
+    "task-gone": "its task {task_id} no longer exists",
+    "task-finished": "it is in progress but its task {task_id} already finished ({task_status})",
+}
+
+
+def rule_orphaned(conn: Connection, config: Config, now: datetime) -> list[AlertSignal]:
+    return [
+        AlertSignal(
+            ORPHANED,
+            _item_labels(item),
+            f"{item['backlog_id']} ({item['status']}) of plan {item['plan_id']} is orphaned: "
+            + _ORPHAN_REASONS[item["reason"]].format(**item),
+        )
+        for item in q.orphaned_items(conn)
+    ]
+
+
+def rule_queue_age(conn: Connection, config: Config, now: datetime) -> list[AlertSignal]:
+    threshold = config.health.slo.queue_age.threshold
+    stats = q.queue_stats(conn, with_oldest=True)
+    age = stats.oldest_age(now)
+    if age is None or age <= threshold or stats.oldest is None:
+        return []
+    oldest = stats.oldest
+    return [
+        AlertSignal(
+            QUEUE_AGE,
+            {},
+            f"the oldest ready item, {oldest['backlog_id']} ({oldest['phase']}) of plan {oldest['plan_id']}, "
+            f"has waited since {rfc3339(stats.oldest_ready_at)}, longer than the "
+            f"{format_duration(threshold)} queue objective; {stats.ready} item(s) ready",
+        )
+    ]
+
+
+def rule_lore_blocked(conn: Connection, config: Config, now: datetime) -> list[AlertSignal]:
+    out = []
+    for row in q.lore_blocked_plans(conn):
+        lore = ", ".join(row["unready"]) or "none left (the scheduler releases the items at its next pass)"
+        out.append(
+            AlertSignal(
+                LORE_BLOCKED,
+                _plan_labels(row),
+                f"{row['items']} item(s) of plan {row['plan_id']} are blocked by the lore gate; "
+                f"lore not ready: {lore}",
+            )
+        )
+    return out
+
+
+def rule_worldbible_missing(conn: Connection, config: Config, now: datetime) -> list[AlertSignal]:
+    return [
+        AlertSignal(
+            WORLDBIBLE_MISSING,
+            _plan_labels(row),
+            f"plan {row['plan_id']} is past its world-bible phase but has no active world-bible entry",
+        )
+        for row in q.plans_missing_world_bible(conn)
+    ]
+
+
+def rule_worldbible_stale(conn: Connection, config: Config, now: datetime) -> list[AlertSignal]:
+    stale_after = config.health.worldbible_stale
+    return [
+        AlertSignal(
+            WORLDBIBLE_STALE,
+            _plan_labels(row),
+            f"no world-bible entry of running plan {row['plan_id']} was updated within the last "
+            f"{format_duration(stale_after)}",
+        )
+        for row in q.plans_with_stale_world_bible(conn, now, stale_after)
+    ]
+
+
+Rule = Callable[[Connection, Config, datetime], list[AlertSignal]]
+
+# Every evaluated alert this module owns, and the rule that decides it.
+RULES: dict[str, Rule] = {
+    RECENT_FAILURES: rule_recent_failures,
+    NO_EXECUTIONS: rule_no_executions,
+    TEMPLATE_MISSING: rule_templates,  # one rule decides both template alerts
+    TEMPLATE_INACTIVE: rule_templates,
+    LATENCY_SLO: rule_latency_slo,
+    STALE: rule_stale,
+    ORPHANED: rule_orphaned,
+    QUEUE_AGE: rule_queue_age,
+    LORE_BLOCKED: rule_lore_blocked,
+    WORLDBIBLE_MISSING: rule_worldbible_missing,
+    WORLDBIBLE_STALE: rule_worldbible_stale,
+}
+MANAGED = tuple(RULES)
+
+
+def desired_alerts(conn: Connection, config: Config, now: datetime) -> dict[str, AlertSignal]:
+    """Every alert the rules want firing now, by fingerprint."""
+    wanted: dict[str, AlertSignal] = {}
+    for rule in dict.fromkeys(RULES.values()):  # each rule once, in order
+        for signal in rule(conn, config, now):
+            wanted[alert_fingerprint(alert_labels(signal))] = signal
+    return wanted
+
+
+# --- the pass ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EvaluationResult:
+    at: datetime
+    held: bool = True  # False: another process holds the "health" lease, nothing was evaluated
+    wanted: int = 0  # alerts the rules want firing
+    fired: tuple[str, ...] = ()  # fingerprints that started (or started again) firing
+    resolved: tuple[str, ...] = ()  # fingerprints resolved because their cause is gone
+    refreshed: int = 0  # firing alerts whose severity or description changed
+    extra_changes: int = 0  # what EXTRA_EVALUATORS and the built-in reconcilers reported
+    errors: tuple[str, ...] = field(default=())
+
+
+CRITIQUE_EXHAUSTED = "planner:critique-exhausted"
+
+
+def reconcile_critique_exhausted(conn: Connection, rt: Runtime, now: datetime) -> int:
+    """Resolve `planner:critique-exhausted` (fired by the planner runner) once its cause is gone: a later
+    execution of the plan critiqued within budget (or without critique), or the plan finished.
+
+    Used only while the runner does not provide its own `reconcile_critique_exhausted(conn, now, cfg)`."""
+    pe = planner_executions.c
+    gone = []
+    for fingerprint, plan_id, starts_at in conn.execute(
+        select(alerts.c.fingerprint, alerts.c.plan_id, alerts.c.starts_at).where(
+            alerts.c.alert_id == CRITIQUE_EXHAUSTED, alerts.c.status == FIRING
+        )
+    ):
+        plan_status = conn.execute(select(plans.c.status).where(plans.c.id == plan_id)).scalar()
+        later_ok = conn.execute(
+            select(pe.id)
+            .where(
+                pe.plan_id == plan_id,
+                pe.finished_at > starts_at,
+                pe.critique_status.not_in(q.EXHAUSTED_CRITIQUE),
+            )
+            .limit(1)
+        ).first()
+        if plan_status in (None, "complete", "archived") or later_ok is not None:
+            gone.append(fingerprint)
+    return resolve(conn, gone, now, "the critique budget is no longer exhausted")
+
+
+def builtin_evaluators() -> list[Evaluator]:
+    """The backlog and obligation services' reconcilers, when their modules provide them, and the
+    critique-exhausted reconciliation."""
+    from storyloom.pipeline import runner
+
+    found: list[Evaluator] = []
+    runner_critique = getattr(runner, "reconcile_critique_exhausted", None)
+    if runner_critique is None:
+        found.append(reconcile_critique_exhausted)
+    else:
+        found.append(lambda conn, rt, now: int(runner_critique(conn, now, rt.config)))
+    try:
+        from storyloom.services.backlog import reconcile_contract_drift
+    except ImportError:
+        pass
+    else:
+        found.append(lambda conn, rt, now: reconcile_contract_drift(conn, now))
+    try:
+        from storyloom.services.obligations import reconcile_obligation_aging
+    except ImportError:
+        pass
+    else:
+        found.append(
+            lambda conn, rt, now: reconcile_obligation_aging(conn, now, rt.config.health.obligation_aging)
+        )
+    try:
+        from storyloom.services.obligations import reconcile_obligation_drift
+    except ImportError:
+        pass
+    else:
+        found.append(lambda conn, rt, now: reconcile_obligation_drift(conn, now))
+    return found
+
+
+def _firing_managed(conn: Connection) -> dict[str, tuple[str, str]]:
+    rows = conn.execute(
+        select(alerts.c.fingerprint, alerts.c.severity, alerts.c.description).where(
+            alerts.c.alert_id.in_(MANAGED), alerts.c.status == FIRING, alerts.c.source == SOURCE
+        )
+    ).all()
+    return {r.fingerprint: (r.severity, r.description) for r in rows}
+
+
+def hold_lease(conn: Connection, holder: str, now: datetime, ttl: timedelta) -> bool:
+    """Take or renew the "health" lease inside `conn`'s transaction; False when someone else holds it."""
+    renewed = conn.execute(
+        update(leases)
+        .where(leases.c.name == LEASE_NAME, or_(leases.c.holder == holder, leases.c.expires_at <= now))
+        .values(holder=holder, expires_at=now + ttl)
+    )
+    if renewed.rowcount:
+        return True
+    if conn.execute(select(leases.c.name).where(leases.c.name == LEASE_NAME)).first() is not None:
+        return False
+    try:
+        with conn.begin_nested():
+            conn.execute(insert(leases).values(name=LEASE_NAME, holder=holder, expires_at=now + ttl))
+    except IntegrityError:
+        return False
+    return True
+
+
+def evaluate(
+    rt: Runtime,
+    *,
+    now: datetime | None = None,
+    holder: str | None = None,
+    lease_ttl: timedelta | None = None,
+    extra: Iterable[Evaluator] | None = None,
+) -> EvaluationResult:
+    """One evaluation pass in one transaction. With `holder`, only while holding the "health" lease."""
+    now = now or rt.clock.now()
+    config = rt.config  # read once: a reload applies from the next pass
+    evaluators = list(extra) if extra is not None else [*builtin_evaluators(), *EXTRA_EVALUATORS]
+    with rt.db.begin() as conn:
+        if holder is not None and not hold_lease(conn, holder, now, lease_ttl or lease_ttl_for(config)):
+            return EvaluationResult(at=now, held=False)
+        wanted = desired_alerts(conn, config, now)
+        firing = _firing_managed(conn)
+        fired: list[str] = []
+        refreshed = 0
+        for fp, signal in wanted.items():
+            current = firing.get(fp)
+            if current is None:
+                fire(conn, signal, now)
+                fired.append(fp)
+            elif current != (alert_labels(signal)["severity"], signal.description):
+                fire(conn, signal, now)
+                refreshed += 1
+        gone = [fp for fp in firing if fp not in wanted]
+        resolve(conn, gone, now, "the health evaluation no longer finds the cause")
+        extra_changes = 0
+        errors: list[str] = []
+        for evaluator in evaluators:
+            try:
+                with conn.begin_nested():
+                    extra_changes += int(evaluator(conn, rt, now) or 0)
+            except Exception as exc:  # one broken reconciler must not stop the others
+                log.exception("health reconciler failed", evaluator=getattr(evaluator, "__name__", "?"))
+                errors.append(f"{type(exc).__name__}: {exc}")
+    return EvaluationResult(
+        at=now,
+        wanted=len(wanted),
+        fired=tuple(fired),
+        resolved=tuple(gone),
+        refreshed=refreshed,
+        extra_changes=extra_changes,
+        errors=tuple(errors),
+    )
+
+
+def lease_ttl_for(config: Config) -> timedelta:
+    """Three missed passes (at least 30 s) before another process takes the evaluation over."""
+    return max(config.health.evaluate_every * 3, timedelta(seconds=30))
+
+
+def last_evaluation(conn: Connection) -> tuple[str, datetime] | None:
+    """(holder, lease expiry) of the evaluation lease, if any process ever held it."""
+    row = conn.execute(
+        select(leases.c.holder, leases.c.expires_at).where(leases.c.name == LEASE_NAME)
+    ).first()
+    return (row.holder, row.expires_at) if row else None
+
+
+# --- the loop ------------------------------------------------------------------------------------------
+
+
+class HealthEvaluator:
+    """Runs `evaluate` every `health.evaluate_every` (re-read each time, so a reload applies) in a thread."""
+
+    def __init__(self, rt: Runtime, *, clock: Clock | None = None, holder: str | None = None) -> None:
+        self.rt = rt
+        self.clock = clock or rt.clock
+        self.holder = holder or rt.worker_id
+        self.last: EvaluationResult | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="storyloom-health", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the loop and hand the lease back so another worker takes over at once."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        try:
+            with self.rt.db.begin() as conn:
+                conn.execute(
+                    delete(leases).where(leases.c.name == LEASE_NAME, leases.c.holder == self.holder)
+                )
+        except Exception:  # the lease then just expires
+            log.warning("could not release the health lease", holder=self.holder, exc_info=True)
+
+    def tick(self) -> EvaluationResult:
+        started = time.monotonic()
+        result = evaluate(self.rt, now=self.clock.now(), holder=self.holder)
+        self.last = result
+        if result.held and (result.fired or result.resolved):
+            log.info(
+                "health evaluated",
+                fired=len(result.fired),
+                resolved=len(result.resolved),
+                wanted=result.wanted,
+                ms=round((time.monotonic() - started) * 1000, 1),
+            )
+        return result
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.tick()
+            except Exception:  # the loop must survive a bad pass; the next one retries
+                log.exception("health evaluation failed; retrying at the next interval")
+            self._stop.wait(self.rt.config.health.evaluate_every.total_seconds())
