@@ -48,7 +48,9 @@ class LLMConfig(_Model):
     timeout: Duration = timedelta(seconds=60)
     max_retries: int = Field(default=3, ge=0, le=10)
     faults: list[FaultSpec] = Field(default_factory=list)
-    offline_lore_status: Literal["ready", "planned", "missing"] = "ready"  # offline provider: lore needs' status
+    offline_lore_status: Literal["ready", "planned", "missing"] = (
+        "ready"  # offline provider: lore needs' status
+    )
 
 
 class CritiqueConfig(_Model):
@@ -264,8 +266,11 @@ def load_config(path: str | Path | None, *, env: dict[str, str] | None = None) -
 
 def _relative_to(data: Any, folder: Path) -> Any:
     """`secret_file` paths in a config file are relative to that file, not to the working directory."""
-    receivers = data.get("alerting", {}).get("receivers") if isinstance(data, dict) and isinstance(
-        data.get("alerting"), dict) else None
+    receivers = (
+        data.get("alerting", {}).get("receivers")
+        if isinstance(data, dict) and isinstance(data.get("alerting"), dict)
+        else None
+    )
     for receiver in receivers if isinstance(receivers, list) else []:
         secret_file = receiver.get("secret_file") if isinstance(receiver, dict) else None
         if isinstance(secret_file, str) and secret_file and not Path(secret_file).is_absolute():

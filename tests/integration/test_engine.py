@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from sqlalchemy import func, select
@@ -20,7 +21,9 @@ from tests.conftest import make_config
 from tests.support.server import wait_for
 
 
-def _start(db: Database, config: Config) -> Iterator[Runtime]:
+@contextmanager
+def running(db: Database, config: Config) -> Iterator[Runtime]:
+    """The engine started in-process over `db`; stopped (DBOS destroyed) on exit."""
     rt = Runtime(config=config, db=db, clock=SystemClock())
     prepare(rt)
     engine = Engine(rt)
@@ -65,7 +68,7 @@ def _statuses(rt: Runtime, plan_id: str) -> dict[str, str]:
 
 
 def test_plan_runs_every_phase_to_complete(db: Database, small_config: Config) -> None:
-    for rt in _start(db, small_config):
+    with running(db, small_config) as rt:
         plan_id = _plan(rt)
         expected = [
             "vision-plan",
@@ -108,7 +111,7 @@ def test_failing_phase_records_every_attempt_and_fires_phase_failed(db: Database
         pipeline={"chapters": 1, "retry_backoff": "10ms"},
         llm={"faults": [{"phase": "scroll_refiner", "mode": "fail", "times": 3}]},
     )
-    for rt in _start(db, config):
+    with running(db, config) as rt:
         plan_id = _plan(rt)
         wait_for(
             lambda: _statuses(rt, plan_id).get("scroll-1") == "failed", timeout=60, message="scroll-1 failed"
@@ -139,7 +142,7 @@ def test_malformed_output_is_retried_with_validation_errors_recorded(db: Databas
         pipeline={"chapters": 1, "retry_backoff": "10ms"},
         llm={"faults": [{"phase": "vision", "mode": "malformed", "times": 1}]},
     )
-    for rt in _start(db, config):
+    with running(db, config) as rt:
         plan_id = _plan(rt)
         wait_for(
             lambda: _statuses(rt, plan_id).get("vision-plan") == "complete", timeout=60, message="vision done"
@@ -163,7 +166,7 @@ def test_unready_lore_blocks_scrolls_until_the_lore_sla_fulfils_it(db: Database)
         pipeline={"chapters": 1, "scenes_per_chapter": 1, "lore_sla": "1s"},
         llm={"offline_lore_status": "planned"},
     )
-    for rt in _start(db, config):
+    with running(db, config) as rt:
         plan_id = _plan(rt)
         wait_for(
             lambda: _statuses(rt, plan_id).get("scroll-1") == "blocked", timeout=60, message="scroll blocked"
@@ -196,7 +199,7 @@ def test_a_plan_runs_through_the_openai_provider_and_survives_a_malformed_reply(
             llm={"provider": "openai", "base_url": fake.base_url, "model": "fake-4o", "max_retries": 0},
             pipeline={"chapters": 1, "scenes_per_chapter": 1, "retry_backoff": "10ms"},
         )
-        for rt in _start(db, config):
+        with running(db, config) as rt:
             now = rt.clock.now()
             with rt.db.begin() as conn:
                 persona = create_persona(conn, name="Ola", kind="author", summary=None, now=now)

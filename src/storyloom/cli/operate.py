@@ -26,8 +26,14 @@ BACKLOG_COLUMNS = [
 def watch_plan(client: ApiClient, plan_id: str, timeout: float) -> None:
     """A progress bar over the plan's backlog; exits 1 when an item fails or blocks, or on timeout."""
     deadline = time.monotonic() + timeout
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=False) as progress:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as progress:
         bar = progress.add_task(plan_id, total=None)
         while True:
             items = client.get(f"/api/fiction/plans/{plan_id}/backlog")
@@ -42,7 +48,9 @@ def watch_plan(client: ApiClient, plan_id: str, timeout: float) -> None:
                 return
             if time.monotonic() > deadline:
                 progress.stop()
-                fail(f"plan {plan_id} did not complete within {timeout:g}s ({done}/{len(items)} items complete)")
+                fail(
+                    f"plan {plan_id} did not complete within {timeout:g}s ({done}/{len(items)} items complete)"
+                )
             time.sleep(0.5)
 
 

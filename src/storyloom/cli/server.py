@@ -17,6 +17,7 @@ from storyloom.runtime import Runtime
 def _runtime(config_path: Path | None, demo: bool, public_url: str | None = None) -> Runtime:
     from storyloom.demo import with_demo_receiver
     from storyloom.logs import configure_logging
+
     configure_logging()
     config = load_or_fail(config_path)
     if public_url and config.public_url == "http://127.0.0.1:8700":

@@ -20,7 +20,9 @@ def reload_config(actor: Actor = Depends(admin), rt: Runtime = Depends(runtime))
     if problems:
         raise Invalid(
             "the new config was refused; the last good config stays in force: " + "; ".join(problems[:5]),
-            errors=[{"loc": ["config", *line.split(":", 1)[0].split(".")], "msg": line.split(":", 1)[-1].strip()}
-                    for line in problems],
+            errors=[
+                {"loc": ["config", *line.split(":", 1)[0].split(".")], "msg": line.split(":", 1)[-1].strip()}
+                for line in problems
+            ],
         )
     return {"status": "reloaded", "receivers": sorted(rt.alerting.receivers)}
