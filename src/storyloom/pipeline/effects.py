@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -24,7 +25,21 @@ from storyloom.store.tables import (
     world_bible_entries,
 )
 
-Effect = Callable[[Connection, dict[str, Any], dict[str, Any], str, Any, Config, datetime], list[str]]
+
+@dataclass(frozen=True)
+class PhaseOutput:
+    """A validated phase output and where it lands: what every phase effect works with."""
+
+    conn: Connection
+    plan: dict[str, Any]
+    item: dict[str, Any]
+    task_id: str
+    output: Any
+    cfg: Config
+    now: datetime
+
+
+Effect = Callable[[PhaseOutput], list[str]]
 
 
 def apply(
@@ -63,55 +78,53 @@ def apply(
             created_at=now,
         )
     )
-    return _EFFECTS[item["phase"]](conn, plan, item, task_id, output, cfg, now)
+    return _EFFECTS[item["phase"]](PhaseOutput(conn, plan, item, task_id, output, cfg, now))
 
 
-def _vision(
-    conn: Connection,
-    plan: dict[str, Any],
-    item: dict[str, Any],
-    task_id: str,
-    output: Any,
-    cfg: Config,
-    now: datetime,
-) -> list[str]:
-    vision = ph.VisionPlan.model_validate(output)
+def _vision(ctx: PhaseOutput) -> list[str]:
+    vision = ph.VisionPlan.model_validate(ctx.output)
     for member in vision.cast():
-        persona_id, character_id = _character(conn, plan, member, now)
+        persona_id, character_id = _character(ctx.conn, ctx.plan, member, ctx.now)
         for hook in member.continuity_hooks:
-            emit_hook(
-                conn,
-                plan_id=plan["id"],
-                persona_id=persona_id,
-                character_id=character_id,
-                slug=hook.slug,
-                title=hook.title,
-                description=hook.description,
-                source_phase=item["phase"],
-                source_backlog_id=item["backlog_id"],
-                branch_slug=plan["branch_slug"],
-                now=now,
-            )
+            _obligation(ctx, hook, persona_id, character_id)
+    plan_id = ctx.plan["id"]
     for need in vision.lore_needs:
-        exists = conn.execute(
+        exists = ctx.conn.execute(
             select(lore_requirements.c.id).where(
-                lore_requirements.c.plan_id == plan["id"], lore_requirements.c.slug == need.requirement_slug
+                lore_requirements.c.plan_id == plan_id, lore_requirements.c.slug == need.requirement_slug
             )
         ).first()
         if exists is None:
-            conn.execute(
+            ctx.conn.execute(
                 insert(lore_requirements).values(
-                    plan_id=plan["id"],
+                    plan_id=plan_id,
                     slug=need.requirement_slug,
                     title=need.title,
                     description=need.description,
                     status=need.status,
-                    created_at=now,
-                    updated_at=now,
-                    fulfilled_at=now if need.status == "ready" else None,
+                    created_at=ctx.now,
+                    updated_at=ctx.now,
+                    fulfilled_at=ctx.now if need.status == "ready" else None,
                 )
             )
     return []
+
+
+def _obligation(ctx: PhaseOutput, hook: ph.ContinuityHook, persona_id: str, character_id: str | None) -> None:
+    """A continuity hook the phase emitted becomes (or reopens) its persona's obligation."""
+    emit_hook(
+        ctx.conn,
+        plan_id=ctx.plan["id"],
+        persona_id=persona_id,
+        character_id=character_id,
+        slug=hook.slug,
+        title=hook.title,
+        description=hook.description,
+        source_phase=ctx.item["phase"],
+        source_backlog_id=ctx.item["backlog_id"],
+        branch_slug=ctx.plan["branch_slug"],
+        now=ctx.now,
+    )
 
 
 def _character(
@@ -204,71 +217,30 @@ def _bible_entry(
     )
 
 
-def _world_bible(
-    conn: Connection,
-    plan: dict[str, Any],
-    item: dict[str, Any],
-    task_id: str,
-    output: Any,
-    cfg: Config,
-    now: datetime,
-) -> list[str]:
-    bible = ph.WorldBible.model_validate(output)
+def _world_bible(ctx: PhaseOutput) -> list[str]:
+    bible = ph.WorldBible.model_validate(ctx.output)
     for category, entry in bible.entries():
-        _bible_entry(conn, plan["id"], category, entry.name, entry.model_dump(mode="json"), now)
+        _bible_entry(ctx.conn, ctx.plan["id"], category, entry.name, entry.model_dump(mode="json"), ctx.now)
     return []
 
 
-def _iterative(
-    conn: Connection,
-    plan: dict[str, Any],
-    item: dict[str, Any],
-    task_id: str,
-    output: Any,
-    cfg: Config,
-    now: datetime,
-) -> list[str]:
-    return add_items(conn, plan, bl.chapter_items(cfg.pipeline.chapters), now, reason="vision-sync")
+def _iterative(ctx: PhaseOutput) -> list[str]:
+    chapters = bl.chapter_items(ctx.cfg.pipeline.chapters)
+    return add_items(ctx.conn, ctx.plan, chapters, ctx.now, reason="vision-sync")
 
 
-def _chapter(
-    conn: Connection,
-    plan: dict[str, Any],
-    item: dict[str, Any],
-    task_id: str,
-    output: Any,
-    cfg: Config,
-    now: datetime,
-) -> list[str]:
-    return add_items(conn, plan, [bl.scroll_item(item["chapter"])], now, reason="vision-sync")
+def _chapter(ctx: PhaseOutput) -> list[str]:
+    return add_items(ctx.conn, ctx.plan, [bl.scroll_item(ctx.item["chapter"])], ctx.now, reason="vision-sync")
 
 
-def _scroll(
-    conn: Connection,
-    plan: dict[str, Any],
-    item: dict[str, Any],
-    task_id: str,
-    output: Any,
-    cfg: Config,
-    now: datetime,
-) -> list[str]:
-    scroll = ph.ScrollPlan.model_validate(output)
+def _scroll(ctx: PhaseOutput) -> list[str]:
+    scroll = ph.ScrollPlan.model_validate(ctx.output)
     for hook in ph.hooks_in(scroll):
-        emit_hook(
-            conn,
-            plan_id=plan["id"],
-            persona_id=_hook_persona(conn, plan, hook.character),
-            character_id=None,
-            slug=hook.slug,
-            title=hook.title,
-            description=hook.description,
-            source_phase=item["phase"],
-            source_backlog_id=item["backlog_id"],
-            branch_slug=plan["branch_slug"],
-            now=now,
-        )
-    scenes = max(1, min(cfg.pipeline.scenes_per_chapter, len(scroll.scenes()) or 1))
-    return add_items(conn, plan, bl.scene_items(item["chapter"], scenes), now, reason="vision-sync")
+        _obligation(ctx, hook, _hook_persona(ctx.conn, ctx.plan, hook.character), None)
+    scenes = max(1, min(ctx.cfg.pipeline.scenes_per_chapter, len(scroll.scenes()) or 1))
+    return add_items(
+        ctx.conn, ctx.plan, bl.scene_items(ctx.item["chapter"], scenes), ctx.now, reason="vision-sync"
+    )
 
 
 def _hook_persona(conn: Connection, plan: dict[str, Any], character: str | None) -> str:
@@ -283,15 +255,8 @@ def _hook_persona(conn: Connection, plan: dict[str, Any], character: str | None)
     return str(plan["persona_id"])
 
 
-def _scene(
-    conn: Connection,
-    plan: dict[str, Any],
-    item: dict[str, Any],
-    task_id: str,
-    output: Any,
-    cfg: Config,
-    now: datetime,
-) -> list[str]:
+def _scene(ctx: PhaseOutput) -> list[str]:
+    """Scene prose is kept as the versioned artifact `apply` stores; it adds no items."""
     return []
 
 
