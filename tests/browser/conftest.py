@@ -34,7 +34,7 @@ SKIP_REASON = (
 )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def dead_receiver() -> Iterator[ReceiverServer]:
     """A webhook endpoint that refuses everything with 400: a 4xx goes `dead` after one retry."""
     with ReceiverServer(
@@ -43,7 +43,7 @@ def dead_receiver() -> Iterator[ReceiverServer]:
         yield server
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def server(
     tmp_path_factory: pytest.TempPathFactory, dead_receiver: ReceiverServer
 ) -> Iterator[ServerProcess]:
@@ -75,7 +75,7 @@ def server(
         proc.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def plan_id(server: ServerProcess) -> str:
     """The demo plan, once its scroll items have failed (the injected fault) and alerted."""
 
@@ -94,7 +94,7 @@ def plan_id(server: ServerProcess) -> str:
     )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def login_url(server: ServerProcess, plan_id: str) -> str:
     """The admin sign-in URL `storyloom run --demo` printed."""
     found = wait_for(
@@ -121,12 +121,12 @@ def cli_token(server: ServerProcess, role: str, name: str) -> str:
     return token.group(0)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def viewer_token(server: ServerProcess) -> str:
     return cli_token(server, "viewer", "v")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
     if not CHROMIUM.exists():
         pytest.skip(SKIP_REASON)
