@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: run test test-fast test-postgres lint format install system-deps bench clean
+.PHONY: run test test-fast test-postgres lint format install system-deps bench bench-deps clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,17 +20,11 @@ install: $(STAMP)
 
 ## Debian chromium (browser tests) and prometheus (metrics scrape test), when missing and root.
 system-deps:
-	@missing=""; \
-	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
-	command -v prometheus >/dev/null 2>&1 || missing="$$missing prometheus"; \
-	if [ -n "$$missing" ]; then \
-	  if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing Debian packages:$$missing"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
-	  else \
-	    echo "note: missing$$missing; install with 'sudo apt-get install$$missing' or the browser/metrics tests will skip"; \
-	  fi; \
-	fi
+	@scripts/ensure-debian-packages "the browser/metrics tests will skip" chromium prometheus
+
+## Alertmanager, the alert-latency benchmark's peer.
+bench-deps:
+	@scripts/ensure-debian-packages "the benchmark skips its peer" prometheus-alertmanager
 
 run: install
 	$(BIN)/storyloom run --demo
@@ -57,7 +51,7 @@ format: install
 	$(BIN)/ruff format src tests bench
 	$(BIN)/ruff check --fix src tests bench
 
-bench: install
+bench: install bench-deps
 	$(BIN)/python bench/pipeline.py
 	$(BIN)/python bench/alert_latency.py
 	$(BIN)/python bench/health.py
