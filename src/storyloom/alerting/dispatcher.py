@@ -34,7 +34,6 @@ import dataclasses
 import itertools
 import os
 import random
-import threading
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -61,6 +60,7 @@ from storyloom.alerting.sender import (
     send,
 )
 from storyloom.alerting.setup import AlertingRuntime
+from storyloom.background import BackgroundLoop
 from storyloom.clock import Clock
 from storyloom.domain.alerts import Notification
 from storyloom.health import metrics_delivery
@@ -232,8 +232,12 @@ _METRIC_RESULT = {"disable": "disabled", "skipped": "skipped", "empty": "skipped
 # --- the dispatcher ---------------------------------------------------------------------------------
 
 
-class DeliveryDispatcher:
+class DeliveryDispatcher(BackgroundLoop):
     """Sends pending deliveries. `start()`/`stop()` run it in a thread; `await run_once()` is one pass."""
+
+    thread_name = "storyloom-dispatcher"
+    wake_channel = DISPATCH_CHANNEL
+    stop_timeout = 20.0  # batches in flight finish (bounded by receiver timeouts) and are recorded
 
     def __init__(
         self,
@@ -271,25 +275,9 @@ class DeliveryDispatcher:
         self._client_key: tuple[asyncio.AbstractEventLoop, EgressPolicy] | None = None
         self._closing: set[asyncio.Task[None]] = set()
         self._seen_alerting: AlertingRuntime | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        super().__init__()
 
     # lifecycle
-
-    def start(self) -> None:
-        if self._thread is not None and self._thread.is_alive():
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="storyloom-dispatcher", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 20.0) -> None:
-        """Stop claiming; batches in flight finish (bounded by receiver timeouts) and are recorded."""
-        self._stop.set()
-        wake()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
 
     def _run(self) -> None:
         asyncio.run(self._main())
@@ -297,6 +285,7 @@ class DeliveryDispatcher:
     async def _main(self) -> None:
         wait = signals.waiter(DISPATCH_CHANNEL)
         inflight: set[asyncio.Task[None]] = set()
+        self._client_for_loop()  # the pool (and its TLS context) is ready before the first delivery
         try:
             while not self._stop.is_set():
                 if len(inflight) >= self.max_batches:

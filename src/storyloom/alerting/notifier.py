@@ -21,15 +21,13 @@ After commit it wakes the dispatcher. Reads (API, health, console) never go thro
 from __future__ import annotations
 
 import dataclasses
-import threading
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import structlog
-from sqlalchemy import Connection, delete, insert, or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Connection, delete, insert, select, update
 
 from storyloom import signals
 from storyloom.alerting.notify import (
@@ -45,6 +43,7 @@ from storyloom.alerting.notify import (
 )
 from storyloom.alerting.publish import NOTIFY_CHANNEL
 from storyloom.alerting.setup import AlertingRuntime
+from storyloom.background import BackgroundLoop
 from storyloom.clock import Clock
 from storyloom.domain import routing
 from storyloom.domain.alerts import FIRING, Alert
@@ -54,6 +53,7 @@ from storyloom.domain.routing import Route
 from storyloom.domain.silences import Silence
 from storyloom.runtime import Runtime
 from storyloom.store.db import after_commit
+from storyloom.store.leases import hold_lease, release_lease
 from storyloom.store.tables import (
     aggregation_groups,
     alert_changes,
@@ -185,8 +185,11 @@ class TickResult:
     more: bool = False
 
 
-class Notifier:
+class Notifier(BackgroundLoop):
     """Turns alert changes into pending deliveries; `tick()` is one synchronous pass (tests call it)."""
+
+    thread_name = "storyloom-notifier"
+    wake_channel = NOTIFY_CHANNEL
 
     def __init__(
         self,
@@ -208,48 +211,24 @@ class Notifier:
         self.flush_batch = flush_batch
         self._routed_with: AlertingRuntime | None = None  # the config every firing alert was routed with
         self._routes: tuple[AlertingRuntime | None, dict[tuple[str, str], Route]] = (None, {})
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._held = False
+        super().__init__()
 
     # lifecycle
 
-    def start(self) -> None:
-        if self._thread is not None and self._thread.is_alive():
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="storyloom-notifier", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """Stop the loop and hand the lease back so another worker takes over at once."""
-        self._stop.set()
-        signals.wake(NOTIFY_CHANNEL)
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+    def after_stop(self) -> None:
         self.release()
 
     def release(self) -> None:
-        try:
-            with self.rt.db.begin() as conn:
-                conn.execute(
-                    delete(leases).where(leases.c.name == LEASE_NAME, leases.c.holder == self.holder)
-                )
-        except Exception:  # the lease then just expires
-            log.warning("could not release the notifier lease", holder=self.holder, exc_info=True)
+        release_lease(self.rt.db, LEASE_NAME, self.holder)
         self._routed_with = None
+        self._held = False
 
-    def _run(self) -> None:
-        wait = signals.waiter(NOTIFY_CHANNEL)
-        while not self._stop.is_set():
-            try:
-                result = self.tick()
-            except Exception:
-                log.exception("notifier tick failed; retrying")
-                self._stop.wait(1.0)
-                continue
-            if not result.more:
-                wait(self.poll_interval)
+    def run_pass(self) -> bool:
+        return self.tick().more
+
+    def interval(self) -> float:
+        return self.poll_interval
 
     # one pass
 
@@ -259,10 +238,8 @@ class Notifier:
         alerting = self.rt.alerting  # read once: a reload applies from the next tick
         go, held = self._worth_a_transaction(now, alerting)
         if not go:
-            if not held:
-                self._routed_with = (
-                    None  # whoever holds the lease may route differently: re-route on takeover
-                )
+            if not held:  # whoever holds the lease may route differently: re-route on takeover
+                self._routed_with, self._held = None, False
             return TickResult(held=held)
         with self.rt.db.begin() as conn:
             if not self._hold_lease(conn, now):
@@ -305,28 +282,11 @@ class Notifier:
             return due is not None, True
 
     def _hold_lease(self, conn: Connection, now: datetime) -> bool:
-        renewed = conn.execute(
-            update(leases)
-            .where(
-                leases.c.name == LEASE_NAME, or_(leases.c.holder == self.holder, leases.c.expires_at <= now)
-            )
-            .values(holder=self.holder, expires_at=now + self.lease_ttl)
-        )
-        if renewed.rowcount:
-            return True
-        if conn.execute(select(leases.c.name).where(leases.c.name == LEASE_NAME)).first() is not None:
-            return False
-        try:
-            with conn.begin_nested():
-                conn.execute(
-                    insert(leases).values(
-                        name=LEASE_NAME, holder=self.holder, expires_at=now + self.lease_ttl
-                    )
-                )
-        except IntegrityError:
-            return False  # another worker took it first
-        log.info("notifier lease taken", holder=self.holder)
-        return True
+        held = hold_lease(conn, LEASE_NAME, self.holder, now, self.lease_ttl)
+        if held and not self._held:
+            log.info("notifier lease taken", holder=self.holder)
+        self._held = held
+        return held
 
     # ingest: changes → groups
 

@@ -6,7 +6,6 @@ Every claim is a conditional update, so any number of worker processes can run i
 
 from __future__ import annotations
 
-import threading
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -15,7 +14,7 @@ from typing import Any
 import structlog
 from sqlalchemy import and_, delete, insert, or_, select, update
 
-from storyloom import signals
+from storyloom.background import BackgroundLoop
 from storyloom.domain import backlog as bl
 from storyloom.pipeline.runner import GATED_PHASES, change_status
 from storyloom.runtime import Runtime
@@ -34,35 +33,26 @@ def worker_lease(worker_id: str) -> str:
     return f"worker:{worker_id}"
 
 
-class Scheduler:
+class Scheduler(BackgroundLoop):
+    thread_name = "storyloom-scheduler"
+    wake_channel = SCHEDULER_CHANNEL
+    stop_timeout = 10.0
+
     def __init__(
         self, rt: Runtime, enqueue: Callable[[str, str], None], *, poll_interval: float = 0.2
     ) -> None:
         self.rt = rt
         self.enqueue = enqueue  # (task_id, provider) → hand the task to the engine (idempotent by task id)
         self.poll_interval = poll_interval
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._wait = signals.waiter(SCHEDULER_CHANNEL)
         self._cursor = 0  # the last backlog row id of a full page of candidates (see claim_ready)
+        super().__init__()
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="storyloom-scheduler", daemon=True)
-        self._thread.start()
+    def run_pass(self) -> bool:
+        self.tick()
+        return False
 
-    def stop(self) -> None:
-        self._stop.set()
-        signals.wake(SCHEDULER_CHANNEL)
-        if self._thread:
-            self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.tick()
-            except Exception:  # the loop must survive a bad tick; the next one retries
-                log.exception("scheduler tick failed")
-            self._wait(self.poll_interval)
+    def interval(self) -> float:
+        return self.poll_interval
 
     def tick(self) -> None:
         now = self.rt.clock.now()

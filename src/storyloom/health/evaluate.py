@@ -15,7 +15,6 @@ takeover as the notifier, keeps one evaluator cluster-wide and lets tests drive 
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -23,10 +22,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import Connection, delete, insert, or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Connection, select
 
 from storyloom.alerting.publish import AlertSignal, alert_fingerprint, alert_labels, fire, resolve
+from storyloom.background import BackgroundLoop
 from storyloom.clock import Clock
 from storyloom.config import Config
 from storyloom.domain.alerts import FIRING, rfc3339
@@ -42,6 +41,7 @@ from storyloom.domain.slo import (
 )
 from storyloom.health import queries as q
 from storyloom.runtime import Runtime
+from storyloom.store.leases import hold_lease, release_lease
 from storyloom.store.tables import alerts, leases, planner_executions, plans
 
 log = structlog.get_logger(__name__)
@@ -363,25 +363,6 @@ def _firing_managed(conn: Connection) -> dict[str, tuple[str, str]]:
     return {r.fingerprint: (r.severity, r.description) for r in rows}
 
 
-def hold_lease(conn: Connection, holder: str, now: datetime, ttl: timedelta) -> bool:
-    """Take or renew the "health" lease inside `conn`'s transaction; False when someone else holds it."""
-    renewed = conn.execute(
-        update(leases)
-        .where(leases.c.name == LEASE_NAME, or_(leases.c.holder == holder, leases.c.expires_at <= now))
-        .values(holder=holder, expires_at=now + ttl)
-    )
-    if renewed.rowcount:
-        return True
-    if conn.execute(select(leases.c.name).where(leases.c.name == LEASE_NAME)).first() is not None:
-        return False
-    try:
-        with conn.begin_nested():
-            conn.execute(insert(leases).values(name=LEASE_NAME, holder=holder, expires_at=now + ttl))
-    except IntegrityError:
-        return False
-    return True
-
-
 def evaluate(
     rt: Runtime,
     *,
@@ -395,7 +376,8 @@ def evaluate(
     config = rt.config  # read once: a reload applies from the next pass
     evaluators = list(extra) if extra is not None else [*builtin_evaluators(), *EXTRA_EVALUATORS]
     with rt.db.begin() as conn:
-        if holder is not None and not hold_lease(conn, holder, now, lease_ttl or lease_ttl_for(config)):
+        ttl = lease_ttl or lease_ttl_for(config)
+        if holder is not None and not hold_lease(conn, LEASE_NAME, holder, now, ttl):
             return EvaluationResult(at=now, held=False)
         wanted = desired_alerts(conn, config, now)
         firing = _firing_managed(conn)
@@ -447,37 +429,27 @@ def last_evaluation(conn: Connection) -> tuple[str, datetime] | None:
 # --- the loop ------------------------------------------------------------------------------------------
 
 
-class HealthEvaluator:
+class HealthEvaluator(BackgroundLoop):
     """Runs `evaluate` every `health.evaluate_every` (re-read each time, so a reload applies) in a thread."""
+
+    thread_name = "storyloom-health"
 
     def __init__(self, rt: Runtime, *, clock: Clock | None = None, holder: str | None = None) -> None:
         self.rt = rt
         self.clock = clock or rt.clock
         self.holder = holder or rt.worker_id
         self.last: EvaluationResult | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        super().__init__()
 
-    def start(self) -> None:
-        if self._thread is not None and self._thread.is_alive():
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="storyloom-health", daemon=True)
-        self._thread.start()
+    def after_stop(self) -> None:
+        release_lease(self.rt.db, LEASE_NAME, self.holder)
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """Stop the loop and hand the lease back so another worker takes over at once."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
-        try:
-            with self.rt.db.begin() as conn:
-                conn.execute(
-                    delete(leases).where(leases.c.name == LEASE_NAME, leases.c.holder == self.holder)
-                )
-        except Exception:  # the lease then just expires
-            log.warning("could not release the health lease", holder=self.holder, exc_info=True)
+    def run_pass(self) -> bool:
+        self.tick()
+        return False
+
+    def interval(self) -> float:
+        return self.rt.config.health.evaluate_every.total_seconds()
 
     def tick(self) -> EvaluationResult:
         started = time.monotonic()
@@ -492,11 +464,3 @@ class HealthEvaluator:
                 ms=round((time.monotonic() - started) * 1000, 1),
             )
         return result
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.tick()
-            except Exception:  # the loop must survive a bad pass; the next one retries
-                log.exception("health evaluation failed; retrying at the next interval")
-            self._stop.wait(self.rt.config.health.evaluate_every.total_seconds())
