@@ -16,11 +16,13 @@ import subprocess
 import sys
 import threading
 from collections import deque
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import standardwebhooks
+
+from tests.support.loopback import LoopbackServer
 
 
 def serve(port: int, secret: str | None, out: Path, statuses: list[int]) -> None:
@@ -63,7 +65,7 @@ def serve(port: int, secret: str | None, out: Path, statuses: list[int]) -> None
         def log_message(self, *_: Any) -> None:
             return
 
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    server = LoopbackServer(("127.0.0.1", port), Handler)
     server.serve_forever()
 
 

@@ -17,11 +17,13 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from types import TracebackType
 from typing import Any
 
 import standardwebhooks
+
+from tests.support.loopback import LoopbackServer
 
 
 @dataclass
@@ -81,7 +83,7 @@ class ReceiverServer:
         self._replies: deque[Reply] = deque(replies)
         self._lock = threading.Condition()
         self._stopping = threading.Event()
-        self._server: ThreadingHTTPServer | None = None
+        self._server: LoopbackServer | None = None
         self._thread: threading.Thread | None = None
 
     @property
@@ -154,12 +156,7 @@ class ReceiverServer:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        class _Server(ThreadingHTTPServer):
-            request_queue_size = 128  # concurrent-delivery tests open many connections at once
-            daemon_threads = True
-            block_on_close = False
-
-        server = _Server((self._host, 0), _Handler)
+        server = LoopbackServer((self._host, 0), _Handler)
         self._server = server
         self._thread = threading.Thread(
             target=server.serve_forever, kwargs={"poll_interval": 0.02}, name="receiver-server", daemon=True
