@@ -20,6 +20,7 @@ from sqlalchemy import Connection, func, insert, select, update
 from storyloom.alerting.publish import AlertSignal, fire, resolve_matching
 from storyloom.clock import Clock
 from storyloom.config import Config, QuotaConfig
+from storyloom.logs import redact, redact_text
 from storyloom.pipeline.llm.base import (
     LLMError,
     LLMRequest,
@@ -33,8 +34,6 @@ from storyloom.store.tables import agents, planner_executions, tasks, tool_execu
 
 log = structlog.get_logger(__name__)
 
-SECRET_KEYS = ("api_key", "token", "password", "secret", "authorization")
-REDACTED = "<redacted>"
 PROVIDER_OUTAGE_WINDOW = timedelta(minutes=5)
 PROVIDER_OUTAGE_PLANS = 2
 
@@ -77,7 +76,7 @@ PLANNER_GENERATE = ToolSpec(
 
 
 def validate_arguments(spec: ToolSpec, args: Mapping[str, Any]) -> dict[str, Any]:
-    """Unknown → error, missing required → error, defaults applied, scalar types coerced."""
+    """Unknown → error, missing required → error, defaults applied, scalar types coerced (see `_coerce`)."""
     unknown = sorted(set(args) - set(spec.params))
     if unknown:
         raise DispatchError(
@@ -97,29 +96,35 @@ def validate_arguments(spec: ToolSpec, args: Mapping[str, Any]) -> dict[str, Any
                 )
             out[name] = param.default
             continue
-        if not isinstance(value, param.type):
-            try:
-                value = param.type(value)
-            except (TypeError, ValueError):
-                raise DispatchError(
-                    f"{spec.name}: argument {name} must be {param.type.__name__}",
-                    kind="invalid-arguments",
-                    retryable=False,
-                ) from None
-        out[name] = value
+        try:
+            out[name] = _coerce(value, param.type)
+        except (TypeError, ValueError):
+            raise DispatchError(
+                f"{spec.name}: argument {name} must be {param.type.__name__}",
+                kind="invalid-arguments",
+                retryable=False,
+            ) from None
     return out
 
 
-def redact(value: Any) -> Any:
-    """Replace the values of secret-looking keys, at any depth."""
-    if isinstance(value, Mapping):
-        return {
-            k: REDACTED if any(s in str(k).lower() for s in SECRET_KEYS) else redact(v)
-            for k, v in value.items()
-        }
-    if isinstance(value, list | tuple):
-        return [redact(v) for v in value]
-    return value
+def _coerce(value: Any, expected: type) -> Any:
+    """`value` as `expected` where nothing is lost ("30" → 30.0, 256.0 → 256, 4 → "4"); else TypeError/ValueError.
+
+    A bool is not a number, and containers never become strings (str(list) would be a garbled prompt).
+    """
+    if isinstance(value, bool) and expected is not bool:
+        raise TypeError(f"{value!r} is a bool")
+    if isinstance(value, expected):
+        return value
+    if expected is dict and isinstance(value, Mapping):
+        return dict(value)
+    if not isinstance(value, str | int | float):
+        raise TypeError(f"cannot convert {type(value).__name__}")
+    if expected is int and isinstance(value, float) and not value.is_integer():
+        raise ValueError(f"{value!r} is not a whole number")
+    if expected in (str, int, float):
+        return expected(value)
+    raise TypeError(f"cannot convert {type(value).__name__} to {expected.__name__}")
 
 
 @dataclass(frozen=True)
@@ -182,16 +187,14 @@ class ToolDispatcher:
             timeout=args["timeout"],
             context=args["context"] or {},
         )
-        logged_request = redact(
-            {
-                "tool": PLANNER_GENERATE.name,
-                "phase": call.phase,
-                "provider": provider_name,
-                "model": model,
-                "attempt": call.attempt,
-                "prompt_chars": len(call.prompt),
-            }
-        )
+        logged_request = {
+            "tool": PLANNER_GENERATE.name,
+            "phase": call.phase,
+            "provider": provider_name,
+            "model": model,
+            "attempt": call.attempt,
+            "prompt_chars": len(call.prompt),
+        }
         if refusal is not None:
             outcome, message = refusal
             self._record(
@@ -210,7 +213,7 @@ class ToolDispatcher:
             response = self._complete(provider_name, request)
         except LLMError as exc:
             kind = "timeout" if isinstance(exc, LLMTimeout) else "failed"
-            message = f"{provider_name}/{model}: {exc}"
+            message = redact_text(f"{provider_name}/{model}: {exc}")
             self._record(
                 call,
                 started,
@@ -229,14 +232,12 @@ class ToolDispatcher:
             started,
             t0,
             logged_request,
-            redact(
-                {
-                    "chars": len(response.text),
-                    "prompt_tokens": response.prompt_tokens,
-                    "completion_tokens": response.completion_tokens,
-                    "finish_reason": response.raw_finish_reason,
-                }
-            ),
+            {
+                "chars": len(response.text),
+                "prompt_tokens": response.prompt_tokens,
+                "completion_tokens": response.completion_tokens,
+                "finish_reason": response.raw_finish_reason,
+            },
             None,
             provider=provider_name,
             model=model,
@@ -353,9 +354,9 @@ class ToolDispatcher:
                     started_at=started,
                     duration_ms=(time.monotonic() - t0) * 1000,
                     success=error is None,
-                    request=request,
-                    response=response,
-                    error=error,
+                    request=redact(request),
+                    response=redact(response),
+                    error=redact(error),
                 )
             )
             if quota is not None:
