@@ -249,7 +249,7 @@ def test_a_ready_item_behind_a_full_page_of_waiting_items_is_still_claimed(
     rt = Runtime(config=make_config(), db=db, clock=clock)
     plan_ids = [_plan(rt) for _ in range(3)]  # each seeds 1 ready + 2 waiting items
     enqueued: list[str] = []
-    scheduler = Scheduler(rt, lambda task_id, _provider: enqueued.append(task_id))
+    scheduler = Scheduler(rt, lambda task_id, _provider, _first: enqueued.append(task_id))
     original = scheduler_module.BATCH
     scheduler_module.BATCH = 2  # a page holds only waiting items after the first plan's
     try:

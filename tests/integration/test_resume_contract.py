@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from storyloom.api.app import create_app
+from storyloom.clock import FrozenClock
 from storyloom.engine.scheduler import Scheduler
 from storyloom.runtime import Runtime
 from storyloom.services.backlog import reconcile_contract_drift
@@ -166,9 +167,9 @@ CASES = [
         body=lambda w: good_body(w, agent_id=w.other_agent, task_id="task_other"),
     ),
     Case(
-        "token bound to another agent: 403 without a contract event",
+        "token bound to another agent",
         403,
-        None,
+        "agent-token-mismatch",
         bound_to=lambda w: [w.other_agent],
     ),
     # rule 6
@@ -186,9 +187,23 @@ CASES = [
         body=lambda w: good_body(w, task_id="task_x"),
     ),
     Case("other branch", 409, "branch-mismatch", body=lambda w: good_body(w, branch_slug="draft")),
-    # bodies FastAPI refuses before the contract runs: 422 naming the field, no contract event
-    Case("wrong type", 422, None, ["body", "agent_id"], body=lambda w: good_body(w, agent_id=5)),
-    Case("unknown field", 422, None, ["body", "surprise"], body=lambda w: good_body(w, surprise=True)),
+    # bad bodies: 422 naming the field, after the 404 of rule 1 and before rule 2
+    Case("wrong type", 422, "invalid-body", ["body", "agent_id"], body=lambda w: good_body(w, agent_id=5)),
+    Case(
+        "unknown field", 422, "invalid-body", ["body", "surprise"], body=lambda w: good_body(w, surprise=True)
+    ),
+    Case("not an object", 422, "invalid-body", ["body"], body=lambda w: ["agent"]),
+    Case(
+        "unknown plan wins over a wrong type", 404, None, plan=lambda w: "plan_x", body=lambda w: {"model": 5}
+    ),
+    # with rule 4: an item whose inputs are not complete cannot run next
+    Case(
+        "inputs not complete",
+        409,
+        "inputs-incomplete",
+        setup=lambda rt, w: set_item(rt, w.plan_id, "world-bible", "failed"),
+        item="world-bible",
+    ),
 ]
 
 
@@ -219,10 +234,10 @@ def test_rejected_resume(case: Case, rt: Runtime, client: TestClient, world: Wor
     body = case.body(world)
     assert event["code"] == case.code
     assert event["plan_id"] == world.plan_id and event["backlog_id"] == case.item
-    assert event["agent_id"] == (body.get("agent_id") or None)
-    assert event["provider"] == ((body.get("provider") or "").strip() or None)
-    assert event["model"] == (body.get("model") or None)
-    assert event["task_id"] == body.get("task_id")
+    given = body if isinstance(body, dict) else {}
+    for key in ("agent_id", "provider", "model", "task_id"):
+        value = given.get(key)
+        assert event[key] == (value.strip() or None if isinstance(value, str) else None), key
     assert (
         event["actor"] == "operator-user"
         and event["actor_id"].startswith("tok_")
@@ -233,20 +248,29 @@ def test_rejected_resume(case: Case, rt: Runtime, client: TestClient, world: Wor
     assert alert["severity"] == "warning"
 
 
-def test_malformed_json_is_422_without_a_contract_event(
-    rt: Runtime, client: TestClient, world: World
-) -> None:
+def test_malformed_json_is_422_and_a_contract_event(rt: Runtime, client: TestClient, world: World) -> None:
     headers = token(rt, "operator")
-    assert (
-        client.post(
-            resume_path(world.plan_id, "vision-plan"),
-            content=b"not json",
-            headers={**headers, "content-type": "application/json"},
-        ).status_code
-        == 422
+    response = client.post(
+        resume_path(world.plan_id, "vision-plan"),
+        content=b"not json",
+        headers={**headers, "content-type": "application/json"},
     )
+    assert response.status_code == 422 and response.json()["errors"][0]["loc"] == ["body"]
     with rt.db.read() as conn:
-        assert contract_events(conn) == []
+        assert [e["code"] for e in contract_events(conn)] == ["invalid-body"]
+
+
+def _queued_task_of_another_plan(rt: Runtime, minutes_ago: int) -> str:
+    other = seed_world(rt)
+    task_id = set_item(rt, other.plan_id, "vision-plan", "pending", task_status="queued")
+    assert task_id is not None
+    with rt.db.begin() as conn:
+        conn.execute(
+            update(tasks)
+            .where(tasks.c.task_id == task_id)
+            .values(created_at=rt.clock.now() - timedelta(minutes=minutes_ago))
+        )
+    return task_id
 
 
 def _item(rt: Runtime, plan_id: str, backlog_id: str) -> dict[str, Any]:
@@ -277,6 +301,7 @@ def test_resume_succeeds_runs_this_item_next_and_reopens_its_checkpoint(
         attempts=3,
     )
     set_item(rt, world.plan_id, "vision-plan", "complete")  # world-bible is ready; iteration-plan waits on it
+    older_task = _queued_task_of_another_plan(rt, minutes_ago=30)
     headers = token(rt, "operator", name="ops-jane")
     response = client.post(
         resume_path(world.plan_id, "world-bible"),
@@ -358,10 +383,13 @@ def test_resume_succeeds_runs_this_item_next_and_reopens_its_checkpoint(
     }
     assert action["actor_id"].startswith("tok_") and action["time"]
 
-    # the scheduler hands over the resumed item's task: the resume ran this item, not the oldest ready one
-    enqueued: list[str] = []
-    Scheduler(rt, lambda task_id, provider: enqueued.append(task_id)).hand_over(rt.clock.now())
-    assert enqueued == [result["task_id"]]
+    # the scheduler hands over the resumed item's task first, flagged to run first in the engine's queue,
+    # although another item's task has been queued for longer: the resume runs this item, not the oldest
+    enqueued: list[tuple[str, bool]] = []
+    Scheduler(rt, lambda task_id, _provider, first: enqueued.append((task_id, first))).hand_over(
+        rt.clock.now()
+    )
+    assert enqueued == [(result["task_id"], True), (older_task, False)]
 
 
 def test_stale_in_progress_resumes_and_abandons_its_task(
@@ -447,6 +475,7 @@ def test_double_resume_exactly_one_wins(rt: Runtime, world: World) -> None:
                 .all()
             )
         assert len(queued) == 1 and _item(rt, world.plan_id, backlog_id)["task_id"] == queued[0]
+        set_item(rt, world.plan_id, backlog_id, "complete")  # the next item's input
 
 
 def test_contract_drift_warns_at_one_errors_at_two_and_reconciles(
@@ -549,3 +578,49 @@ def test_action_log_records_resume_for_the_cli_source(rt: Runtime, client: TestC
 def test_openapi_lists_the_resume_route(client: TestClient) -> None:
     paths = client.get("/openapi.json").json()["paths"]
     assert "202" in paths["/api/fiction/plans/{plan_id}/backlog/{backlog_id}/resume"]["post"]["responses"]
+
+
+def test_auto_resume_moves_an_item_stuck_past_60_minutes_whose_worker_is_gone(
+    rt: Runtime, clock: FrozenClock, world: World
+) -> None:
+    heartbeat(rt, "w-live", ttl=timedelta(hours=3))
+    set_item(rt, world.plan_id, "vision-plan", "in_progress", worker_id="w-gone", task_status="running")
+    live_task = _queued_task_of_another_plan(rt, minutes_ago=0)
+    other = _running_item_of_a_live_worker(rt, "w-live")
+    scheduler = Scheduler(rt, lambda *_: None)
+
+    clock.advance(timedelta(minutes=30))
+    assert scheduler.auto_resume(clock.now()) == 0, "30 minutes is not stuck yet"
+    clock.advance(timedelta(minutes=31))
+    assert scheduler.auto_resume(clock.now()) == 1
+
+    item = _item(rt, world.plan_id, "vision-plan")
+    assert item["status"] == "pending" and item["worker_id"] is None
+    assert item["task_id"] not in (None, "task_vision-plan_running")
+    with rt.db.read() as conn:
+        statuses = dict(conn.execute(select(tasks.c.task_id, tasks.c.status)).all())
+        telemetry = [
+            p
+            for p in conn.execute(
+                select(workflow_events.c.payload).where(workflow_events.c.kind == BACKLOG_TELEMETRY)
+            ).scalars()
+            if p["backlog_id"] == "vision-plan" and p["status"] == "pending"
+        ]
+        [action] = [
+            p
+            for p in conn.execute(
+                select(workflow_events.c.payload).where(workflow_events.c.kind == BACKLOG_ACTION)
+            ).scalars()
+            if p["action"] == "auto-resume"
+        ]
+    assert statuses["task_vision-plan_running"] == "abandoned" and statuses[item["task_id"]] == "queued"
+    assert telemetry[-1]["reason"] == "auto-resume" and telemetry[-1]["previous_status"] == "in_progress"
+    assert action["backlog_id"] == "vision-plan" and action["task_id"] == item["task_id"]
+    assert _item(rt, other[0], other[1])["status"] == "in_progress", "a live worker's item stays"
+    assert statuses[live_task] == "queued"
+
+
+def _running_item_of_a_live_worker(rt: Runtime, worker_id: str) -> tuple[str, str]:
+    other = seed_world(rt)
+    set_item(rt, other.plan_id, "world-bible", "in_progress", worker_id=worker_id, task_status="running")
+    return other.plan_id, "world-bible"

@@ -80,9 +80,13 @@ def transition(item: Mapping[str, Any], to: str, reason: str, now: datetime, **e
     return Transition(values, event)
 
 
+def incomplete_inputs(inputs: Iterable[str], producer_status: Mapping[str, str]) -> list[str]:
+    """The inputs produced by an item that is not `complete` (inputs no item produces count as satisfied)."""
+    return [name for name in inputs if producer_status.get(name, COMPLETE) != COMPLETE]
+
+
 def is_ready(inputs: Iterable[str], producer_status: Mapping[str, str]) -> bool:
-    """Ready when every input produced by some item is produced by a `complete` one."""
-    return all(producer_status.get(name, COMPLETE) == COMPLETE for name in inputs)
+    return not incomplete_inputs(inputs, producer_status)
 
 
 def is_stale(status: str, updated_at: datetime, now: datetime, stale_after: timedelta) -> bool:

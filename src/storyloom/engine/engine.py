@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 import sqlalchemy as sa
 import structlog
-from dbos import DBOS, DBOSConfig, SetWorkflowID
+from dbos import DBOS, DBOSConfig, SetEnqueueOptions, SetWorkflowID
 
 from storyloom import __version__
 from storyloom.config import data_dir
@@ -22,6 +22,9 @@ from storyloom.runtime import Runtime
 from storyloom.store.db import is_sqlite
 
 log = structlog.get_logger(__name__)
+
+# DBOS queue priorities (lower runs first): a resumed item's task, then every other task.
+FIRST, NORMAL = 1, 2
 
 
 class Loop(Protocol):
@@ -108,9 +111,12 @@ class Engine:
                 self._queues[provider] = queue
             return queue
 
-    def enqueue(self, task_id: str, provider: str) -> None:
-        """Hand a task to DBOS; the workflow id is the task id, so enqueueing twice runs it once."""
-        with SetWorkflowID(task_id):
+    def enqueue(self, task_id: str, provider: str, first: bool = False) -> None:
+        """Hand a task to DBOS; the workflow id is the task id, so enqueueing twice runs it once.
+
+        DBOS dequeues by ascending priority, then age: `first` (a resumed item) goes ahead of the rest.
+        """
+        with SetWorkflowID(task_id), SetEnqueueOptions(priority=FIRST if first else NORMAL):
             self.queue(provider).enqueue(workflows.run_task, task_id)
 
     def ready(self) -> bool:

@@ -39,10 +39,10 @@ class Scheduler(BackgroundLoop):
     stop_timeout = 10.0
 
     def __init__(
-        self, rt: Runtime, enqueue: Callable[[str, str], None], *, poll_interval: float = 0.2
+        self, rt: Runtime, enqueue: Callable[[str, str, bool], None], *, poll_interval: float = 0.2
     ) -> None:
         self.rt = rt
-        self.enqueue = enqueue  # (task_id, provider) → hand the task to the engine (idempotent by task id)
+        self.enqueue = enqueue  # (task_id, provider, first) → the engine's queue (idempotent by task id)
         self.poll_interval = poll_interval
         self._cursor = 0  # the last backlog row id of a full page of candidates (see claim_ready)
         super().__init__()
@@ -121,20 +121,25 @@ class Scheduler(BackgroundLoop):
         return claimed
 
     def hand_over(self, now: datetime) -> int:
-        """Enqueue queued tasks not yet handed over (or handed over long ago and still queued)."""
+        """Enqueue queued tasks not yet handed over (or handed over long ago and still queued).
+
+        A resumed item's task goes first, here and in the engine's queue: a resume runs *that* item next
+        (DOMAIN: the original ran the oldest ready item instead).
+        """
         stale = now - REENQUEUE_AFTER
+        resumed = tasks.c.reason == "resume"
         with self.rt.db.read() as conn:
             rows = conn.execute(
-                select(tasks.c.task_id, tasks.c.provider)
+                select(tasks.c.task_id, tasks.c.provider, resumed.label("resumed"))
                 .where(
                     tasks.c.status == "queued",
                     or_(tasks.c.enqueued_at.is_(None), tasks.c.enqueued_at < stale),
                 )
-                .order_by(tasks.c.created_at)
+                .order_by(resumed.desc(), tasks.c.created_at)
                 .limit(BATCH)
             ).all()
-        for task_id, provider in rows:
-            self.enqueue(task_id, provider)
+        for task_id, provider, first in rows:
+            self.enqueue(task_id, provider, bool(first))
         if rows:
             with self.rt.db.begin() as conn:
                 conn.execute(

@@ -8,10 +8,12 @@ API and the console call.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import Connection, func, select, update
 
 from storyloom.alerting.publish import AlertSignal, fire, resolve, resolve_matching
@@ -45,6 +47,48 @@ AGENT_PERSONA_MISMATCH = "agent-persona-mismatch"
 TASK_BACKLOG_MISMATCH = "task-backlog-mismatch"
 BRANCH_MISMATCH = "branch-mismatch"
 RESUME_CONFLICT = "resume-conflict"
+INVALID_BODY = "invalid-body"
+AGENT_TOKEN_MISMATCH = "agent-token-mismatch"
+INPUTS_INCOMPLETE = "inputs-incomplete"
+
+
+class ResumeRequest(BaseModel):
+    """The resume body. `agent_id`, `provider` and `model` are required by the contract, and checked by rule 2
+    (not here) so that leaving one out is recorded as `missing-agent-or-provider` / `missing-model`."""
+
+    model_config = ConfigDict(extra="forbid")
+    agent_id: str | None = Field(default=None, max_length=64, description="the agent to act as (required)")
+    provider: str | None = Field(default=None, max_length=40, description="required")
+    model: str | None = Field(default=None, max_length=200, description="required")
+    task_id: str | None = Field(
+        default=None, max_length=64, description="the item's latest task id, to guard against races"
+    )
+    branch_slug: str | None = Field(default=None, max_length=100)
+    notes: str | None = Field(default=None, max_length=4000)
+
+
+def decode_body(body: bytes | Mapping[str, Any]) -> Any:
+    """A request body as JSON (an empty body is `{}`); raises `Invalid` (`invalid-body`) when it is not JSON."""
+    if not isinstance(body, bytes):
+        return body
+    try:
+        return json.loads(body) if body.strip() else {}
+    except ValueError as exc:
+        raise Invalid.field(["body"], f"is not valid JSON ({exc})", code=INVALID_BODY) from None
+
+
+def parse_resume_body(body: Any) -> dict[str, str | None]:
+    """The decoded body's fields, stripped (blank → None); raises `Invalid` (`invalid-body`) per bad field."""
+    if not isinstance(body, Mapping):
+        raise Invalid.field(["body"], "must be a JSON object", code=INVALID_BODY)
+    try:
+        request = ResumeRequest.model_validate(body)
+    except ValidationError as exc:
+        problems = [(["body", *e["loc"]], e["msg"]) for e in exc.errors()]
+        errors: list[dict[str, object]] = [{"loc": loc, "msg": msg} for loc, msg in problems]
+        detail = "; ".join(f"{'.'.join(map(str, loc))}: {msg}" for loc, msg in problems[:5])
+        raise Invalid(detail, errors=errors, code=INVALID_BODY) from None
+    return {key: _text(request.model_dump(), key) for key in ResumeRequest.model_fields}
 
 
 class ContractRejection(ServiceError):
@@ -58,11 +102,11 @@ class ContractRejection(ServiceError):
 
 
 def _text(body: Mapping[str, Any], key: str) -> str | None:
+    """A string field, stripped; None when absent, blank or not a string."""
     value = body.get(key)
-    if value is None:
+    if not isinstance(value, str):
         return None
-    value = str(value).strip()
-    return value or None
+    return value.strip() or None
 
 
 def is_stale_in_progress(conn: Connection, item: Mapping[str, Any], now: datetime) -> bool:
@@ -81,7 +125,7 @@ def resume(
     conn: Connection,
     plan_id: str,
     backlog_id: str,
-    body: Mapping[str, Any],
+    body: bytes | Mapping[str, Any],
     actor: Actor,
     now: datetime,
     cfg: Config | None = None,
@@ -97,17 +141,17 @@ def resume(
     `task-backlog-mismatch` (`branch_slug` given and not the item's branch → 409 `branch-mismatch`);
     7 success. Losing a race with a concurrent resume → 409 `resume-conflict`.
 
-    A token bound to other agents is refused with 403 just before rule 5. That is an authentication
-    property of the caller's token, not a misuse of the resume contract, so it writes no contract event.
+    Additions, each a rejection after rule 1 and so a contract event: a body that is not JSON, not an
+    object, or has a field of the wrong type or an unknown field → 422 `invalid-body` (before rule 2); an
+    item whose inputs are not all complete → 409 `inputs-incomplete` (with rule 4: it could not run next);
+    a token bound to other agents → 403 `agent-token-mismatch` (just before rule 5).
 
     Every other rejection raises `ContractRejection`; record its `event` with `record_contract_rejection`
     in a new transaction after this one rolled back (`resume_item` does that).
     """
     plan = get_plan(conn, plan_id)
     item = get_item(conn, plan_id, backlog_id)
-    agent_id, provider, model = _text(body, "agent_id"), _text(body, "provider"), _text(body, "model")
-    task_id, branch = _text(body, "task_id"), _text(body, "branch_slug")
-    notes = _text(body, "notes")
+    agent_id = provider = model = task_id = None  # as far as the body gives them, for a contract event
 
     def reject(error: ServiceError) -> ContractRejection:
         return ContractRejection(
@@ -130,6 +174,16 @@ def resume(
             },
         )
 
+    try:
+        decoded = decode_body(body)
+        if isinstance(decoded, Mapping):
+            agent_id, provider, model = (_text(decoded, k) for k in ("agent_id", "provider", "model"))
+            task_id = _text(decoded, "task_id")
+        fields = parse_resume_body(decoded)
+    except Invalid as exc:
+        raise reject(exc) from None
+    agent_id, provider, model = fields["agent_id"], fields["provider"], fields["model"]
+    task_id, branch, notes = fields["task_id"], fields["branch_slug"], fields["notes"]
     # 2. agent, provider and model are all required
     missing = [k for k, v in (("agent_id", agent_id), ("provider", provider), ("model", model)) if not v]
     if missing:
@@ -178,8 +232,20 @@ def resume(
                 code=ITEM_QUEUED,
             )
         )
+    missing_inputs = _incomplete_inputs(conn, item)
+    if missing_inputs:
+        raise reject(
+            Conflict(
+                f"backlog item {backlog_id} waits on {', '.join(missing_inputs)}, not complete yet; "
+                "resume those first (this item runs once its inputs are complete)",
+                code=INPUTS_INCOMPLETE,
+            )
+        )
     # 5. ownership: the token's agent binding, then the plan's author persona unless admin
-    require_agent_binding(actor, agent_id)
+    try:
+        require_agent_binding(actor, agent_id)
+    except Forbidden as exc:
+        raise reject(Forbidden(exc.detail, code=AGENT_TOKEN_MISMATCH)) from None
     if agent["persona_id"] != plan["persona_id"] and not actor.is_admin:
         raise reject(
             Forbidden(
@@ -220,6 +286,20 @@ def resume(
             Conflict(f"another resume of backlog item {backlog_id} won; reload it", code=RESUME_CONFLICT)
         )
     return _apply_resume(conn, item, agent, provider, model, new_task, notes, actor, now, cfg)
+
+
+def _incomplete_inputs(conn: Connection, item: Mapping[str, Any]) -> list[str]:
+    """The item's inputs whose producing item is not complete (CONTRACTS §4.1 readiness)."""
+    if not item["inputs"]:
+        return []
+    producers = dict(
+        conn.execute(
+            select(backlog_items.c.backlog_id, backlog_items.c.status).where(
+                backlog_items.c.plan_id == item["plan_id"], backlog_items.c.backlog_id.in_(item["inputs"])
+            )
+        ).all()
+    )
+    return bl.incomplete_inputs(item["inputs"], producers)
 
 
 def _task_is_live(conn: Connection, task_id: str) -> bool:
@@ -303,7 +383,7 @@ def resume_item(
     db: Database,
     plan_id: str,
     backlog_id: str,
-    body: Mapping[str, Any],
+    body: bytes | Mapping[str, Any],
     actor: Actor,
     now: datetime,
     cfg: Config | None = None,

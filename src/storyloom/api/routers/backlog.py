@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import APIRouter, Depends, Request
+from starlette.concurrency import run_in_threadpool
 
 from storyloom.api.auth import operator, runtime
 from storyloom.runtime import Runtime
@@ -15,32 +15,30 @@ from storyloom.services.actors import Actor
 router = APIRouter(prefix="/api/fiction/plans", tags=["backlog"])
 
 
-class ResumeIn(BaseModel):
-    """`agent_id`, `provider` and `model` are required by the contract; they are checked by the service
-    (not here) so that leaving one out is recorded as a contract event (`missing-agent-or-provider`)."""
-
-    model_config = ConfigDict(extra="forbid")
-    agent_id: str | None = Field(default=None, max_length=64, description="the agent to act as (required)")
-    provider: str | None = Field(default=None, max_length=40, description="required")
-    model: str | None = Field(default=None, max_length=200, description="required")
-    task_id: str | None = Field(
-        default=None, max_length=64, description="the item's latest task id, to guard against races"
-    )
-    branch_slug: str | None = Field(default=None, max_length=100)
-    notes: str | None = Field(default=None, max_length=4000)
+RESUME_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": backlog.ResumeRequest.model_json_schema()}},
+    }
+}
 
 
-@router.post("/{plan_id}/backlog/{backlog_id}/resume", status_code=202)
-def resume(
+@router.post("/{plan_id}/backlog/{backlog_id}/resume", status_code=202, openapi_extra=RESUME_BODY)
+async def resume(
     plan_id: str,
     backlog_id: str,
-    body: ResumeIn,
+    request: Request,
     actor: Actor = Depends(operator),
     rt: Runtime = Depends(runtime),
 ) -> dict[str, Any]:
-    """Resume a failed, blocked, cancelled or stale item: it runs next, as a new task, with this agent."""
-    result = backlog.resume_item(
-        rt.db, plan_id, backlog_id, body.model_dump(), actor, rt.clock.now(), rt.config
+    """Resume a failed, blocked, cancelled or stale item: it runs next, as a new task, with this agent.
+
+    The body is read raw and validated by the contract (after the 404 of rule 1), so that a bad body is
+    recorded as a contract event like every other rejection.
+    """
+    body = await request.body()
+    result = await run_in_threadpool(
+        backlog.resume_item, rt.db, plan_id, backlog_id, body, actor, rt.clock.now(), rt.config
     )
     rt.wake_scheduler()
     return result
