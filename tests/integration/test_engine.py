@@ -260,3 +260,25 @@ def test_a_ready_item_behind_a_full_page_of_waiting_items_is_still_claimed(
     with db.read() as conn:
         queued = {i["plan_id"] for p in plan_ids for i in list_backlog(conn, p) if i["task_id"]}
     assert queued == set(plan_ids)
+
+
+def test_a_resumed_task_is_enqueued_ahead_of_the_others(db: Database) -> None:
+    """DBOS dequeues by ascending priority: a resume's task is enqueued with FIRST, the rest with NORMAL."""
+    from dbos import DBOS
+
+    from storyloom.engine.engine import FIRST, NORMAL
+
+    rt = Runtime(config=make_config(), db=db, clock=SystemClock())
+    prepare(rt)
+    engine = Engine(rt)
+    engine.start()
+    try:
+        engine.enqueue("task_unknown_scheduled", "offline")
+        engine.enqueue("task_unknown_resumed", "offline", first=True)
+        statuses = {
+            w.workflow_id: w.priority
+            for w in DBOS.list_workflows(workflow_ids=["task_unknown_scheduled", "task_unknown_resumed"])
+        }
+    finally:
+        engine.stop()
+    assert statuses == {"task_unknown_scheduled": NORMAL, "task_unknown_resumed": FIRST}
