@@ -6,10 +6,13 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from storyloom.api.app import create_app
 from storyloom.runtime import Runtime
 from storyloom.services.tokens import create_token
+from storyloom.store.events import BACKLOG_ACTION
+from storyloom.store.tables import api_tokens, workflow_events
 
 PROBLEM = "application/problem+json"
 
@@ -209,3 +212,87 @@ def test_openapi_lists_the_contract_paths(client: TestClient) -> None:
         "/api/agents",
     ):
         assert path in paths
+
+
+def _token_id(rt: Runtime, name: str) -> str:
+    with rt.db.read() as conn:
+        return str(conn.execute(select(api_tokens.c.id).where(api_tokens.c.name == name)).scalar_one())
+
+
+def _actions(rt: Runtime) -> list[dict[str, Any]]:
+    """Every action-log entry, oldest first (persona and agent entries belong to no plan)."""
+    with rt.db.read() as conn:
+        return list(
+            conn.execute(
+                select(workflow_events.c.payload)
+                .where(workflow_events.c.kind == BACKLOG_ACTION)
+                .order_by(workflow_events.c.id)
+            ).scalars()
+        )
+
+
+@pytest.mark.parametrize(
+    ("headers", "source"),
+    [
+        ({}, "api"),
+        ({"X-Console-Client": "storyloom-console"}, "console"),
+        ({"X-Storyloom-Client": "cli"}, "cli"),
+    ],
+)
+def test_plan_create_is_logged_with_who_did_it_and_from_where(
+    client: TestClient, rt: Runtime, admin: dict[str, str], headers: dict[str, str], source: str
+) -> None:
+    persona_id, agent_id = _author(client, admin)
+    operator = _token(rt, "operator")
+    plan = client.post(
+        "/api/fiction/plans", json=_plan_body(persona_id, agent_id), headers={**operator, **headers}
+    ).json()
+    [action] = client.get(f"/api/fiction/plans/{plan['plan_id']}/backlog/actions", headers=admin).json()
+    assert action["action"] == "plan-create" and action["plan_id"] == plan["plan_id"]
+    assert (action["actor"], action["actor_id"], action["source"]) == (
+        "operator-user",
+        _token_id(rt, "operator-user"),
+        source,
+    )
+    assert (action["agent_id"], action["persona_id"]) == (agent_id, persona_id)
+    assert (action["provider"], action["model"], action["status"]) == ("offline", "m", "in_progress")
+    assert action["branch"] == "main" and action["description"] == "plan 'Ash Lantern' created"
+    assert action["time"].endswith("Z")
+
+
+def test_creating_a_persona_and_an_agent_logs_an_action_each(
+    client: TestClient, rt: Runtime, admin: dict[str, str]
+) -> None:
+    persona_id, agent_id = _author(client, admin)
+    persona_action, agent_action = _actions(rt)
+    who = {"actor": "admin-user", "actor_id": _token_id(rt, "admin-user"), "source": "api"}
+    assert persona_action == {
+        "action": "persona-create",
+        "description": "author persona 'June Arden' created",
+        **who,
+        "persona_id": persona_id,
+        "plan_id": None,
+        "agent_id": None,
+    }
+    assert agent_action == {
+        "action": "agent-create",
+        "description": "agent 'June agent' created for persona 'June Arden'",
+        **who,
+        "agent_id": agent_id,
+        "persona_id": persona_id,
+        "plan_id": None,
+        "provider": "offline",
+        "model": "m",
+    }
+
+
+def test_a_refused_persona_or_agent_logs_nothing(client: TestClient, rt: Runtime) -> None:
+    operator = _token(rt, "operator")
+    assert (
+        client.post("/api/personas", json={"name": "X", "kind": "author"}, headers=operator).status_code
+        == 403
+    )
+    admin = _token(rt, "admin")
+    response = client.post("/api/agents", json={"name": "A", "persona_id": "persona_nope"}, headers=admin)
+    assert response.status_code == 422
+    assert _actions(rt) == []

@@ -26,6 +26,10 @@ class Actor:
     def is_admin(self) -> bool:
         return self.role == "admin"
 
+    def audit_fields(self) -> dict[str, str]:
+        """Who did it, as every action-log entry records it (CONTRACTS §3)."""
+        return {"actor": self.name, "actor_id": self.actor_id, "source": self.source}
+
     def may_act_as(self, agent_id: str) -> bool:
         """A token bound to agents may act only as those agents."""
         return not self.agent_ids or agent_id in self.agent_ids

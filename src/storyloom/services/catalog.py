@@ -8,15 +8,25 @@ from typing import Any
 from sqlalchemy import Connection, insert, select
 
 from storyloom.ids import new_id
+from storyloom.services.actors import SYSTEM, Actor
 from storyloom.services.errors import Invalid, NotFound
+from storyloom.store.events import BACKLOG_ACTION, record_event
 from storyloom.store.tables import agents, personas
 
 PROVIDERS = ("offline", "openai")
 
 
 def create_persona(
-    conn: Connection, *, name: str, kind: str, summary: str | None, now: datetime, plan_id: str | None = None
+    conn: Connection,
+    *,
+    name: str,
+    kind: str,
+    summary: str | None,
+    now: datetime,
+    plan_id: str | None = None,
+    actor: Actor = SYSTEM,
 ) -> dict[str, Any]:
+    """Create a persona and log a `persona-create` action (a plan's tracked characters are the system's)."""
     row = {
         "id": new_id("persona"),
         "name": name,
@@ -26,13 +36,31 @@ def create_persona(
         "created_at": now,
     }
     conn.execute(insert(personas).values(**row))
+    _log_action(
+        conn,
+        "persona-create",
+        f"{kind} persona {name!r} created",
+        actor,
+        now,
+        persona_id=row["id"],
+        plan_id=plan_id,
+        agent_id=None,
+    )
     return row
 
 
 def create_agent(
-    conn: Connection, *, name: str, persona_id: str, provider: str | None, model: str | None, now: datetime
+    conn: Connection,
+    *,
+    name: str,
+    persona_id: str,
+    provider: str | None,
+    model: str | None,
+    now: datetime,
+    actor: Actor = SYSTEM,
 ) -> dict[str, Any]:
-    get_persona(conn, persona_id, loc=["body", "persona_id"])
+    """Create an agent acting for `persona_id` and log an `agent-create` action."""
+    persona = get_persona(conn, persona_id, loc=["body", "persona_id"])
     if provider is not None and provider not in PROVIDERS:
         raise Invalid.field(
             ["body", "provider"], f"unknown provider {provider!r}; use one of {', '.join(PROVIDERS)}"
@@ -46,7 +74,30 @@ def create_agent(
         "created_at": now,
     }
     conn.execute(insert(agents).values(**row))
+    _log_action(
+        conn,
+        "agent-create",
+        f"agent {name!r} created for persona {persona['name']!r}",
+        actor,
+        now,
+        agent_id=row["id"],
+        persona_id=persona_id,
+        plan_id=persona["plan_id"],
+        provider=provider,
+        model=model,
+    )
     return row
+
+
+def _log_action(
+    conn: Connection, action: str, description: str, actor: Actor, now: datetime, **fields: Any
+) -> None:
+    record_event(
+        conn,
+        BACKLOG_ACTION,
+        {"action": action, "description": description, **actor.audit_fields(), **fields},
+        now,
+    )
 
 
 def get_persona(conn: Connection, persona_id: str, *, loc: list[str | int] | None = None) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from sqlalchemy import Connection, func, insert, select
 
 from storyloom.domain import backlog as bl
 from storyloom.ids import new_id
-from storyloom.services.actors import Actor
+from storyloom.services.actors import SYSTEM, Actor
 from storyloom.services.catalog import PROVIDERS, get_agent, get_persona
 from storyloom.services.errors import Forbidden, Invalid, NotFound
 from storyloom.store.events import BACKLOG_ACTION, BACKLOG_TELEMETRY, record_event
@@ -70,6 +70,7 @@ def create_plan(
     default_model: str,
     max_premise_chars: int,
     now: datetime,
+    actor: Actor = SYSTEM,
 ) -> dict[str, Any]:
     """Validate ownership and inputs, then create the plan with its three seeded backlog items."""
     if len(req.premise) > max_premise_chars:
@@ -114,6 +115,9 @@ def create_plan(
         {
             "action": "plan-create",
             "plan_id": plan["id"],
+            "description": f"plan {req.name!r} created",
+            "branch": plan["branch_slug"],
+            **actor.audit_fields(),
             "agent_id": agent["id"],
             "persona_id": persona["id"],
             "provider": provider,

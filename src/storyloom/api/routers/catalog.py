@@ -62,12 +62,12 @@ def list_personas(_: Actor = Depends(viewer), rt: Runtime = Depends(runtime)) ->
 
 @router.post("/personas", status_code=201)
 def create_persona(
-    body: PersonaIn, _: Actor = Depends(admin), rt: Runtime = Depends(runtime)
+    body: PersonaIn, actor: Actor = Depends(admin), rt: Runtime = Depends(runtime)
 ) -> dict[str, Any]:
     with rt.db.begin() as conn:
         return _persona_view(
             catalog.create_persona(
-                conn, name=body.name, kind=body.kind, summary=body.summary, now=rt.clock.now()
+                conn, name=body.name, kind=body.kind, summary=body.summary, now=rt.clock.now(), actor=actor
             )
         )
 
@@ -79,7 +79,9 @@ def list_agents(_: Actor = Depends(viewer), rt: Runtime = Depends(runtime)) -> l
 
 
 @router.post("/agents", status_code=201)
-def create_agent(body: AgentIn, _: Actor = Depends(admin), rt: Runtime = Depends(runtime)) -> dict[str, Any]:
+def create_agent(
+    body: AgentIn, actor: Actor = Depends(admin), rt: Runtime = Depends(runtime)
+) -> dict[str, Any]:
     with rt.db.begin() as conn:
         return _agent_view(
             catalog.create_agent(
@@ -89,5 +91,6 @@ def create_agent(body: AgentIn, _: Actor = Depends(admin), rt: Runtime = Depends
                 provider=body.provider,
                 model=body.model,
                 now=rt.clock.now(),
+                actor=actor,
             )
         )

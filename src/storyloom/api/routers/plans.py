@@ -40,6 +40,7 @@ def create_plan(
             default_model=cfg.llm.model,
             max_premise_chars=cfg.pipeline.max_premise_chars,
             now=rt.clock.now(),
+            actor=actor,
         )
         plans.require_agent_binding(actor, plan["agent_id"])
         detail = plans.plan_detail(conn, plan["id"])
