@@ -4,8 +4,6 @@ errors print the API's message and exit non-zero."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,38 +18,10 @@ CONFIG = {
 }
 
 
-def cli(server: ServerProcess, *args: str, token: str) -> subprocess.CompletedProcess[str]:
-    env = {**server.env, "STORYLOOM_URL": server.url, "STORYLOOM_TOKEN": token, "COLUMNS": "200"}
-    env.pop("STORYLOOM_ADMIN_TOKEN", None)
-    return subprocess.run(
-        [sys.executable, "-m", "storyloom", *args], env=env, capture_output=True, text=True, timeout=60
-    )
-
-
 def test_cli_resume_list_resolve_and_errors(tmp_path: Path) -> None:
     server = ServerProcess(tmp_path / "data", config=CONFIG).start()
     try:
-        created = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "storyloom",
-                "token",
-                "create",
-                "--role",
-                "operator",
-                "--name",
-                "cli-op",
-                "--config",
-                str(server.config_path),
-            ],
-            env={k: v for k, v in server.env.items() if k != "STORYLOOM_ADMIN_TOKEN"},
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert created.returncode == 0, created.stderr
-        operator = created.stdout.strip().splitlines()[-1]
+        operator = server.create_token("operator", "cli-op")
 
         persona_id, agent_id = seed_author(server)
         plan_id = server.post(
@@ -70,8 +40,7 @@ def test_cli_resume_list_resolve_and_errors(tmp_path: Path) -> None:
         )
 
         # error: the contract's message comes through, exit code non-zero
-        refused = cli(
-            server,
+        refused = server.cli(
             "backlog",
             "resume",
             plan_id,
@@ -87,8 +56,7 @@ def test_cli_resume_list_resolve_and_errors(tmp_path: Path) -> None:
         assert refused.returncode != 0
         assert "409" in refused.stderr and "vision-plan is complete" in refused.stderr
 
-        resumed = cli(
-            server,
+        resumed = server.cli(
             "backlog",
             "resume",
             plan_id,
@@ -115,16 +83,15 @@ def test_cli_resume_list_resolve_and_errors(tmp_path: Path) -> None:
         )
         assert (action["actor"], action["source"], action["notes"]) == ("cli-op", "cli", "from the CLI")
 
-        listed = cli(server, "obligations", "list", plan_id, "--status", "open", "--json", token=operator)
+        listed = server.cli("obligations", "list", plan_id, "--status", "open", "--json", token=operator)
         assert listed.returncode == 0, listed.stderr
         data = json.loads(listed.stdout)
         assert data["total"] >= 1 and all(o["status"] == "open" for o in data["items"])
         obligation_id = data["items"][0]["obligation_id"]
-        table = cli(server, "obligations", "list", plan_id, token=operator)
+        table = server.cli("obligations", "list", plan_id, token=operator)
         assert table.returncode == 0 and obligation_id in table.stdout
 
-        blank = cli(
-            server,
+        blank = server.cli(
             "obligations",
             "resolve",
             plan_id,
@@ -137,8 +104,7 @@ def test_cli_resume_list_resolve_and_errors(tmp_path: Path) -> None:
         )
         assert blank.returncode != 0 and "422" in blank.stderr and "notes" in blank.stderr
 
-        done = cli(
-            server,
+        done = server.cli(
             "obligations",
             "resolve",
             plan_id,
@@ -151,8 +117,7 @@ def test_cli_resume_list_resolve_and_errors(tmp_path: Path) -> None:
         )
         assert done.returncode == 0, done.stderr
         assert done.stdout.strip() == f"{obligation_id} is resolved"
-        dismissed = cli(
-            server,
+        dismissed = server.cli(
             "obligations",
             "resolve",
             plan_id,
@@ -166,8 +131,7 @@ def test_cli_resume_list_resolve_and_errors(tmp_path: Path) -> None:
         )
         assert dismissed.returncode == 0 and dismissed.stdout.strip() == f"{obligation_id} is dismissed"
 
-        missing = cli(
-            server,
+        missing = server.cli(
             "obligations",
             "resolve",
             plan_id,
@@ -179,7 +143,7 @@ def test_cli_resume_list_resolve_and_errors(tmp_path: Path) -> None:
             token=operator,
         )
         assert missing.returncode != 0 and "404" in missing.stderr and "obl_missing" in missing.stderr
-        bad_page = cli(server, "obligations", "list", "plan_missing", token=operator)
+        bad_page = server.cli("obligations", "list", "plan_missing", token=operator)
         assert bad_page.returncode != 0 and "404" in bad_page.stderr
     finally:
         server.stop()

@@ -122,6 +122,25 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.kill()
 
+    def cli(self, *args: str, token: str | None = None) -> subprocess.CompletedProcess[str]:
+        """`storyloom ARGS` against this server as the holder of `token` (never the environment's admin token)."""
+        env = {k: v for k, v in self.env.items() if k != "STORYLOOM_ADMIN_TOKEN"}
+        env.update(STORYLOOM_URL=self.url, COLUMNS="200")
+        if token:
+            env["STORYLOOM_TOKEN"] = token
+        return subprocess.run(
+            [sys.executable, "-m", "storyloom", *args], env=env, capture_output=True, text=True, timeout=60
+        )
+
+    def create_token(self, role: str, name: str) -> str:
+        """`storyloom token create` on this server's database, as an operator would; returns the token."""
+        args = ["token", "create", "--role", role, "--name", name]
+        if self.config_path:
+            args += ["--config", str(self.config_path)]
+        created = self.cli(*args)
+        assert created.returncode == 0, created.stderr
+        return created.stdout.strip().splitlines()[-1]
+
     def get(self, path: str, **params: Any) -> Any:
         response = self.client.get(path, params=params)
         response.raise_for_status()
