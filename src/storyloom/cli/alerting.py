@@ -71,7 +71,7 @@ def register(app: typer.Typer) -> None:
             return
         for r in rows:
             r["matchers"] = ", ".join(r["matchers"])
-        print_table(rows, ["id", "state", "matchers", "ends_at", "created_by", "comment"], "silences")
+        print_table(rows, ["id", "status", "matchers", "ends_at", "created_by", "comment"], "silences")
 
     @silences_app.command("expire")
     def silences_expire(silence_id: str) -> None:
