@@ -196,6 +196,27 @@ def test_alert_detail_has_history_and_notifications(
     assert client.get("/api/alerts/0000000000000000", headers=viewer).status_code == 404
 
 
+def test_an_alert_that_fires_again_keeps_its_fingerprint_and_history(
+    client: TestClient, rt: Runtime, clock: FrozenClock, viewer: dict[str, str]
+) -> None:
+    fp = fire(rt, "backlog:stale", plan_id="p1", backlog_id="b1")
+    clock.advance(M)
+    with rt.db.begin() as conn:
+        publish.resolve(conn, [fp], clock.now())
+    clock.advance(M)
+    assert fire(rt, "backlog:stale", plan_id="p1", backlog_id="b1") == fp
+
+    [listed] = client.get("/api/alerts", headers=viewer).json()
+    assert listed["fingerprint"] == fp and listed["status"] == "firing"
+    detail = client.get(f"/api/alerts/{fp}", headers=viewer).json()
+    assert [(h["status"], h["reason"], h["at"]) for h in detail["history"]] == [
+        ("firing", "fired", "2026-11-25T20:00:00Z"),
+        ("resolved", "cause cleared", "2026-11-25T20:01:00Z"),
+        ("firing", "fired again", "2026-11-25T20:02:00Z"),
+    ]
+    assert detail["starts_at"] == "2026-11-25T20:02:00Z" and detail["ends_at"] is None
+
+
 # --- silences -----------------------------------------------------------------------------------------
 
 
