@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import pytest
 from sqlalchemy import func, select
 
@@ -18,20 +15,8 @@ from storyloom.services.plans import PlanRequest, create_plan, list_backlog
 from storyloom.store.db import Database
 from storyloom.store.tables import alerts, planner_executions, tasks, workflow_events
 from tests.conftest import make_config
+from tests.support.engine import item_statuses, running, seed_plan
 from tests.support.server import wait_for
-
-
-@contextmanager
-def running(db: Database, config: Config) -> Iterator[Runtime]:
-    """The engine started in-process over `db`; stopped (DBOS destroyed) on exit."""
-    rt = Runtime(config=config, db=db, clock=SystemClock())
-    prepare(rt)
-    engine = Engine(rt)
-    engine.start()
-    try:
-        yield rt
-    finally:
-        engine.stop()
 
 
 @pytest.fixture
@@ -39,37 +24,9 @@ def small_config() -> Config:
     return make_config(pipeline={"chapters": 2, "scenes_per_chapter": 2, "retry_backoff": "10ms"})
 
 
-def _plan(rt: Runtime) -> str:
-    now = rt.clock.now()
-    with rt.db.begin() as conn:
-        persona = create_persona(conn, name="Ada Vale", kind="author", summary=None, now=now)
-        agent = create_agent(
-            conn, name="Ada agent", persona_id=persona["id"], provider="offline", model="m1", now=now
-        )
-        plan = create_plan(
-            conn,
-            PlanRequest(
-                name="Salt Roads",
-                premise="Smugglers map a sea that moves at night.",
-                persona_id=persona["id"],
-                agent_id=agent["id"],
-            ),
-            default_provider="offline",
-            default_model="m1",
-            max_premise_chars=20_000,
-            now=now,
-        )
-    return str(plan["id"])
-
-
-def _statuses(rt: Runtime, plan_id: str) -> dict[str, str]:
-    with rt.db.read() as conn:
-        return {i["backlog_id"]: i["status"] for i in list_backlog(conn, plan_id)}
-
-
 def test_plan_runs_every_phase_to_complete(db: Database, small_config: Config) -> None:
     with running(db, small_config) as rt:
-        plan_id = _plan(rt)
+        plan_id = seed_plan(rt)
         expected = [
             "vision-plan",
             "world-bible",
@@ -85,7 +42,7 @@ def test_plan_runs_every_phase_to_complete(db: Database, small_config: Config) -
         ]
         statuses = wait_for(
             lambda: (
-                (s := _statuses(rt, plan_id))
+                (s := item_statuses(rt, plan_id))
                 and len(s) == len(expected)
                 and set(s.values()) == {"complete"}
                 and s
@@ -112,9 +69,11 @@ def test_failing_phase_records_every_attempt_and_fires_phase_failed(db: Database
         llm={"faults": [{"phase": "scroll_refiner", "mode": "fail", "times": 3}]},
     )
     with running(db, config) as rt:
-        plan_id = _plan(rt)
+        plan_id = seed_plan(rt)
         wait_for(
-            lambda: _statuses(rt, plan_id).get("scroll-1") == "failed", timeout=60, message="scroll-1 failed"
+            lambda: item_statuses(rt, plan_id).get("scroll-1") == "failed",
+            timeout=60,
+            message="scroll-1 failed",
         )
         with rt.db.read() as conn:
             outcomes = (
@@ -143,9 +102,11 @@ def test_malformed_output_is_retried_with_validation_errors_recorded(db: Databas
         llm={"faults": [{"phase": "vision", "mode": "malformed", "times": 1}]},
     )
     with running(db, config) as rt:
-        plan_id = _plan(rt)
+        plan_id = seed_plan(rt)
         wait_for(
-            lambda: _statuses(rt, plan_id).get("vision-plan") == "complete", timeout=60, message="vision done"
+            lambda: item_statuses(rt, plan_id).get("vision-plan") == "complete",
+            timeout=60,
+            message="vision done",
         )
         with rt.db.read() as conn:
             rows = conn.execute(
@@ -167,9 +128,11 @@ def test_unready_lore_blocks_scrolls_until_the_lore_sla_fulfils_it(db: Database)
         llm={"offline_lore_status": "planned"},
     )
     with running(db, config) as rt:
-        plan_id = _plan(rt)
+        plan_id = seed_plan(rt)
         wait_for(
-            lambda: _statuses(rt, plan_id).get("scroll-1") == "blocked", timeout=60, message="scroll blocked"
+            lambda: item_statuses(rt, plan_id).get("scroll-1") == "blocked",
+            timeout=60,
+            message="scroll blocked",
         )
         with rt.db.read() as conn:
             blocked = conn.execute(
@@ -177,7 +140,7 @@ def test_unready_lore_blocks_scrolls_until_the_lore_sla_fulfils_it(db: Database)
             ).one()
         assert blocked.status == "firing" and blocked.labels["backlog_id"] == "scroll-1"
         wait_for(
-            lambda: set(_statuses(rt, plan_id).values()) == {"complete"},
+            lambda: set(item_statuses(rt, plan_id).values()) == {"complete"},
             timeout=60,
             message="plan completes once the lore SLA fulfils the lore",
         )
@@ -225,7 +188,7 @@ def test_a_plan_runs_through_the_openai_provider_and_survives_a_malformed_reply(
                     now=now,
                 )["id"]
             wait_for(
-                lambda: (s := _statuses(rt, plan_id)) and len(s) == 6 and set(s.values()) == {"complete"},
+                lambda: (s := item_statuses(rt, plan_id)) and len(s) == 6 and set(s.values()) == {"complete"},
                 timeout=60,
                 message="plan complete over the openai provider",
             )
@@ -247,7 +210,7 @@ def test_a_ready_item_behind_a_full_page_of_waiting_items_is_still_claimed(
     from storyloom.engine.scheduler import Scheduler
 
     rt = Runtime(config=make_config(), db=db, clock=clock)
-    plan_ids = [_plan(rt) for _ in range(3)]  # each seeds 1 ready + 2 waiting items
+    plan_ids = [seed_plan(rt) for _ in range(3)]  # each seeds 1 ready + 2 waiting items
     enqueued: list[str] = []
     scheduler = Scheduler(rt, lambda task_id, _provider, _first: enqueued.append(task_id))
     original = scheduler_module.BATCH
