@@ -165,6 +165,22 @@ def register(app: typer.Typer) -> None:
         )
         typer.echo(f"resumed {backlog_id} as task {result['task_id']}")
 
+    @backlog_app.command("cancel")
+    def backlog_cancel(
+        plan_id: str,
+        backlog_id: str,
+        agent: str = typer.Option(..., "--agent", help="the agent to act as (of the plan's author persona)"),
+        notes: str | None = typer.Option(None, "--notes"),
+    ) -> None:
+        """Cancel a backlog item that is not complete (resume brings it back)."""
+        body = {"agent_id": agent, "notes": notes}
+        result = ApiClient().post(
+            f"/api/fiction/plans/{plan_id}/backlog/{backlog_id}/cancel",
+            {k: v for k, v in body.items() if v is not None},
+        )
+        stopped = result["cancelled_task_id"]
+        typer.echo(f"cancelled {backlog_id}" + (f" (task {stopped} stopped)" if stopped else ""))
+
     @obligations_app.command("list")
     def obligations_list(
         plan_id: str,

@@ -10,7 +10,7 @@ from typing import Any
 
 from dbos import DBOS
 
-from storyloom.pipeline.runner import BLOCKED, FATAL, OK, AttemptOutcome, PhaseRunner, TaskStart
+from storyloom.pipeline.runner import BLOCKED, CANCELLED, FATAL, OK, AttemptOutcome, PhaseRunner, TaskStart
 
 _runner: PhaseRunner | None = None
 
@@ -63,6 +63,8 @@ def run_task(task_id: str) -> str:
         return "blocked"
     for attempt in range(1, max_attempts + 1):
         outcome = attempt_step(task_id, attempt)
+        if outcome.kind == CANCELLED:
+            return "cancelled"
         if outcome.kind == OK:
             complete_step(task_id, outcome.output)
             return "complete"

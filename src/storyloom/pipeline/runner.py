@@ -43,7 +43,7 @@ from storyloom.store.tables import (
 
 log = structlog.get_logger(__name__)
 
-OK, RETRY, BLOCKED, FATAL = "ok", "retry", "blocked", "fatal"
+OK, RETRY, BLOCKED, FATAL, CANCELLED = "ok", "retry", "blocked", "fatal", "cancelled"
 GATED_PHASES = ("scroll_refiner", "scene_weaver")
 # Alerts about one backlog item that its successful completion resolves.
 ITEM_ALERTS = (
@@ -69,7 +69,7 @@ class TaskStart:
 
 @dataclass(frozen=True)
 class AttemptOutcome:
-    kind: str  # ok | retry | blocked | fatal
+    kind: str  # ok | retry | blocked | fatal | cancelled
     output: Any = None
     error: str | None = None
 
@@ -190,6 +190,8 @@ class PhaseRunner:
         started = self.clock.now()
         with self.db.begin() as conn:
             task = conn.execute(select(tasks).where(tasks.c.task_id == task_id)).mappings().one()
+            if task["status"] == "cancelled":
+                return AttemptOutcome(CANCELLED, error="the item was cancelled")
             item = self._item(conn, task["plan_id"], task["backlog_id"])
             conn.execute(
                 update(backlog_items)
@@ -333,8 +335,8 @@ class PhaseRunner:
         with self.db.begin() as conn:
             task = conn.execute(select(tasks).where(tasks.c.task_id == task_id)).mappings().one()
             item = self._item(conn, task["plan_id"], task["backlog_id"], lock=True)
-            if item["status"] == bl.COMPLETE:
-                return []
+            if item["status"] != bl.IN_PROGRESS or item["task_id"] != task_id:
+                return []  # done already (a replayed step), or cancelled or resumed as another task meanwhile
             plan = get_plan(conn, item["plan_id"])
             added = effects.apply(conn, plan, item, task_id, output, cfg, now)
             change_status(conn, item, bl.COMPLETE, "phase-complete", now, last_error=None, worker_id=None)
@@ -445,6 +447,10 @@ class PhaseRunner:
             )
 
 
+def _task_status(conn: Connection, task_id: str) -> str | None:
+    return conn.execute(select(tasks.c.status).where(tasks.c.task_id == task_id)).scalar()
+
+
 class _Attempt:
     """One attempt's bookkeeping: the LLM calls it makes, its critique loop, and its execution record."""
 
@@ -549,6 +555,8 @@ class _Attempt:
             self.diagnostics["error"] = error
         task_id = self.task["task_id"]
         with self.runner.db.begin() as conn:
+            if _task_status(conn, task_id) == "cancelled":  # cancelled while the attempt ran: drop its output
+                kind, outcome, output = CANCELLED, "cancelled", None
             exists = conn.execute(
                 select(planner_executions.c.id).where(
                     planner_executions.c.task_id == task_id, planner_executions.c.attempt == self.attempt
@@ -595,7 +603,7 @@ class _Attempt:
                         ],
                     )
             labels = item_labels(self.item, task_id)
-            if self.critique_status.exhausted:
+            if kind != CANCELLED and self.critique_status.exhausted:
                 fire(
                     conn,
                     AlertSignal(

@@ -84,10 +84,7 @@ def parse_resume_body(body: Any) -> dict[str, str | None]:
     try:
         request = ResumeRequest.model_validate(body)
     except ValidationError as exc:
-        problems = [(["body", *e["loc"]], e["msg"]) for e in exc.errors()]
-        errors: list[dict[str, object]] = [{"loc": loc, "msg": msg} for loc, msg in problems]
-        detail = "; ".join(f"{'.'.join(map(str, loc))}: {msg}" for loc, msg in problems[:5])
-        raise Invalid(detail, errors=errors, code=INVALID_BODY) from None
+        raise Invalid.from_validation(exc, code=INVALID_BODY) from None
     return {key: _text(request.model_dump(), key) for key in ResumeRequest.model_fields}
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pydantic import ValidationError
+
 
 class ServiceError(Exception):
     status = 400
@@ -28,6 +30,13 @@ class Invalid(ServiceError):
     @classmethod
     def field(cls, loc: list[str | int], msg: str, code: str | None = None) -> Invalid:
         return cls(f"{'.'.join(str(p) for p in loc)}: {msg}", errors=[{"loc": loc, "msg": msg}], code=code)
+
+    @classmethod
+    def from_validation(cls, exc: ValidationError, code: str | None = None) -> Invalid:
+        """A request body's pydantic errors, each located under `body` as FastAPI would."""
+        problems = [(["body", *e["loc"]], e["msg"]) for e in exc.errors()]
+        detail = "; ".join(f"{'.'.join(map(str, loc))}: {msg}" for loc, msg in problems[:5])
+        return cls(detail, errors=[{"loc": loc, "msg": msg} for loc, msg in problems], code=code)
 
 
 class Forbidden(ServiceError):

@@ -1,4 +1,5 @@
-"""Backlog resume (CONTRACTS §4.2): 202 with the item and its new task, or problem+json with a `code`."""
+"""Backlog resume (CONTRACTS §4.2): 202 with the item and its new task, or problem+json with a `code`;
+and cancel."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from storyloom.api.auth import operator, runtime
 from storyloom.runtime import Runtime
 from storyloom.services import backlog
+from storyloom.services import cancel as cancel_service
 from storyloom.services.actors import Actor
 
 router = APIRouter(prefix="/api/fiction/plans", tags=["backlog"])
@@ -42,3 +44,16 @@ async def resume(
     )
     rt.wake_scheduler()
     return result
+
+
+@router.post("/{plan_id}/backlog/{backlog_id}/cancel")
+def cancel(
+    plan_id: str,
+    backlog_id: str,
+    body: cancel_service.CancelRequest,
+    actor: Actor = Depends(operator),
+    rt: Runtime = Depends(runtime),
+) -> dict[str, Any]:
+    """Cancel an item that is not complete: a queued task never starts, a running one stops at its next step."""
+    with rt.db.begin() as conn:
+        return cancel_service.cancel(conn, plan_id, backlog_id, body.model_dump(), actor, rt.clock.now())
