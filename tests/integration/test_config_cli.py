@@ -45,6 +45,14 @@ def _receiver(**extra: object) -> dict[str, object]:
         ),
         ({"llm": {"provider": "gemini"}}, "llm.provider: Input should be 'offline' or 'openai'"),
         (
+            {"pipeline": {"provider_rate_limits": {"openai": 0.5}}},
+            "pipeline.provider_rate_limits.openai: Input should be a valid integer",
+        ),
+        (
+            {"pipeline": {"provider_rate_limits": {"openai": -1}}},
+            "pipeline.provider_rate_limits.openai: Input should be greater than or equal to 0",
+        ),
+        (
             {"alerting": {"receivers": [_receiver()], "route": {"receiver": "pager"}}},
             "alerting.route.receiver: unknown receiver 'pager' (receivers: ops)",
         ),
