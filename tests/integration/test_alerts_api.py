@@ -23,6 +23,7 @@ from storyloom.store.db import Database
 from storyloom.store.events import BACKLOG_ACTION, SILENCE_ACTION
 from storyloom.store.tables import alerts, workflow_events
 from tests.conftest import make_config
+from tests.support.plan_seed import seed_world
 
 SECRET = "whsec_" + base64.b64encode(b"api-test-secret-never-shown-0123").decode()
 PD_KEY = "PDINTEGRATIONKEY0123456789abcdef"
@@ -262,6 +263,28 @@ def test_silence_create_list_and_expire(
     ]
     payload = events[-1].payload
     assert payload["actor"] == "operator-token" and payload["source"] == "api" and payload["actor_id"]
+    assert [p["status"] for k, p in events if k == BACKLOG_ACTION] == ["active", "expired"]
+
+
+def test_a_silence_pinned_to_a_plan_shows_in_that_plans_action_log(
+    rt: Runtime, client: TestClient, operator: dict[str, str]
+) -> None:
+    plan_id = seed_world(rt).plan_id
+    body = {
+        "matchers": [f'plan_id="{plan_id}"', 'backlog_id="scroll-1"', 'alert_id=~"planner:.*"'],
+        "ends_at": "2026-11-25T21:00:00Z",
+        "comment": "rewriting chapter 1 by hand",
+    }
+    assert client.post("/api/silences", headers=operator, json=body).status_code == 201
+    action = client.get(f"/api/fiction/plans/{plan_id}/backlog/actions", headers=operator).json()[0]
+    assert (action["action"], action["plan_id"], action["backlog_id"], action["status"]) == (
+        "silence-create",
+        plan_id,
+        "scroll-1",
+        "active",
+    )
+    assert action["actor"] == "operator-token" and action["source"] == "api" and action["time"]
+    assert action["agent_id"] is None and action["task_id"] is None, "not pinned by an equality matcher"
 
 
 def test_silence_validation_points_at_the_field(client: TestClient, operator: dict[str, str]) -> None:

@@ -23,6 +23,7 @@ from tests.support.deliveries import (
     PrivateReceiver,
     delivery,
     enqueue,
+    make_alert,
     receiver,
     receiver_state,
     runtime,
@@ -170,6 +171,37 @@ def test_replay_needs_an_operator(rt: Runtime, client: TestClient) -> None:
     assert client.post(f"/api/deliveries/{original}/replay").status_code == 401
     missing = client.post("/api/deliveries/dlv_missing/replay", headers=headers(rt, "operator"))
     assert missing.status_code == 404 and "GET /api/deliveries" in missing.json()["detail"]
+
+
+def test_a_replay_is_logged_once_per_plan_its_alerts_concern(rt: Runtime, client: TestClient) -> None:
+    now = rt.clock.now()
+    original = enqueue(
+        rt,
+        "pager",
+        make_alert(now, plan_id="plan_a", backlog_id="scroll-1", agent_id="agent_a", task_id="task_1"),
+        make_alert(now, plan_id="plan_a", backlog_id="scroll-2", agent_id="agent_a", task_id="task_2"),
+        make_alert(now, plan_id="plan_b", backlog_id="vision-plan", agent_id="agent_b"),
+    )
+    assert (
+        client.post(f"/api/deliveries/{original}/replay", headers=headers(rt, "operator")).status_code == 202
+    )
+    with rt.db.read() as conn:
+        logged = {
+            row.plan_id: row.payload
+            for row in conn.execute(
+                select(workflow_events.c.plan_id, workflow_events.c.payload).where(
+                    workflow_events.c.kind == BACKLOG_ACTION
+                )
+            )
+        }
+    assert set(logged) == {"plan_a", "plan_b"}
+    assert (logged["plan_a"]["agent_id"], logged["plan_a"]["backlog_id"], logged["plan_a"]["task_id"]) == (
+        "agent_a",
+        None,
+        None,
+    ), "only what all of the plan's alerts agree on"
+    assert (logged["plan_b"]["backlog_id"], logged["plan_b"]["agent_id"]) == ("vision-plan", "agent_b")
+    assert all(p["action"] == "replay" and p["status"] == "pending" for p in logged.values())
 
 
 async def test_replay_re_enables_a_receiver_disabled_by_410(

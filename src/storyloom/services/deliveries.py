@@ -12,6 +12,7 @@ from storyloom.alerting.dispatcher import enable_receivers, receiver_disabled, w
 from storyloom.alerting.setup import AlertingRuntime
 from storyloom.domain.alerts import rfc3339
 from storyloom.ids import new_id
+from storyloom.services.action_log import subjects_by_plan
 from storyloom.services.actors import Actor
 from storyloom.services.errors import Conflict, Invalid, NotFound
 from storyloom.store.db import after_commit
@@ -159,12 +160,12 @@ def replay(
         "webhook_id": original["webhook_id"],
         "receiver": receiver,
         "receiver_reenabled": reenabled,
-        "actor": actor.name,
-        "actor_id": actor.actor_id,
-        "source": actor.source,
-        "agent_id": None,
+        **actor.audit_fields(),
+        "status": "pending",
     }
-    record_event(conn, BACKLOG_ACTION, payload, now)
+    alerts = (original["notification"] or {}).get("alerts", [])
+    for subject in subjects_by_plan(a.get("labels", {}) for a in alerts):
+        record_event(conn, BACKLOG_ACTION, {**payload, **subject}, now)
     record_event(conn, DELIVERY_ACTION, payload, now)
     after_commit(conn, wake)
     message = (

@@ -14,6 +14,7 @@ from storyloom.domain.alerts import rfc3339
 from storyloom.domain.matchers import parse_matcher
 from storyloom.domain.silences import SilenceState, validate_silence
 from storyloom.ids import new_id
+from storyloom.services.action_log import silence_subject
 from storyloom.services.actors import Actor
 from storyloom.services.errors import Invalid, NotFound
 from storyloom.store.db import after_commit
@@ -80,10 +81,9 @@ def _log(conn: Connection, action: str, view: dict[str, Any], actor: Actor, now:
         "starts_at": view["starts_at"],
         "ends_at": view["ends_at"],
         "comment": view["comment"],
-        "actor": actor.name,
-        "actor_id": actor.actor_id,
-        "source": actor.source,
-        "agent_id": None,
+        **actor.audit_fields(),
+        **silence_subject(view["matchers"]),
+        "status": view["status"],
     }
     record_event(conn, SILENCE_ACTION, payload, now)
     record_event(conn, BACKLOG_ACTION, payload, now)
