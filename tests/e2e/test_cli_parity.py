@@ -1,4 +1,4 @@
-"""CLI parity against a real server: `backlog resume`, `obligations list`, `obligations resolve`;
+"""CLI parity against a real server: `backlog cancel`, `backlog resume`, `obligations list`, `obligations resolve`;
 errors print the API's message and exit non-zero."""
 
 from __future__ import annotations
@@ -55,6 +55,16 @@ def test_cli_resume_list_resolve_and_errors(tmp_path: Path) -> None:
         )
         assert refused.returncode != 0
         assert "409" in refused.stderr and "vision-plan is complete" in refused.stderr
+
+        # cancel the failed item, then bring it back with a resume
+        cancelled = server.cli(
+            "backlog", "cancel", plan_id, "scroll-1", "--agent", agent_id, "--notes", "hold", token=operator
+        )
+        assert cancelled.returncode == 0, cancelled.stderr
+        assert cancelled.stdout.strip() == "cancelled scroll-1"
+        assert backlog_status(server, plan_id)["scroll-1"] == "cancelled"
+        not_mine = server.cli("backlog", "cancel", plan_id, "nope", "--agent", agent_id, token=operator)
+        assert not_mine.returncode != 0 and "404" in not_mine.stderr
 
         resumed = server.cli(
             "backlog",
