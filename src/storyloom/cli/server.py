@@ -6,12 +6,27 @@ import os
 import signal
 import threading
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from storyloom.cli.base import console, fail
 from storyloom.cli.local import load_or_fail
 from storyloom.runtime import Runtime
+
+
+def config_option() -> Any:
+    return typer.Option(
+        None, "--config", envvar="STORYLOOM_CONFIG", help="YAML config file (validate it with `config check`)"
+    )
+
+
+def host_option() -> Any:
+    return typer.Option("127.0.0.1", "--host", help="address the HTTP server listens on")
+
+
+def port_option() -> Any:
+    return typer.Option(8700, "--port", min=1, max=65535, help="port the HTTP server listens on")
 
 
 def _runtime(config_path: Path | None, demo: bool, public_url: str | None = None) -> Runtime:
@@ -32,11 +47,9 @@ def _runtime(config_path: Path | None, demo: bool, public_url: str | None = None
 def register(app: typer.Typer) -> None:
     @app.command("run")
     def run(
-        config: Path | None = typer.Option(
-            None, "--config", envvar="STORYLOOM_CONFIG", help="YAML config file"
-        ),
-        host: str = typer.Option("127.0.0.1", "--host"),
-        port: int = typer.Option(8700, "--port", min=1, max=65535),
+        config: Path | None = config_option(),
+        host: str = host_option(),
+        port: int = port_option(),
         demo: bool = typer.Option(
             False, "--demo", help="seed a demo plan with one injected fault and a demo receiver"
         ),
@@ -62,9 +75,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("api")
     def api(
-        config: Path | None = typer.Option(None, "--config", envvar="STORYLOOM_CONFIG"),
-        host: str = typer.Option("127.0.0.1", "--host"),
-        port: int = typer.Option(8700, "--port", min=1, max=65535),
+        config: Path | None = config_option(), host: str = host_option(), port: int = port_option()
     ) -> None:
         """The API and console only (run workers separately)."""
         from storyloom.server import build, install_sighup, prepare, serve_http
@@ -77,7 +88,7 @@ def register(app: typer.Typer) -> None:
         serve_http(app, host, port)
 
     @app.command("worker")
-    def worker(config: Path | None = typer.Option(None, "--config", envvar="STORYLOOM_CONFIG")) -> None:
+    def worker(config: Path | None = config_option()) -> None:
         """The engine, scheduler and alerting loops only."""
         from storyloom.server import build, install_sighup, prepare
 
