@@ -1,0 +1,146 @@
+"""`storyloom db upgrade` (a real subprocess on a temp SQLite), `plan list/show` and `backlog list` against
+the API in-process, and the server roles' `--help`."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic.script import ScriptDirectory
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner, Result
+
+from storyloom.api.app import create_app
+from storyloom.cli import app, base
+from storyloom.runtime import Runtime
+from storyloom.store.migrate import MIGRATIONS
+from storyloom.store.tables import metadata
+from tests.support.plan_seed import World, seed_world, set_item, token
+
+runner = CliRunner(env={"COLUMNS": "200"})  # wide enough that table cells do not fold
+
+
+def _upgrade(data_dir: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STORYLOOM_")}
+    env["STORYLOOM_DATA_DIR"] = str(data_dir)
+    return subprocess.run(
+        [sys.executable, "-m", "storyloom", "db", "upgrade"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_db_upgrade_creates_the_schema_in_wal_mode_and_is_idempotent(tmp_path: Path) -> None:
+    first = _upgrade(tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.strip() == "database is up to date"
+    database = tmp_path / "storyloom.db"  # the default: a SQLite file under STORYLOOM_DATA_DIR
+    with sqlite3.connect(database) as conn:
+        version = conn.execute("SELECT version_num FROM alembic_version").fetchone()[0]
+        tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        journal = conn.execute("PRAGMA journal_mode").fetchone()[0]
+    head = ScriptDirectory(str(MIGRATIONS)).get_current_head()
+    assert version == head
+    assert set(metadata.tables) <= tables
+    assert journal == "wal"
+
+    again = _upgrade(tmp_path)
+    assert again.returncode == 0 and again.stdout.strip() == "database is up to date", again.stderr
+
+
+# --- API client commands, against the app in-process -------------------------------------------------
+
+
+@pytest.fixture
+def world(rt: Runtime, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+    """A seeded plan, and the CLI's HTTP client talking to the app in-process with a viewer token."""
+    web = create_app(rt)
+    monkeypatch.setattr(
+        base.httpx,
+        "Client",
+        lambda base_url, timeout, headers: TestClient(web, base_url=base_url, headers=headers),
+    )
+    monkeypatch.setenv("STORYLOOM_TOKEN", token(rt, "viewer")["Authorization"].removeprefix("Bearer "))
+    yield seed_world(rt)
+
+
+def _cli(*args: str) -> Result:
+    return runner.invoke(app, list(args))
+
+
+def _json(result: Result) -> Any:
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_plan_list_shows_each_plan_with_its_counts(world: World) -> None:
+    [plan] = _json(_cli("plan", "list", "--json"))
+    assert plan["plan_id"] == world.plan_id and plan["name"] == "Ash Lantern"
+    assert plan["status"] == "in_progress" and plan["counts"] == {"pending": 3}
+
+    table = _cli("plan", "list")
+    assert table.exit_code == 0, table.output
+    assert "plans" in table.stdout and "Ash Lantern" in table.stdout and "pending=3" in table.stdout
+
+
+def test_plan_show_prints_the_plan_with_its_checkpoints_and_backlog(rt: Runtime, world: World) -> None:
+    set_item(rt, world.plan_id, "vision-plan", "complete", checkpoint="complete")
+    shown = _json(_cli("plan", "show", world.plan_id))
+    assert shown["plan_id"] == world.plan_id and shown["agent_id"] == world.author_agent
+    assert [c["phase"] for c in shown["checkpoints"]] == ["vision"]
+    assert [(i["backlog_id"], i["status"]) for i in shown["backlog"]] == [
+        ("vision-plan", "complete"),
+        ("world-bible", "pending"),
+        ("iteration-plan", "pending"),
+    ]
+
+
+def test_backlog_list_filters_by_status(rt: Runtime, world: World) -> None:
+    set_item(rt, world.plan_id, "vision-plan", "complete")
+    everything = _json(_cli("backlog", "list", world.plan_id, "--json"))
+    assert [i["backlog_id"] for i in everything] == ["vision-plan", "world-bible", "iteration-plan"]
+    pending = _json(_cli("backlog", "list", world.plan_id, "--status", "pending", "--json"))
+    assert [i["backlog_id"] for i in pending] == ["world-bible", "iteration-plan"]
+
+    table = _cli("backlog", "list", world.plan_id, "--status", "complete")
+    assert table.exit_code == 0, table.output
+    assert "vision-plan" in table.stdout and "world-bible" not in table.stdout
+
+
+def test_an_unknown_plan_exits_1_with_the_apis_message(world: World) -> None:
+    for command in (["plan", "show", "plan_nope"], ["backlog", "list", "plan_nope"]):
+        result = _cli(*command)
+        assert result.exit_code == 1
+        assert "404 plan plan_nope does not exist" in result.stderr
+
+
+# --- the server roles' help ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("role", "options"),
+    [
+        ("api", ["--config", "--host", "--port"]),
+        ("worker", ["--config"]),
+    ],
+)
+def test_server_roles_describe_their_options(role: str, options: list[str]) -> None:
+    result = runner.invoke(app, [role, "--help"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    for option in options:
+        [line] = [line for line in lines if f" {option} " in line]
+        described = re.sub(r"<[^>]*>|\[[^\]]*\]", "", line.split(option, 1)[1]).strip(" │")
+        assert len(described.split()) >= 2, f"{role} {option} has no description: {line!r}"
+    assert "STORYLOOM_CONFIG" in result.stdout
