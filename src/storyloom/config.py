@@ -28,6 +28,9 @@ Duration = Annotated[
 ]
 
 
+DEFAULT_PUBLIC_URL = "http://127.0.0.1:8700"
+
+
 class ConfigError(Exception):
     """A config that cannot be used; `problems` are the `config check` lines."""
 
@@ -179,7 +182,7 @@ class AlertingConfig(_Model):
 
 class Config(_Model):
     environment: str = "pre-alpha"
-    public_url: str = "http://127.0.0.1:8700"
+    public_url: str = DEFAULT_PUBLIC_URL
     database_url: str | None = None
     demo_receiver: bool = False
     metrics_require_token: bool = False

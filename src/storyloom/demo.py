@@ -45,13 +45,13 @@ def _write_private(path: Path, text: str) -> None:
         handle.write(text)
 
 
-def with_demo_receiver(config: Config, *, inject_fault: bool = False) -> Config:
-    """Route every alert to the demo receiver (an endpoint of this same server); `--demo` also injects its fault."""
+def with_demo_receiver(config: Config, *, server_url: str, inject_fault: bool = False) -> Config:
+    """Route every alert to the demo receiver of the server at `server_url`; `--demo` also injects a fault."""
     demo_secret()
     receiver = ReceiverConfig(
         name=DEMO_RECEIVER,
         type="webhook",
-        url=f"{config.public_url}/api/demo/receiver",
+        url=f"{server_url}/api/demo/receiver",
         secret_env=DEMO_SECRET_ENV,
         routing_key="demo",
     )

@@ -62,8 +62,18 @@ def serve_http(app: FastAPI, host: str, port: int) -> None:
     server.run()
 
 
+LOOPBACK_FOR_WILDCARD = {"0.0.0.0": "127.0.0.1", "::": "::1"}
+
+
+def self_url(host: str, port: int) -> str:
+    """Where this process reaches its own HTTP server: a wildcard bind (0.0.0.0, ::) through loopback."""
+    address = LOOPBACK_FOR_WILDCARD.get(host, host)
+    return f"http://[{address}]:{port}" if ":" in address else f"http://{address}:{port}"
+
+
 def port_is_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))

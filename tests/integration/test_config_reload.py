@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 from fastapi.testclient import TestClient
 
 from storyloom.api.app import create_app
 from storyloom.clock import FrozenClock
 from storyloom.config import load_config
+from storyloom.demo import DEMO_RECEIVER, DEMO_SECRET_ENV
 from storyloom.runtime import Runtime
 from storyloom.services.tokens import create_token
 from storyloom.store.db import Database
@@ -54,3 +56,27 @@ def test_reload_swaps_routing_and_refuses_a_bad_file(
     assert refused.status_code == 422
     assert "alerting.route.receiver: unknown receiver 'ghost'" in refused.json()["detail"]
     assert sorted(rt.alerting.receivers) == ["second"]  # the last good config stays in force
+
+
+def test_reload_keeps_what_the_process_adds_to_the_file(
+    tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The process's own URL as `public_url` (unless the file sets one) and the demo receiver on it."""
+    monkeypatch.setenv("STORYLOOM_DATABASE_URL", database_url)
+    monkeypatch.setenv(DEMO_SECRET_ENV, SECRET.read_text().strip())
+    served = "http://127.0.0.1:9123"
+    path = tmp_path / "storyloom.yaml"
+    path.write_text(yaml.safe_dump(_config("first")))
+    rt = Runtime.open(load_config(path), config_path=path, demo=True, self_url=served)
+
+    path.write_text(yaml.safe_dump(_config("second")))
+    assert rt.reload() == []
+    assert sorted(rt.alerting.receivers) == [DEMO_RECEIVER, "second"]
+    assert rt.config.public_url == rt.alerting.public_url == served
+    assert rt.alerting.receivers[DEMO_RECEIVER].url == f"{served}/api/demo/receiver"
+
+    path.write_text(yaml.safe_dump({**_config("third"), "public_url": "https://storyloom.example.org"}))
+    assert rt.reload() == []
+    assert rt.alerting.public_url == "https://storyloom.example.org"
+    assert rt.alerting.receivers[DEMO_RECEIVER].url == f"{served}/api/demo/receiver"  # self-delivery
+    rt.db.dispose()

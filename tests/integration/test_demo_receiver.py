@@ -35,7 +35,7 @@ def _secret(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def rt(db: Database, clock: FrozenClock) -> Runtime:
-    config = with_demo_receiver(make_config(public_url="http://127.0.0.1:8700"))
+    config = with_demo_receiver(make_config(), server_url="http://127.0.0.1:8700")
     return Runtime(config=config, db=db, clock=clock)
 
 

@@ -52,6 +52,7 @@ class ServerProcess:
         role: str = "run",
         port: int | None = None,
         database_url: str | None = None,
+        host: str = "127.0.0.1",
     ) -> None:
         self.data_dir = data_dir
         self.port = port or free_port()
@@ -74,7 +75,7 @@ class ServerProcess:
             self.env["STORYLOOM_DATABASE_URL"] = test_db
         self.args = [sys.executable, "-m", "storyloom", role]
         if role != "worker":
-            self.args += ["--port", str(self.port)]
+            self.args += ["--host", host, "--port", str(self.port)]
         if self.config_path:
             self.args += ["--config", str(self.config_path)]
         if demo:
@@ -123,7 +124,7 @@ class ServerProcess:
                 self.kill()
 
     def cli(self, *args: str, token: str | None = None) -> subprocess.CompletedProcess[str]:
-        """`storyloom ARGS` against this server as the holder of `token` (never the environment's admin token)."""
+        """`storyloom ARGS` against this server as the holder of `token`, never of the admin token."""
         env = {k: v for k, v in self.env.items() if k != "STORYLOOM_ADMIN_TOKEN"}
         env.update(STORYLOOM_URL=self.url, COLUMNS="200")
         if token:

@@ -29,17 +29,11 @@ def port_option() -> Any:
     return typer.Option(8700, "--port", min=1, max=65535, help="port the HTTP server listens on")
 
 
-def _runtime(config_path: Path | None, demo: bool, public_url: str | None = None) -> Runtime:
-    from storyloom.demo import with_demo_receiver
+def _runtime(config_path: Path | None, demo: bool, self_url: str | None = None) -> Runtime:
     from storyloom.logs import configure_logging
 
     configure_logging()
-    config = load_or_fail(config_path)
-    if public_url and config.public_url == "http://127.0.0.1:8700":
-        config = config.model_copy(update={"public_url": public_url})
-    if demo or config.demo_receiver:
-        config = with_demo_receiver(config, inject_fault=demo)
-    rt = Runtime.open(config, config_path=config_path, demo=demo)
+    rt = Runtime.open(load_or_fail(config_path), config_path=config_path, demo=demo, self_url=self_url)
     rt.worker_id = os.environ.get("STORYLOOM_WORKER_ID", "local")
     return rt
 
@@ -55,11 +49,11 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """API + console + worker in one process."""
-        from storyloom.server import build, install_sighup, port_is_free, prepare, serve_http
+        from storyloom.server import build, install_sighup, port_is_free, prepare, self_url, serve_http
 
         if not port_is_free(host, port):
             fail(f"port {port} on {host} is in use: stop the other process or pass --port")
-        rt = _runtime(config, demo, f"http://{host}:{port}")
+        rt = _runtime(config, demo, self_url(host, port))
         prepare(rt)
         app, _ = build(rt, api=True, worker=True)
         assert app is not None
@@ -78,9 +72,9 @@ def register(app: typer.Typer) -> None:
         config: Path | None = config_option(), host: str = host_option(), port: int = port_option()
     ) -> None:
         """The API and console only (run workers separately)."""
-        from storyloom.server import build, install_sighup, prepare, serve_http
+        from storyloom.server import build, install_sighup, prepare, self_url, serve_http
 
-        rt = _runtime(config, False, f"http://{host}:{port}")
+        rt = _runtime(config, False, self_url(host, port))
         prepare(rt)
         app, _ = build(rt, api=True, worker=False)
         assert app is not None
