@@ -53,14 +53,17 @@ class ServerProcess:
         port: int | None = None,
         database_url: str | None = None,
         host: str = "127.0.0.1",
+        pin_public_url: bool = True,
     ) -> None:
+        """`pin_public_url=False` leaves `public_url` out of the config file, for the server to derive."""
         self.data_dir = data_dir
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.config_path: Path | None = None
         data_dir.mkdir(parents=True, exist_ok=True)
         if config is not None:
-            config = {"public_url": self.url, **config}
+            if pin_public_url:
+                config = {"public_url": self.url, **config}
             self.config_path = data_dir / "storyloom.yaml"
             self.config_path.write_text(yaml.safe_dump(config))
         self.env = {
@@ -122,6 +125,15 @@ class ServerProcess:
                 self.proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+    def write_config(self, config: dict[str, Any]) -> None:
+        """Replace the config file (the server reads it again on SIGHUP or POST /api/config/reload)."""
+        assert self.config_path is not None, "started without a config file"
+        self.config_path.write_text(yaml.safe_dump(config))
+
+    def send_signal(self, signum: int) -> None:
+        assert self.proc is not None and self.proc.poll() is None, "the server is not running"
+        self.proc.send_signal(signum)
 
     def cli(self, *args: str, token: str | None = None) -> subprocess.CompletedProcess[str]:
         """`storyloom ARGS` against this server as the holder of `token`, never of the admin token."""
