@@ -7,13 +7,14 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.support.receivers import ReceiverServer, Reply
-from tests.support.server import ADMIN_TOKEN, ServerProcess, wait_for
+from tests.support.server import ServerProcess, wait_for
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -27,11 +28,22 @@ CHROMIUM_ARGS = [
 ]
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
 DEAD_RECEIVER = "ops-dead"
+DESKTOP = (1280, 900)
+PHONE = (390, 844)
 
 SKIP_REASON = (
     "Debian chromium is not installed at /usr/bin/chromium: `sudo apt-get install chromium` "
     "(or `make test` as root) to run the console's browser suite"
 )
+
+
+def playwright_sync_api() -> Any:
+    """Playwright's sync API; skips the calling test module when chromium or playwright is missing."""
+    if not CHROMIUM.exists():
+        pytest.skip(SKIP_REASON, allow_module_level=True)
+    return pytest.importorskip(
+        "playwright.sync_api", reason="playwright is missing: pip install -e '.[test]'"
+    )
 
 
 @pytest.fixture(scope="package")
@@ -128,12 +140,7 @@ def viewer_token(server: ServerProcess) -> str:
 
 @pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        pytest.skip(SKIP_REASON)
-    sync_api = pytest.importorskip(
-        "playwright.sync_api", reason="playwright is missing: pip install -e '.[test]'"
-    )
-    playwright = sync_api.sync_playwright().start()
+    playwright = playwright_sync_api().sync_playwright().start()
     chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
     try:
         yield chromium
@@ -159,41 +166,32 @@ def _close(context: Any) -> None:
     assert not errors, f"uncaught errors in the console's scripts: {errors}"
 
 
-@pytest.fixture
-def admin_page(browser: Any, server: ServerProcess, login_url: str) -> Iterator[Any]:
-    """A desktop (1280 px) page signed in through the printed `/login?token=` URL."""
-    context = _context(browser, 1280, 900)
-    page = context.new_page()
-    page.goto(login_url)
-    page.wait_for_url(f"{server.url}/")
+@contextmanager
+def signed_in_page(
+    browser: Any, server: ServerProcess, sign_in_url: str, viewport: tuple[int, int]
+) -> Iterator[Any]:
+    """A page in a fresh browser context, signed in through a `/login?token=` URL."""
+    context = _context(browser, *viewport)
     try:
+        page = context.new_page()
+        page.goto(sign_in_url)
+        page.wait_for_url(f"{server.url}/")
         yield page
     finally:
         _close(context)
+
+
+@pytest.fixture
+def admin_page(browser: Any, server: ServerProcess, login_url: str) -> Iterator[Any]:
+    """A desktop page signed in through the printed `/login?token=` URL."""
+    with signed_in_page(browser, server, login_url, DESKTOP) as page:
+        yield page
 
 
 @pytest.fixture
 def viewer_page(browser: Any, server: ServerProcess, viewer_token: str) -> Iterator[Any]:
-    context = _context(browser, 1280, 900)
-    page = context.new_page()
-    page.goto(f"{server.url}/login?token={viewer_token}")
-    page.wait_for_url(f"{server.url}/")
-    try:
+    with signed_in_page(browser, server, f"{server.url}/login?token={viewer_token}", DESKTOP) as page:
         yield page
-    finally:
-        _close(context)
-
-
-@pytest.fixture
-def phone_page(browser: Any, server: ServerProcess) -> Iterator[Any]:
-    context = _context(browser, 390, 844)
-    page = context.new_page()
-    page.goto(f"{server.url}/login?token={ADMIN_TOKEN}")
-    page.wait_for_url(f"{server.url}/")
-    try:
-        yield page
-    finally:
-        _close(context)
 
 
 def screenshot(page: Any, name: str) -> Path:

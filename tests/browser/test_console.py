@@ -12,15 +12,10 @@ from typing import Any
 
 import pytest
 
-from tests.browser.conftest import CHROMIUM, DEAD_RECEIVER, SKIP_REASON, screenshot
+from tests.browser.conftest import DEAD_RECEIVER, playwright_sync_api, screenshot
 from tests.support.server import ADMIN_TOKEN, ServerProcess, wait_for
 
-if not CHROMIUM.exists():
-    pytest.skip(SKIP_REASON, allow_module_level=True)
-playwright_api = pytest.importorskip(
-    "playwright.sync_api", reason="playwright is missing: pip install -e '.[test]'"
-)
-expect = playwright_api.expect
+expect = playwright_sync_api().expect
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
 
@@ -282,16 +277,6 @@ def test_replay_a_dead_delivery(admin_page: Any, server: ServerProcess) -> None:
     page.goto(f"{server.url}/deliveries?receiver={DEAD_RECEIVER}")
     expect(page.locator("#deliveries-list")).to_contain_text(f"replay of {delivery_id}")
     screenshot(page, "deliveries")
-
-
-def test_phone_width_has_no_horizontal_overflow(phone_page: Any, server: ServerProcess, plan_id: str) -> None:
-    page = phone_page
-    for name, path in (("overview-390", "/"), ("plan-390", f"/plans/{plan_id}")):
-        page.goto(server.url + path)
-        expect(page.locator("main h1").first).to_be_visible()
-        overflow = page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
-        assert overflow <= 0, f"{path} overflows a 390 px screen by {overflow}px"
-        screenshot(page, name)
 
 
 def test_live_indicator_reconnects_after_the_stream_drops(admin_page: Any) -> None:
