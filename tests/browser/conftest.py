@@ -1,19 +1,22 @@
 """The browser suite's world: one real `storyloom run --demo` server (plus a receiver that always answers
-400, so deliveries to it go dead), Debian chromium driven by Playwright, and screenshots per page."""
+400, so deliveries to it go dead, and one that answers 503 until a test releases it), Debian chromium
+driven by Playwright, and screenshots per page."""
 
 from __future__ import annotations
 
 import re
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.support.receivers import ReceiverServer, Reply
+from tests.support.receivers import ReceivedRequest, ReceiverServer, Reply
 from tests.support.server import ServerProcess, wait_for
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -28,6 +31,8 @@ CHROMIUM_ARGS = [
 ]
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
 DEAD_RECEIVER = "ops-dead"
+HELD_RECEIVER = "ops-held"
+HELD_ALERT_ID = "console:held-delivery"  # routed to HELD_RECEIVER only; tests post it through the ingest
 DESKTOP = (1280, 900)
 PHONE = (390, 844)
 
@@ -55,9 +60,31 @@ def dead_receiver() -> Iterator[ReceiverServer]:
         yield server
 
 
+@dataclass(frozen=True)
+class HeldReceiver:
+    """A webhook endpoint that answers 503 until `release()`: its deliveries wait as `failed`, then deliver."""
+
+    server: ReceiverServer
+    released: threading.Event
+
+    def release(self) -> None:
+        self.released.set()
+
+
+@pytest.fixture(scope="package")
+def held_receiver() -> Iterator[HeldReceiver]:
+    released = threading.Event()
+
+    def answer(_request: ReceivedRequest) -> Reply:
+        return Reply(204) if released.is_set() else Reply(503, {"error": "held until the test releases it"})
+
+    with ReceiverServer(answer) as server:
+        yield HeldReceiver(server, released)
+
+
 @pytest.fixture(scope="package")
 def server(
-    tmp_path_factory: pytest.TempPathFactory, dead_receiver: ReceiverServer
+    tmp_path_factory: pytest.TempPathFactory, dead_receiver: ReceiverServer, held_receiver: HeldReceiver
 ) -> Iterator[ServerProcess]:
     config = {
         "alerting": {
@@ -67,7 +94,14 @@ def server(
                     "type": "webhook",
                     "url": dead_receiver.url_for("/hooks/ops"),
                     "retry": {"schedule": ["0s", "500ms"], "max_age": "1m"},
-                }
+                },
+                {
+                    "name": HELD_RECEIVER,
+                    "type": "webhook",
+                    "url": held_receiver.server.url_for("/hooks/held"),
+                    # Retried every second for half a minute: still `failed` (not dead) when a test releases it.
+                    "retry": {"schedule": ["0s", *["1s"] * 30], "max_age": "1m"},
+                },
             ],
             "route": {
                 "receiver": DEAD_RECEIVER,
@@ -76,7 +110,10 @@ def server(
                 "group_interval": "10s",
                 "repeat_interval": "4h",
                 # The demo adds its inbox as a `continue` catch-all child: this child sends here too.
-                "routes": [{"receiver": DEAD_RECEIVER, "matchers": ['alert_id=~".+"']}],
+                "routes": [
+                    {"receiver": HELD_RECEIVER, "matchers": [f'alert_id="{HELD_ALERT_ID}"']},
+                    {"receiver": DEAD_RECEIVER, "matchers": ['alert_id=~".+"']},
+                ],
             },
         }
     }
