@@ -122,6 +122,36 @@ def test_resume_dialog_requires_fields_and_shows_contract_errors(
     assert backlog_item(server, plan_id, "scroll-2")["status"] == "failed"
 
 
+def test_the_next_resume_dialog_prefills_the_last_successful_resume(
+    admin_page: Any, server: ServerProcess, plan_id: str
+) -> None:
+    page = admin_page
+    plan = server.get(f"/api/fiction/plans/{plan_id}")
+    created = server.post("/api/agents", {"name": "Mara's standby agent", "persona_id": plan["persona_id"]})
+    assert created.status_code == 201, created.text
+    standby = created.json()
+    switched_model = "storyloom-offline-2"
+    page.goto(f"{server.url}/plans/{plan_id}")
+    dialog = page.locator("#resume-dialog")
+    page.locator('tr[data-backlog-id="scroll-3"]').get_by_role("button", name="Resume scroll-3").click()
+    dialog.get_by_label("Agent").select_option(standby["id"])
+    dialog.get_by_label("Model").fill(switched_model)
+    dialog.get_by_role("button", name="Resume item").click()
+    expect(page.locator("#toast")).to_contain_text("Resumed scroll-3")
+
+    page.goto(f"{server.url}/plans/{plan_id}")  # the next failure, on a later visit
+    item = backlog_item(server, plan_id, "scroll-2")
+    assert (item["agent_id"], item["model"]) != (standby["id"], switched_model)
+    page.locator('tr[data-backlog-id="scroll-2"]').get_by_role("button", name="Resume scroll-2").click()
+    expect(dialog.get_by_label("Agent")).to_have_value(standby["id"])
+    expect(dialog.get_by_label("Provider")).to_have_value(item["provider"])
+    expect(dialog.get_by_label("Model")).to_have_value(switched_model)
+    expect(dialog).to_contain_text("last successful resume")
+    screenshot(page, "resume-prefilled")
+    dialog.get_by_role("button", name="Cancel").click()
+    expect(dialog).to_be_hidden()
+
+
 def test_resume_resolves_the_alert_and_the_plan_completes_without_reload(
     admin_page: Any, server: ServerProcess, plan_id: str
 ) -> None:
@@ -139,12 +169,10 @@ def test_resume_resolves_the_alert_and_the_plan_completes_without_reload(
 
     page.goto(f"{server.url}/plans/{plan_id}")
     page.evaluate("window.__noReload = 'plan'")
-    for backlog_id in ("scroll-2", "scroll-3"):
-        page.locator(f'tr[data-backlog-id="{backlog_id}"]').get_by_role(
-            "button", name=f"Resume {backlog_id}"
-        ).click()
-        dialog.get_by_role("button", name="Resume item").click()
-        expect(dialog).to_be_hidden()
+    # scroll-3 was resumed by the previous test; the last failed item is resumed from its row.
+    page.locator('tr[data-backlog-id="scroll-2"]').get_by_role("button", name="Resume scroll-2").click()
+    dialog.get_by_role("button", name="Resume item").click()
+    expect(dialog).to_be_hidden()
     expect(page.locator("#plan-status")).to_contain_text("plan complete", timeout=60_000)
     expect(page.locator('tr[data-backlog-id="scroll-3"]')).to_have_attribute("data-status", "complete")
     expect(page.locator('tr[data-backlog-id^="scene-"]').first).to_be_visible()

@@ -7,6 +7,11 @@ import { api, clearErrors, fieldError, showProblem, toast } from "./api.js";
 const DURATION = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$/;
 const UNIT_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
+/** Where this browser keeps the last successful resume's agent, provider and model for a plan. */
+function lastResumeKey(planId) {
+  return `storyloom:last-resume:${planId}`;
+}
+
 export function parseDuration(text) {
   const match = DURATION.exec(text || "");
   return match ? Number(match[1]) * UNIT_MS[match[2]] : null;
@@ -99,7 +104,7 @@ const SUBMIT = {
     const res = await api(path, { method: "POST", body });
     if (!res.ok) return showProblem(form, res.problem);
     try {
-      localStorage.setItem(`storyloom:last-resume:${v.plan_id}`, JSON.stringify({ agent_id: body.agent_id, provider: body.provider, model: body.model }));
+      localStorage.setItem(lastResumeKey(v.plan_id), JSON.stringify({ agent_id: body.agent_id, provider: body.provider, model: body.model }));
     } catch { /* storage may be off */ }
     done(form, `Resumed ${v.backlog_id} as task ${res.data && res.data.task_id ? res.data.task_id : "(new)"}.`);
   },
@@ -175,17 +180,22 @@ export function bindDialogs() {
   }
 }
 
-/** Resume pre-fill: the item's agent, provider and model, else the last successful resume on this plan. */
+/** Resume pre-fill: the last successful resume on this plan (the operator's latest working choice of
+ *  agent, provider and model), else the item's own. The dialog says which it used. */
 export function resumeFill(data) {
-  let last = {};
-  try { last = JSON.parse(localStorage.getItem(`storyloom:last-resume:${data.planId}`) || "{}"); } catch { last = {}; }
+  let last = null;
+  try { last = JSON.parse(localStorage.getItem(lastResumeKey(data.planId)) || "null"); } catch { last = null; }
+  const chosen = last || { agent_id: data.agentId, provider: data.provider, model: data.model };
   return {
     plan_id: data.planId,
     backlog_id: data.backlogId,
-    agent_id: data.agentId || last.agent_id || "",
-    provider: data.provider || last.provider || "",
-    model: data.model || last.model || "",
+    agent_id: chosen.agent_id || "",
+    provider: chosen.provider || "",
+    model: chosen.model || "",
     task_id: data.taskId || "",
     notes: "",
+    prefill_source: last
+      ? "Agent, provider and model are pre-filled from your last successful resume on this plan."
+      : "Agent, provider and model are pre-filled from the item.",
   };
 }
