@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from storyloom.alerting.publish import AlertSignal, fire
+from storyloom.alerting.publish import AlertSignal, fire, resolve
 from storyloom.api.app import create_app
 from storyloom.api.routers.events import events_after, health_status, latest_event_id
+from storyloom.clock import FrozenClock
 from storyloom.console.runbooks import render_runbook, runbook_path
 from storyloom.domain.catalog import CATALOG
 from storyloom.pipeline.templates_store import seed_templates
@@ -19,6 +20,8 @@ from storyloom.runtime import Runtime
 from storyloom.services.catalog import create_agent, create_persona
 from storyloom.services.plans import PlanRequest, create_plan
 from storyloom.services.tokens import create_token
+from storyloom.store.db import Database
+from tests.conftest import make_config
 
 PAGES = ["/", "/plans", "/alerts", "/alerts?state=all", "/silences", "/routes", "/deliveries", "/inbox"]
 
@@ -258,3 +261,89 @@ def test_pages_accept_a_bearer_token_too(client: TestClient, rt: Runtime) -> Non
     headers = {"Authorization": f"Bearer {_token(rt, 'viewer')}"}
     assert client.get("/runbooks/planner:phase-failed", headers=headers).status_code == 200
     assert client.get("/plans", headers={"Authorization": "Bearer sl_wrong"}).status_code == 303
+
+
+# --- the alerts page's filters and states -------------------------------------------------------------
+
+ROUTED_ALERTING = {
+    "receivers": [
+        {"name": "ops", "url": "http://127.0.0.1:9/ops"},
+        {"name": "pager", "url": "http://127.0.0.1:9/pager"},
+    ],
+    "route": {
+        "receiver": "ops",
+        "routes": [{"receiver": "pager", "matchers": ['severity=~"error|critical"']}],
+    },
+    "inhibit_rules": [
+        {
+            "source_matchers": ['alert_id="planner:provider-unavailable"'],
+            "target_matchers": ['alert_id="planner:phase-failed"'],
+            "equal": ["provider"],
+        }
+    ],
+}
+
+
+@pytest.fixture
+def alerts_client(db: Database, clock: FrozenClock) -> tuple[TestClient, dict[str, str]]:
+    """A signed-in console over five alerts, by name: errors page `pager`, the rest go to `ops`;
+    `unavailable` inhibits `phase_failed` (same provider); `tool_failed` is resolved."""
+    rt = Runtime(config=make_config(alerting=ROUTED_ALERTING), db=db, clock=clock)
+    now = clock.now()
+    signals = {
+        "unavailable": AlertSignal("planner:provider-unavailable", {"provider": "openai"}, "provider down"),
+        "phase_failed": AlertSignal(
+            "planner:phase-failed", {"plan_id": "p1", "backlog_id": "b1", "provider": "openai"}, "failed"
+        ),
+        "stale": AlertSignal("backlog:stale", {"plan_id": "p2", "backlog_id": "b2"}, "stuck"),
+        "open": AlertSignal("obligation:open", {"plan_id": "p1", "obligation_id": "o1"}, "open"),
+        "tool_failed": AlertSignal("tool:failed", {"plan_id": "p1", "tool": "search"}, "tool broke"),
+    }
+    with rt.db.begin() as conn:
+        fingerprints = {name: fire(conn, signal, now) for name, signal in signals.items()}
+        resolve(conn, [fingerprints["tool_failed"]], now)
+    return _signed_in(TestClient(create_app(rt), follow_redirects=False), _token(rt, "viewer")), fingerprints
+
+
+def _listed(client: TestClient, query: str) -> dict[str, str]:
+    """The alerts page's rows: fingerprint → the state it shows."""
+    response = client.get(f"/alerts{query}")
+    assert response.status_code == 200, response.text
+    rows = re.findall(
+        r'<tr data-fingerprint="([0-9a-f]+)" data-alert-id="[^"]*" data-state="([^"]*)"', response.text
+    )
+    return dict(rows)
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("", {"unavailable", "stale", "open"}),  # firing and neither silenced nor inhibited
+        ("?severity=error", {"unavailable"}),
+        ("?severity=warning", {"stale"}),
+        ("?alert_id=obligation:open", {"open"}),
+        ("?plan_id=p1", {"open"}),
+        ("?plan_id=p2", {"stale"}),
+        ("?receiver=pager", {"unavailable"}),
+        ("?receiver=ops", {"stale", "open"}),
+        ("?state=inhibited", {"phase_failed"}),
+        ("?state=resolved", {"tool_failed"}),
+        ("?state=all&plan_id=p1", {"phase_failed", "open", "tool_failed"}),
+        ("?state=all&plan_id=p1&receiver=ops", {"open", "tool_failed"}),
+    ],
+)
+def test_the_alerts_page_filters_narrow_the_list(
+    alerts_client: tuple[TestClient, dict[str, str]], query: str, expected: set[str]
+) -> None:
+    client, fingerprints = alerts_client
+    names = {fingerprint: name for name, fingerprint in fingerprints.items()}
+    assert {names[fp] for fp in _listed(client, query)} == expected
+
+
+def test_the_inhibited_view_names_the_alert_that_inhibits(
+    alerts_client: tuple[TestClient, dict[str, str]],
+) -> None:
+    client, fingerprints = alerts_client
+    assert _listed(client, "?state=inhibited") == {fingerprints["phase_failed"]: "inhibited"}
+    page = client.get("/alerts?state=inhibited").text
+    assert f"inhibited by {fingerprints['unavailable']}" in page
