@@ -82,9 +82,8 @@ class PipelineConfig(_Model):
     critique: CritiqueConfig = Field(default_factory=CritiqueConfig)
     quotas: QuotasConfig = Field(default_factory=QuotasConfig)
     concurrency: int = Field(default=8, ge=1, le=256)
-    # phases a provider's queue may start per second (0 = unlimited): whole starts, as the DBOS limiter
-    # counts them, so 0.5 is refused here instead of silently becoming a limit of 0 that starts nothing
-    provider_rate_limits: dict[str, Annotated[int, Field(ge=0)]] = Field(default_factory=dict)
+    # phases a provider's queue may start per second (0 = unlimited; 0.5 = one every two seconds)
+    provider_rate_limits: dict[str, Annotated[float, Field(ge=0)]] = Field(default_factory=dict)
     lore_sla: Duration = timedelta(minutes=45)
     auto_resume_after: Duration = timedelta(minutes=60)
     max_premise_chars: int = Field(default=20_000, ge=100)

@@ -45,8 +45,8 @@ def _receiver(**extra: object) -> dict[str, object]:
         ),
         ({"llm": {"provider": "gemini"}}, "llm.provider: Input should be 'offline' or 'openai'"),
         (
-            {"pipeline": {"provider_rate_limits": {"openai": 0.5}}},
-            "pipeline.provider_rate_limits.openai: Input should be a valid integer",
+            {"pipeline": {"provider_rate_limits": {"openai": "fast"}}},
+            "pipeline.provider_rate_limits.openai: Input should be a valid number",
         ),
         (
             {"pipeline": {"provider_rate_limits": {"openai": -1}}},

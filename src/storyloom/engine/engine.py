@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 import structlog
 from dbos import DBOS, DBOSConfig, SetEnqueueOptions, SetWorkflowID
+from dbos._queue import QueueRateLimit
 
 from storyloom import __version__
 from storyloom.config import data_dir
@@ -30,6 +32,12 @@ FIRST, NORMAL = 1, 2
 class Loop(Protocol):
     def start(self) -> None: ...
     def stop(self) -> None: ...
+
+
+def dbos_limiter(rate: float) -> QueueRateLimit:
+    """`rate` starts per second as DBOS counts them, whole starts per period: 0.5 → 1 per 2 s, 2.5 → 2 per 0.8 s."""
+    starts = max(1, math.floor(rate))
+    return QueueRateLimit(limit=starts, period=starts / rate)
 
 
 def system_database_url(rt: Runtime) -> str:
@@ -106,7 +114,7 @@ class Engine:
                     f"phases-{provider}",
                     worker_concurrency=pipeline.concurrency,
                     polling_interval_sec=0.05,
-                    limiter={"limit": int(limit), "period": 1.0} if limit else None,
+                    limiter=dbos_limiter(limit) if limit else None,
                 )
                 self._queues[provider] = queue
             return queue
