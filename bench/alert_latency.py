@@ -141,7 +141,6 @@ def run_storyloom(count: int, interval: float) -> list[float]:
                     "group_interval": "1m",
                 },
             },
-            "health": {"evaluate_every": "1h"},
         }
     )
     folder = Path(tempfile.mkdtemp())

@@ -18,7 +18,7 @@ from pydantic import (
     field_validator,
 )
 
-from storyloom.domain.durations import format_duration, parse_duration
+from storyloom.domain.durations import cron_every, format_duration, parse_duration
 from storyloom.pipeline.llm.offline import FaultSpec
 
 Duration = Annotated[
@@ -118,6 +118,13 @@ class HealthConfig(_Model):
     recent_failure_window: Duration = timedelta(hours=24)
     flapping_threshold: int = Field(default=3, ge=2)
     slo: SloConfig = Field(default_factory=SloConfig)
+
+    @field_validator("evaluate_every")
+    @classmethod
+    def _schedulable(cls, every: timedelta) -> timedelta:
+        """The evaluation is a DBOS scheduled workflow: its interval must be a cron schedule."""
+        cron_every(every)
+        return every
 
 
 class EgressConfig(_Model):

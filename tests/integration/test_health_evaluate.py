@@ -1,20 +1,24 @@
 """The scheduled health evaluation: every evaluated alert fires when its cause appears and resolves when it
-goes away, with the frozen clock; the lease keeps one evaluator; other services' reconcilers run too."""
+goes away, with the frozen clock; other services' reconcilers run too; the engine schedules it on DBOS."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
 import pytest
+from dbos import DBOS
 from sqlalchemy import insert, select, update
 
 from storyloom.clock import FrozenClock
 from storyloom.domain.alerts import FIRING, RESOLVED
+from storyloom.engine.health_schedule import SCHEDULE_NAME
 from storyloom.health import evaluate as ev
-from storyloom.health.evaluate import HealthEvaluator, evaluate
+from storyloom.health.evaluate import evaluate
 from storyloom.runtime import Runtime
-from storyloom.store.tables import alerts, leases, lore_requirements, persona_obligations, planner_templates
+from storyloom.store.db import Database
+from storyloom.store.tables import alerts, lore_requirements, persona_obligations, planner_templates
 from tests.conftest import make_config
+from tests.support.engine import running
 from tests.support.health_seed import (
     add_execution,
     add_executions,
@@ -432,36 +436,32 @@ def test_alerts_from_other_sources_are_left_alone(hrt: Runtime) -> None:
     assert status_of(hrt, fp) == FIRING
 
 
-def test_lease_keeps_one_evaluator_and_hands_over(hrt: Runtime, clock: FrozenClock) -> None:
+def test_each_pass_stamps_the_worker_that_ran_it(hrt: Runtime, clock: FrozenClock) -> None:
     new_plan(hrt)
-    first = HealthEvaluator(hrt, holder="worker-a")
-    second = HealthEvaluator(hrt, holder="worker-b")
-    assert first.tick().held
-    assert not second.tick().held
-    assert first.tick().held  # renewing
-
-    clock.advance(ev.lease_ttl_for(hrt.config) + timedelta(seconds=1))  # worker-a died
-    assert second.tick().held
-    assert not first.tick().held
-
-    second.stop()  # hands the lease back at once
+    evaluate(hrt, worker="worker-a")
+    clock.advance(timedelta(seconds=5))
+    evaluate(hrt, worker="worker-b")  # another worker's tick: it runs too, nothing holds it off
     with hrt.db.read() as conn:
-        assert conn.execute(select(leases).where(leases.c.name == "health")).first() is None
-    assert first.tick().held
+        assert ev.last_evaluation(conn) == ("worker-b", clock.now() + ev.lease_ttl_for(hrt.config))
 
 
-def test_the_loop_evaluates_in_the_background(hrt: Runtime) -> None:
-    new_plan(hrt)
-    loop = HealthEvaluator(hrt, holder="loop")
-    loop.start()
-    try:
-        wait_for(lambda: loop.last is not None, timeout=10, message="the first evaluation")
-        assert firing(hrt, "planner:no-executions")
-    finally:
-        loop.stop()
+def test_the_engine_runs_the_evaluation_as_a_dbos_scheduled_workflow(db: Database) -> None:
+    with running(db, make_config(health={"evaluate_every": "1s"})) as rt:
+        wait_for(lambda: DBOS.get_schedule(SCHEDULE_NAME) is not None, timeout=20, message="the schedule")
+        assert DBOS.get_schedule(SCHEDULE_NAME)["schedule"] == "*/1 * * * * *"
+        wait_for(lambda: _last_worker(rt) == rt.worker_id, timeout=20, message="a scheduled pass")
+        runs = DBOS.list_workflows(name="storyloom.health.scheduled", status="SUCCESS")
+        assert runs and all(r.workflow_id.startswith(f"sched-{SCHEDULE_NAME}-") for r in runs)
+
+        rt.config = make_config(health={"evaluate_every": "2s"})  # what a reload does
+        wait_for(
+            lambda: DBOS.get_schedule(SCHEDULE_NAME)["schedule"] == "*/2 * * * * *",
+            timeout=20,
+            message="the schedule follows the reloaded interval",
+        )
 
 
-def test_worker_loops_include_the_health_evaluator() -> None:
-    from storyloom.engine.loops import worker_loops
-
-    assert HealthEvaluator in worker_loops()
+def _last_worker(rt: Runtime) -> str | None:
+    with rt.db.read() as conn:
+        last = ev.last_evaluation(conn)
+    return last[0] if last else None

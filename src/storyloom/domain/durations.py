@@ -42,3 +42,19 @@ def format_duration(delta: timedelta) -> str:
             out.append(f"{ms // size}{unit}")
             ms %= size
     return "".join(out)
+
+
+EVERY_HINT = "use an interval that divides a minute, an hour or a day, such as 15s, 30s, 1m, 5m, 1h or 6h"
+
+
+def cron_every(every: timedelta) -> str:
+    """A six-field cron (seconds first) firing every `every`; ValueError when no cron fires that evenly."""
+    seconds = every.total_seconds()
+    if seconds == 86_400:
+        return "0 0 0 * * *"
+    if seconds >= 1 and seconds == int(seconds):
+        for position, (unit, per) in enumerate(((1, 60), (60, 60), (3600, 24))):
+            count, rest = divmod(int(seconds), unit)
+            if rest == 0 and count < per and per % count == 0:
+                return " ".join(["0"] * position + [f"*/{count}"] + ["*"] * (5 - position))
+    raise ValueError(f"{format_duration(every)} cannot be scheduled: {EVERY_HINT}")

@@ -15,7 +15,7 @@ from dbos._queue import QueueRateLimit
 
 from storyloom import __version__
 from storyloom.config import data_dir
-from storyloom.engine import workflows
+from storyloom.engine import health_schedule, workflows
 from storyloom.engine.scheduler import Scheduler
 from storyloom.pipeline.dispatcher import ToolDispatcher
 from storyloom.pipeline.providers import Providers
@@ -71,6 +71,7 @@ class Engine:
         self.dispatcher = ToolDispatcher(rt.db, lambda: rt.config, rt.clock, self.providers)
         self.runner = PhaseRunner(rt.db, lambda: rt.config, rt.clock, self.dispatcher, rt.worker_id)
         self.scheduler = Scheduler(rt, self.enqueue)
+        self.health_schedule = health_schedule.HealthSchedule(rt)
         self._loop_factories = loops or []
         self._loops: list[Loop] = []
         self._queues: dict[str, Any] = {}
@@ -80,6 +81,7 @@ class Engine:
 
     def start(self) -> None:
         workflows.bind(self.runner)
+        health_schedule.bind(self.rt)
         system_url = system_database_url(self.rt)
         self._system_engine = sqlite_system_engine(system_url) if system_url.startswith("sqlite") else None
         DBOS(
@@ -97,6 +99,7 @@ class Engine:
         DBOS.launch()
         self._running = True
         self.scheduler.start()
+        self.health_schedule.start()
         for factory in self._loop_factories:
             loop = factory(self.rt)
             loop.start()
@@ -135,6 +138,7 @@ class Engine:
         for loop in reversed(self._loops):
             loop.stop()
         self.scheduler.stop()
+        self.health_schedule.stop()
         self.dispatcher.close()
         DBOS.destroy(workflow_completion_timeout_sec=0)
         if self._system_engine is not None:

@@ -9,14 +9,12 @@ from storyloom.runtime import Runtime
 
 
 def worker_loops() -> list[Callable[[Runtime], Loop]]:
-    """Notify pipeline, delivery dispatcher, health evaluation: each takes the Runtime and starts a thread."""
+    """Notify pipeline and delivery dispatcher: each takes the Runtime and starts a thread.
+
+    The health evaluation is not a loop: the engine schedules it as a DBOS workflow.
+    """
     from storyloom.alerting.dispatcher import DeliveryDispatcher
     from storyloom.alerting.notifier import Notifier
-    from storyloom.health.evaluate import HealthEvaluator
 
-    loops: list[Callable[[Runtime], Loop]] = [
-        Notifier,
-        DeliveryDispatcher,
-        HealthEvaluator,
-    ]
+    loops: list[Callable[[Runtime], Loop]] = [Notifier, DeliveryDispatcher]
     return loops

@@ -5,12 +5,10 @@ aggregates, then the pass reconciles them with what fires now (fire the new ones
 resolve the ones whose cause is gone) and runs the other services' reconcilers (`EXTRA_EVALUATORS`).
 Reading the PlannerHealth report never does any of this: alerts change here, in the background.
 
-`HealthEvaluator` runs it every `health.evaluate_every` in a worker thread, in one process at a time: it
-holds the `leases` row "health" (renewed by each pass, taken over once expired), like the notifier.
-Why a lease-guarded thread and not a DBOS scheduled workflow: DBOS schedules are cron expressions polled
-at 1 s granularity, so a reloadable `evaluate_every` such as `45s` would need rounding into a cron and a
-reload could not change it, while a thread that waits the configured interval, with the same lease
-takeover as the notifier, keeps one evaluator cluster-wide and lets tests drive it with an injected clock.
+It runs every `health.evaluate_every` as a DBOS scheduled workflow (`engine/health_schedule.py`): each
+tick runs once across all workers. A pass stamps the `leases` row "health" with the worker that ran it and
+when the next pass is overdue (three intervals, at least 30 s), which the report reads to warn when the
+evaluation has stopped.
 """
 
 from __future__ import annotations
@@ -22,11 +20,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, delete, insert, select
 
 from storyloom.alerting.publish import AlertSignal, alert_fingerprint, alert_labels, fire, resolve
-from storyloom.background import BackgroundLoop
-from storyloom.clock import Clock
 from storyloom.config import Config
 from storyloom.domain.alerts import FIRING, rfc3339
 from storyloom.domain.durations import format_duration
@@ -41,7 +37,6 @@ from storyloom.domain.slo import (
 )
 from storyloom.health import queries as q
 from storyloom.runtime import Runtime
-from storyloom.store.leases import hold_lease, release_lease
 from storyloom.store.tables import alerts, leases, planner_executions, plans
 
 log = structlog.get_logger(__name__)
@@ -281,7 +276,6 @@ def desired_alerts(conn: Connection, config: Config, now: datetime) -> dict[str,
 @dataclass(frozen=True)
 class EvaluationResult:
     at: datetime
-    held: bool = True  # False: another process holds the "health" lease, nothing was evaluated
     wanted: int = 0  # alerts the rules want firing
     fired: tuple[str, ...] = ()  # fingerprints that started (or started again) firing
     resolved: tuple[str, ...] = ()  # fingerprints resolved because their cause is gone
@@ -367,18 +361,16 @@ def evaluate(
     rt: Runtime,
     *,
     now: datetime | None = None,
-    holder: str | None = None,
-    lease_ttl: timedelta | None = None,
+    worker: str | None = None,
     extra: Iterable[Evaluator] | None = None,
 ) -> EvaluationResult:
-    """One evaluation pass in one transaction. With `holder`, only while holding the "health" lease."""
+    """One evaluation pass in one transaction; `worker` (the one running it) is stamped as the last run."""
     now = now or rt.clock.now()
     config = rt.config  # read once: a reload applies from the next pass
     evaluators = list(extra) if extra is not None else [*builtin_evaluators(), *EXTRA_EVALUATORS]
     with rt.db.begin() as conn:
-        ttl = lease_ttl or lease_ttl_for(config)
-        if holder is not None and not hold_lease(conn, LEASE_NAME, holder, now, ttl):
-            return EvaluationResult(at=now, held=False)
+        if worker is not None:
+            _stamp(conn, worker, now, lease_ttl_for(config))
         wanted = desired_alerts(conn, config, now)
         firing = _firing_managed(conn)
         fired: list[str] = []
@@ -413,54 +405,37 @@ def evaluate(
     )
 
 
+def _stamp(conn: Connection, worker: str, now: datetime, overdue_after: timedelta) -> None:
+    conn.execute(delete(leases).where(leases.c.name == LEASE_NAME))
+    conn.execute(insert(leases).values(name=LEASE_NAME, holder=worker, expires_at=now + overdue_after))
+
+
 def lease_ttl_for(config: Config) -> timedelta:
-    """Three missed passes (at least 30 s) before another process takes the evaluation over."""
+    """Three missed passes (at least 30 s): after that the report says the evaluation has stopped."""
     return max(config.health.evaluate_every * 3, timedelta(seconds=30))
 
 
 def last_evaluation(conn: Connection) -> tuple[str, datetime] | None:
-    """(holder, lease expiry) of the evaluation lease, if any process ever held it."""
+    """(worker, when the next pass is overdue) of the last evaluation, if one ever ran."""
     row = conn.execute(
         select(leases.c.holder, leases.c.expires_at).where(leases.c.name == LEASE_NAME)
     ).first()
     return (row.holder, row.expires_at) if row else None
 
 
-# --- the loop ------------------------------------------------------------------------------------------
+# --- one scheduled pass ------------------------------------------------------------------------------
 
 
-class HealthEvaluator(BackgroundLoop):
-    """Runs `evaluate` every `health.evaluate_every` (re-read each time, so a reload applies) in a thread."""
-
-    thread_name = "storyloom-health"
-
-    def __init__(self, rt: Runtime, *, clock: Clock | None = None, holder: str | None = None) -> None:
-        self.rt = rt
-        self.clock = clock or rt.clock
-        self.holder = holder or rt.worker_id
-        self.last: EvaluationResult | None = None
-        super().__init__()
-
-    def after_stop(self) -> None:
-        release_lease(self.rt.db, LEASE_NAME, self.holder)
-
-    def run_pass(self) -> bool:
-        self.tick()
-        return False
-
-    def interval(self) -> float:
-        return self.rt.config.health.evaluate_every.total_seconds()
-
-    def tick(self) -> EvaluationResult:
-        started = time.monotonic()
-        result = evaluate(self.rt, now=self.clock.now(), holder=self.holder)
-        self.last = result
-        if result.held and (result.fired or result.resolved):
-            log.info(
-                "health evaluated",
-                fired=len(result.fired),
-                resolved=len(result.resolved),
-                wanted=result.wanted,
-                ms=round((time.monotonic() - started) * 1000, 1),
-            )
-        return result
+def scheduled_pass(rt: Runtime, worker: str) -> EvaluationResult:
+    """What each tick of the schedule runs: one pass, logged when it changed an alert."""
+    started = time.monotonic()
+    result = evaluate(rt, worker=worker)
+    if result.fired or result.resolved:
+        log.info(
+            "health evaluated",
+            fired=len(result.fired),
+            resolved=len(result.resolved),
+            wanted=result.wanted,
+            ms=round((time.monotonic() - started) * 1000, 1),
+        )
+    return result
