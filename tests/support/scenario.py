@@ -27,7 +27,8 @@ import yaml
 from sqlalchemy import Engine, create_engine
 
 from tests.support.receiver_process import ReceiverProcess
-from tests.support.server import ServerProcess, free_port, seed_author, wait_for
+from tests.support.runbooks import RunbookSession, label_bindings, operator_environment
+from tests.support.server import ADMIN_TOKEN, ServerProcess, free_port, seed_author, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = json.loads((ROOT / "docs" / "schemas" / "webhook-v1.json").read_text())
@@ -306,6 +307,44 @@ class Scenario:
                 )
         with self._engine.begin() as conn:
             yield conn
+
+    # --- the runbook --------------------------------------------------------------------------------
+
+    def runbook(self, firing: Notified, **bindings: str) -> RunbookSession:
+        """The runbook at the alert's `runbook_url` (which this server must serve), ready to run against this
+        server: `$STORYLOOM_URL`, `$STORYLOOM_TOKEN` (admin), `$FINGERPRINT` and the placeholders the alert's
+        labels bind, plus `bindings` for what the labels do not carry (e.g. `AGENT_ID`, `DELIVERY_ID`)."""
+        alert_id = str(firing.alert["alert_id"])
+        page = self.server.client.get(firing.alert["runbook_url"])
+        assert page.status_code == 200 and alert_id in page.text, f"runbook_url: {page.status_code}"
+        env = operator_environment(
+            {
+                "STORYLOOM_URL": self.server.url,
+                "STORYLOOM_TOKEN": ADMIN_TOKEN,
+                "FINGERPRINT": firing.fingerprint,
+                **label_bindings(firing.labels),
+                **bindings,
+            }
+        )
+        return RunbookSession(alert_id, env, self.root)
+
+    def follow_runbook(
+        self, firing: Notified, *, manual_fix: Callable[[], object] | None = None, **bindings: str
+    ) -> Notified:
+        """Work the alert by its runbook: Confirm, then `manual_fix` (what the test does for the runbook's
+        manual steps, such as editing the config file; it runs even if Confirm fails, so a broken runbook
+        does not leave the cause to the module's next tests), then Fix, which must remove the cause: the
+        `resolved` notification follows. Then Verify recovery. Returns the resolved notification."""
+        with self.runbook(firing, **bindings) as runbook:
+            try:
+                runbook.confirm()
+            finally:
+                if manual_fix is not None:
+                    manual_fix()
+            runbook.fix()
+            resolved = self.wait_resolved(firing)
+            runbook.verify()
+        return resolved
 
     # --- what the receivers got ---------------------------------------------------------------------
 
