@@ -1,9 +1,11 @@
 """Alerts raised by the planner runner, the tool dispatcher and the backlog API, end to end.
 
 One server for the module; each test reloads the config it needs (faults, quotas, budgets, thresholds)
-through `POST /api/config/reload`, starts its own plan, waits for the signed notification, removes the
-cause (resume, reload, time) and waits for the resolved notification of the same alert. Every test leaves
-its plan complete, so the next test's faults do not reach it.
+through `POST /api/config/reload`, starts its own plan and waits for the signed notification. Then it
+works the alert by its runbook (`Scenario.follow_runbook`): the runbook's Confirm commands, the config
+edit its Fix asks for (done by the test), its Fix commands (the resume, the reload), the resolved
+notification of the same alert, its Verify commands. Every test leaves its plan complete, so the next
+test's faults do not reach it.
 """
 
 from __future__ import annotations
@@ -53,8 +55,7 @@ def test_phase_failed_fires_on_exhausted_attempts_and_resolves_after_resume(scen
     )
     assert paged.fingerprint == firing.fingerprint
 
-    scenario.resume_ok(plan_id, "scroll-1")
-    scenario.wait_resolved(firing)
+    scenario.follow_runbook(firing)  # its Fix resumes the item
     scenario.wait_resolved(paged)
     scenario.wait_plan(plan_id)
 
@@ -70,8 +71,7 @@ def test_tool_failed_fires_on_a_failing_llm_call_and_resolves_when_the_item_comp
     assert "injected fault" in firing.alert["description"]
     scenario.wait_item(plan_id, "chapter-1", "failed")
 
-    scenario.resume_ok(plan_id, "chapter-1")
-    scenario.wait_resolved(firing)
+    scenario.follow_runbook(firing)  # its Fix resumes the item
     scenario.wait_plan(plan_id)
 
 
@@ -88,8 +88,7 @@ def test_tool_timeout_fires_on_a_timed_out_llm_call_and_resolves_when_the_item_c
     assert "timed out" in firing.alert["description"]
     scenario.wait_item(plan_id, "iteration-plan", "failed")
 
-    scenario.resume_ok(plan_id, "iteration-plan")
-    scenario.wait_resolved(firing)
+    scenario.follow_runbook(firing, manual_fix=scenario.configure)  # the provider is fast again
     scenario.wait_plan(plan_id)
 
 
@@ -109,9 +108,7 @@ def test_quota_exceeded_fires_when_a_planner_quota_refuses_and_resolves_after_re
     assert "max_iterations" in firing.alert["description"]
     scenario.wait_item(plan_id, "chapter-1", "failed")
 
-    scenario.configure()  # the quota is lifted
-    scenario.resume_ok(plan_id, "chapter-1")
-    scenario.wait_resolved(firing)
+    scenario.follow_runbook(firing, manual_fix=scenario.configure)  # the quota is lifted
     scenario.wait_plan(plan_id)
     require_labels(firing, provider="offline", model=MODEL)
 
@@ -126,9 +123,12 @@ def test_critique_exhausted_fires_on_an_empty_budget_and_resolves_once_the_budge
     firing = scenario.wait_firing("planner:critique-exhausted", labels)
     assert "count-exhausted" in firing.alert["description"]
 
-    scenario.configure({"pipeline": {"critique": {"enabled": True, "max_total": 50}}})
-    scenario.wait_plan(plan_id)  # the other items now critique within budget; the plan completes
-    scenario.wait_resolved(firing, timeout=10)
+    # the budget is raised: the other items now critique within budget and the plan completes
+    scenario.follow_runbook(
+        firing,
+        manual_fix=lambda: scenario.configure({"pipeline": {"critique": {"enabled": True, "max_total": 50}}}),
+    )
+    scenario.wait_plan(plan_id)
 
 
 def test_recent_failures_fires_on_a_failed_execution_and_resolves_when_it_leaves_the_window(
@@ -148,8 +148,8 @@ def test_recent_failures_fires_on_a_failed_execution_and_resolves_when_it_leaves
         "planner:recent-failures",
         {"plan_id": plan_id, "agent_id": agent_id, "persona_id": persona_id, "backlog_id": ABSENT},
     )
+    scenario.follow_runbook(firing)  # nothing failed for good; the failure ages out of the window
     scenario.wait_plan(plan_id)
-    scenario.wait_resolved(firing, timeout=30)  # the failure ages out of the window
 
 
 def test_provider_unavailable_fires_when_several_plans_fail_on_one_provider_and_resolves_when_it_answers(
@@ -171,10 +171,8 @@ def test_provider_unavailable_fires_when_several_plans_fail_on_one_provider_and_
     for plan_id in plans:
         scenario.wait_item(plan_id, "vision-plan", "failed")
 
-    scenario.configure()  # the provider is back
-    for plan_id in plans:
-        scenario.resume_ok(plan_id, "vision-plan")
-    scenario.wait_resolved(firing)
+    # the provider is back; the runbook's Fix resumes every item its phase-failed alerts name
+    scenario.follow_runbook(firing, manual_fix=scenario.configure)
     scenario.wait_resolved(paged)
     for plan_id in plans:
         scenario.wait_plan(plan_id)
@@ -212,10 +210,10 @@ def test_flapping_fires_when_an_item_keeps_returning_to_pending_and_resolves_bel
     scenario.wait_item(plan_id, "scroll-1", "failed")
 
     # The count is over a 24 h window that cannot elapse in a test: the fix is to stop the failures and
-    # raise the threshold (reload); the next return to pending, below it, resolves the alert.
-    scenario.configure({"health": {"flapping_threshold": 10}})
-    scenario.resume_ok(plan_id, "scroll-1")
-    scenario.wait_resolved(firing)
+    # raise the threshold; the runbook's resume, a return to pending below it, resolves the alert.
+    scenario.follow_runbook(
+        firing, manual_fix=lambda: scenario.configure({"health": {"flapping_threshold": 10}})
+    )
     scenario.wait_plan(plan_id)
 
 
@@ -238,4 +236,10 @@ def test_contract_drift_fires_on_a_rejected_resume_and_escalates_to_error_at_the
     assert error.fingerprint == warning.fingerprint
     current = scenario.server.get("/api/alerts", alert_id="backlog:contract-drift", status="firing")
     assert [a["severity"] for a in current if a["fingerprint"] == warning.fingerprint] == ["error"]
-    # Resolution needs 24 h without a rejected resume (CONTRACTS §6, DOMAIN thresholds): firing only.
+
+    # Resolution needs 24 h without a rejected resume (CONTRACTS §6, DOMAIN thresholds): the runbook's Fix
+    # silences the alert for that time and its Verify finds the silence on it, then expires it.
+    with scenario.runbook(error) as runbook:
+        runbook.confirm()
+        runbook.fix()
+        runbook.verify()
