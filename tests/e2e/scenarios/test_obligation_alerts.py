@@ -2,7 +2,8 @@
 
 Every plan's vision mints character personas whose continuity hooks become open obligations. Each test
 lets its plan complete first (a later phase re-emitting a hook would reopen a settled obligation), then
-settles one obligation through the API as the plan's author agent, which removes the cause.
+works the alert by its runbook, whose Fix settles the obligation as the plan's author agent (obligation
+alerts carry no `agent_id` label): that removes the cause.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.scenario import Scenario
+from tests.support.scenario import Notified, Scenario
 
 pytestmark = pytest.mark.slow
 
@@ -34,13 +35,8 @@ def obligation_labels(obligation: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def settle(scenario: Scenario, obligation: dict[str, Any], action: str = "resolve") -> None:
-    response = scenario.server.post(
-        f"/api/fiction/plans/{obligation['plan_id']}/persona-obligations/{obligation['obligation_id']}/resolve",
-        {"action": action, "notes": "Paid off in the last chapter.", "agent_id": scenario.author[1]},
-    )
-    assert response.status_code == 200, response.text
-    assert response.json()["status"] == ("resolved" if action == "resolve" else "dismissed")
+def follow_runbook(scenario: Scenario, firing: Notified) -> None:
+    scenario.follow_runbook(firing, AGENT_ID=scenario.author[1])
 
 
 def test_obligation_open_fires_for_an_open_obligation_and_resolves_when_it_is_resolved(
@@ -53,8 +49,7 @@ def test_obligation_open_fires_for_an_open_obligation_and_resolves_when_it_is_re
     assert obligation["slug"] in firing.alert["description"]
     assert obligation["persona_id"] != scenario.author[0]  # a character persona, not the author
 
-    settle(scenario, obligation)
-    scenario.wait_resolved(firing)
+    follow_runbook(scenario, firing)  # its Fix resolves the obligation
 
 
 def test_obligation_aging_fires_when_an_obligation_stays_open_and_resolves_when_it_is_dismissed(
@@ -65,8 +60,7 @@ def test_obligation_aging_fires_when_an_obligation_stays_open_and_resolves_when_
 
     firing = scenario.wait_firing("obligation:aging", obligation_labels(obligation))
 
-    settle(scenario, obligation, action="dismiss")
-    scenario.wait_resolved(firing)
+    follow_runbook(scenario, firing)  # its Fix dismisses the obligation
 
 
 def test_obligation_drift_fires_when_an_open_obligation_is_flagged_and_resolves_when_it_is_resolved(
@@ -83,5 +77,4 @@ def test_obligation_drift_fires_when_an_open_obligation_is_flagged_and_resolves_
     firing = scenario.wait_firing("obligation:drift", obligation_labels(obligation))
     assert "voice drift" in firing.alert["description"]
 
-    settle(scenario, obligation)
-    scenario.wait_resolved(firing)
+    follow_runbook(scenario, firing)  # its Fix resolves the obligation and clears the flag
