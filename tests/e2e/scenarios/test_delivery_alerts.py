@@ -1,6 +1,6 @@
 """`delivery:failing`, end to end: a second receiver answers 500, then 410 Gone (it is disabled), and the
-alert about it reaches the other receiver; replaying its delivery (which re-enables it) once it answers
-200 again resolves the alert.
+alert about it reaches the other receiver; the runbook's Fix, which replays its dead delivery (that
+re-enables it) once it answers 200 again, resolves the alert.
 
 Every alert goes to both receivers (`flaky` through a `continue: true` child route). The cause of the
 first notification is an alert posted to the Alertmanager-compatible ingest, so no plan is needed.
@@ -60,10 +60,8 @@ def test_delivery_failing_reaches_the_other_receiver_and_resolves_after_a_replay
         if d["status"] in ("dead", "failed", "pending")
     ]
     assert dead, "no undelivered delivery to the flaky receiver"
-    replayed = scenario.server.post(f"/api/deliveries/{dead[-1]['id']}/replay")
-    assert replayed.status_code == 202, replayed.text
 
-    scenario.wait_resolved(firing)
+    scenario.follow_runbook(firing, DELIVERY_ID=dead[-1]["id"])
     wait_for(
         lambda: any(r["status"] == 200 for r in flaky.received()), timeout=30, message="a 200 from flaky"
     )
