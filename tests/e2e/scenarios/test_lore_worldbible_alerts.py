@@ -2,12 +2,15 @@
 
 The module's server invents lore needs that stay `planned` (`llm.offline_lore_status`), and their SLA is an
 hour, so every plan stops at the lore gate before its scroll: the cause of `planner:phase-blocked` and
-`lore:blocked`, and a plan that stays running for `worldbible:stale`. A reload with a one-second
-`pipeline.lore_sla` is the fix: the scheduler fulfils the lore, releases the items and the plan completes.
+`lore:blocked`, and a plan that stays running for `worldbible:stale`. A one-second `pipeline.lore_sla`
+is the fix (the test edits the config file, the runbook's Fix reloads it): the scheduler fulfils the
+lore, releases the items and the plan completes.
 
 `backlog:orphaned`, `worldbible:missing` and the template alerts have causes no API can produce (a task
 row, world-bible rows or template rows gone or deactivated), so those tests change rows of the server's
-own database directly, and put them back to remove the cause.
+own database directly. The orphan's runbook fixes it with a resume; for the others the test puts the
+rows back, standing in for the runbook's manual step (a restart, a database change by the pipeline
+owner).
 """
 
 from __future__ import annotations
@@ -57,8 +60,7 @@ def test_phase_blocked_fires_at_the_lore_gate_and_resolves_when_the_lore_is_read
     )
     assert "lore gate" in firing.alert["description"]
 
-    scenario.configure(LORE_DUE)
-    scenario.wait_resolved(firing)
+    scenario.follow_runbook(firing, manual_fix=lambda: scenario.configure(LORE_DUE))
     scenario.wait_plan(plan_id)
 
 
@@ -71,8 +73,7 @@ def test_lore_blocked_fires_for_a_plan_held_by_unready_lore_and_resolves_when_it
     firing = scenario.wait_firing("lore:blocked", plan_labels(scenario, plan_id))
     assert "lore" in firing.alert["description"]
 
-    scenario.configure(LORE_DUE)
-    scenario.wait_resolved(firing)
+    scenario.follow_runbook(firing, manual_fix=lambda: scenario.configure(LORE_DUE))
     scenario.wait_plan(plan_id)
 
 
@@ -85,41 +86,38 @@ def test_worldbible_stale_fires_for_a_running_plan_with_an_old_world_bible_and_r
 
     firing = scenario.wait_firing("worldbible:stale", plan_labels(scenario, plan_id))
 
-    scenario.configure({**stale_after, **LORE_DUE})  # the plan moves on and completes
+    # what holds the plan is its lore (lore-blocked.md): fixed, the plan moves on and completes
+    scenario.follow_runbook(firing, manual_fix=lambda: scenario.configure({**stale_after, **LORE_DUE}))
     scenario.wait_plan(plan_id)
-    scenario.wait_resolved(firing)
 
 
-def test_orphaned_fires_when_an_items_task_is_gone_and_resolves_when_it_is_back(scenario: Scenario) -> None:
+def test_orphaned_fires_when_an_items_task_is_gone_and_resolves_when_it_is_resumed(
+    scenario: Scenario,
+) -> None:
     """Direct SQL: no API deletes a task row. The blocked scroll item keeps its task id; deleting that
-    task orphans the item, re-inserting the same row removes the cause."""
+    task orphans the item, and the runbook's resume gives it a new task."""
     scenario.configure()
     plan_id, item = blocked_plan(scenario, "Orphaned")
     task_id = item["task_id"]
     with scenario.database() as conn:
-        row = conn.execute(select(tasks).where(tasks.c.task_id == task_id)).mappings().one()
-        saved = dict(row)
         conn.execute(delete(tasks).where(tasks.c.task_id == task_id))
-    try:
-        firing = scenario.wait_firing(
-            "backlog:orphaned",
-            {
-                "plan_id": plan_id,
-                "backlog_id": "scroll-1",
-                "task_id": task_id,
-                "phase": "scroll_refiner",
-                "agent_id": scenario.author[1],
-                "persona_id": scenario.author[0],
-                "provider": "offline",
-                "model": MODEL,
-            },
-        )
-        assert task_id in firing.alert["description"]
-    finally:
-        with scenario.database() as conn:
-            conn.execute(insert(tasks).values(**saved))
-    scenario.wait_resolved(firing)
-    scenario.configure(LORE_DUE)
+    firing = scenario.wait_firing(
+        "backlog:orphaned",
+        {
+            "plan_id": plan_id,
+            "backlog_id": "scroll-1",
+            "task_id": task_id,
+            "phase": "scroll_refiner",
+            "agent_id": scenario.author[1],
+            "persona_id": scenario.author[0],
+            "provider": "offline",
+            "model": MODEL,
+        },
+    )
+    assert task_id in firing.alert["description"]
+
+    scenario.follow_runbook(firing)
+    scenario.configure(LORE_DUE)  # the resumed item stopped at the lore gate again
     scenario.wait_plan(plan_id)
 
 
@@ -138,14 +136,15 @@ def test_worldbible_missing_fires_without_active_entries_and_resolves_when_they_
         conn.execute(
             update(world_bible_entries).where(world_bible_entries.c.id.in_(ids)).values(active=False)
         )
-    try:
-        firing = scenario.wait_firing("worldbible:missing", plan_labels(scenario, plan_id))
-    finally:
+    firing = scenario.wait_firing("worldbible:missing", plan_labels(scenario, plan_id))
+
+    def restore_the_entries() -> None:  # the pipeline owner's repair (the runbook escalates)
         with scenario.database() as conn:
             conn.execute(
                 update(world_bible_entries).where(world_bible_entries.c.id.in_(ids)).values(active=True)
             )
-    scenario.wait_resolved(firing)
+
+    scenario.follow_runbook(firing, manual_fix=restore_the_entries)
 
 
 def test_template_missing_fires_critical_when_a_planner_template_is_gone_and_resolves_when_restored(
@@ -160,17 +159,18 @@ def test_template_missing_fires_critical_when_a_planner_template_is_gone_and_res
         saved = [dict(r) for r in conn.execute(select(planner_templates).where(where)).mappings()]
         assert saved, f"{template_id} is not seeded"
         conn.execute(delete(planner_templates).where(where))
-    try:
-        firing = scenario.wait_firing(
-            "planner:template-missing",
-            {"template_id": template_id, "step_id": "scene-draft", "plan_id": ABSENT},
-            severity="critical",
-        )
-        assert template_id in firing.alert["description"]
-    finally:
+    firing = scenario.wait_firing(
+        "planner:template-missing",
+        {"template_id": template_id, "step_id": "scene-draft", "plan_id": ABSENT},
+        severity="critical",
+    )
+    assert template_id in firing.alert["description"]
+
+    def restore_the_template() -> None:  # what the runbook's reinstall and restart do: seed it again
         with scenario.database() as conn:
             conn.execute(insert(planner_templates), saved)
-    scenario.wait_resolved(firing)
+
+    scenario.follow_runbook(firing, manual_fix=restore_the_template)
 
 
 def test_template_inactive_fires_when_a_planner_template_is_deactivated_and_resolves_when_reactivated(
@@ -185,13 +185,14 @@ def test_template_inactive_fires_when_a_planner_template_is_deactivated_and_reso
         ids = list(conn.execute(select(planner_templates.c.id).where(*active)).scalars())
         assert ids, f"{template_id} has no active version"
         conn.execute(update(planner_templates).where(planner_templates.c.id.in_(ids)).values(active=False))
-    try:
-        firing = scenario.wait_firing(
-            "planner:template-inactive",
-            {"template_id": template_id, "step_id": PRESENT, "plan_id": ABSENT},
-        )
-        assert firing.labels["step_id"] == "chapter-blueprint"
-    finally:
+    firing = scenario.wait_firing(
+        "planner:template-inactive",
+        {"template_id": template_id, "step_id": PRESENT, "plan_id": ABSENT},
+    )
+    assert firing.labels["step_id"] == "chapter-blueprint"
+
+    def activate_the_template() -> None:  # the runbook's database change by the pipeline owner
         with scenario.database() as conn:
             conn.execute(update(planner_templates).where(planner_templates.c.id.in_(ids)).values(active=True))
-    scenario.wait_resolved(firing)
+
+    scenario.follow_runbook(firing, manual_fix=activate_the_template)
