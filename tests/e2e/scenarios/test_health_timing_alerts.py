@@ -1,26 +1,28 @@
 """Time-based and server-wide health alerts, end to end, on a fresh server: no executions yet, a stale
 item, a queue waiting past its objective, and phase latency burning its budget.
 
-The module's server runs one phase at a time, and each plan's vision takes 3 s (a `slow` fault on its
-first attempt); thresholds are a second. Two plans started together then give, in order: plans but no
-execution (`planner:no-executions`), a vision in progress without an update (`backlog:stale`), the other
-plan's vision ready and waiting (`backlog:queue-age`), and slow executions (`planner:latency-slo`). Every
-cause goes away by itself as the plans finish: executions exist, nothing is in progress, the queue
-drains, and fast executions bring the burn rates back under their factors.
+The module's server runs one phase at a time and evaluates health every second against one-second
+thresholds, and each plan's vision call takes 3 s (a `slow` fault on its first attempt): the worker is
+held. While it is, a fresh server has no execution yet (`planner:no-executions`), the vision is in
+progress without an update (`backlog:stale`), and a second plan's vision waits in the queue
+(`backlog:queue-age`); each test works its alert by its runbook during the hold, and the cause goes when
+the call returns. `planner:latency-slo` fires when slow phases breach an objective stricter than the
+module's; its runbook's fix (the agreed objective back in the config file, reloaded) resolves it. The
+tests run in this order: the first needs a server that never ran a phase.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
-from tests.support.scenario import ABSENT, MODEL, PRESENT, Notified, Scenario
+from tests.support.scenario import ABSENT, MODEL, PRESENT, Scenario
+from tests.support.server import wait_for
 
 pytestmark = pytest.mark.slow
 
+HELD = {"llm": {"faults": [{"phase": "vision", "mode": "slow", "delay": "3s", "times": 1}]}}
 SCENARIO_CONFIG = {
-    "llm": {"faults": [{"phase": "vision", "mode": "slow", "delay": "3s", "times": 1}]},
+    **HELD,
     "pipeline": {"concurrency": 1},
     "health": {
         "stale_in_progress": "1s",
@@ -28,37 +30,31 @@ SCENARIO_CONFIG = {
     },
 }
 NO_PLAN = {"plan_id": ABSENT, "backlog_id": ABSENT}
-
-
-@pytest.fixture(scope="module")
-def plans(scenario: Scenario) -> Iterator[list[str]]:
-    started = [scenario.create_plan(f"Timing {n}") for n in (1, 2)]
-    yield started
-    for plan_id in started:
-        scenario.wait_plan(plan_id)
-
-
-def resolved_after_the_plans(scenario: Scenario, plans: list[str], firing: Notified) -> None:
-    for plan_id in plans:
-        scenario.wait_plan(plan_id)
-    scenario.wait_resolved(firing)
+LATENCY_SLO = "planner:latency-slo"
 
 
 def test_no_executions_fires_while_plans_wait_for_a_first_execution_and_resolves_after_it(
-    scenario: Scenario, plans: list[str]
+    scenario: Scenario,
 ) -> None:
+    plan_id = scenario.create_plan("No executions")
+
     firing = scenario.wait_firing("planner:no-executions", NO_PLAN)
     assert "no planner execution" in firing.alert["description"]
-    resolved_after_the_plans(scenario, plans, firing)
+
+    scenario.follow_runbook(firing)  # the held call returns: the first execution
+    scenario.wait_plan(plan_id)
 
 
 def test_stale_fires_for_an_item_in_progress_without_updates_and_resolves_when_it_completes(
-    scenario: Scenario, plans: list[str]
+    scenario: Scenario,
 ) -> None:
+    plan_id = scenario.create_plan("Stale")
     persona_id, agent_id = scenario.author
+
     firing = scenario.wait_firing(
         "backlog:stale",
         {
+            "plan_id": plan_id,
             "backlog_id": "vision-plan",
             "task_id": PRESENT,
             "phase": "vision",
@@ -68,21 +64,41 @@ def test_stale_fires_for_an_item_in_progress_without_updates_and_resolves_when_i
             "model": MODEL,
         },
     )
-    assert firing.labels["plan_id"] in plans
-    resolved_after_the_plans(scenario, plans, firing)
+
+    scenario.follow_runbook(firing)  # the held call returns and the item moves on
+    scenario.wait_plan(plan_id)
 
 
 def test_queue_age_fires_while_a_ready_item_waits_past_the_objective_and_resolves_when_the_queue_drains(
-    scenario: Scenario, plans: list[str]
+    scenario: Scenario,
 ) -> None:
-    firing = scenario.wait_firing("backlog:queue-age", NO_PLAN)
+    since = scenario.mark()
+    plans = [scenario.create_plan(f"Queue {n}") for n in (1, 2)]
+
+    firing = scenario.wait_firing("backlog:queue-age", NO_PLAN, since=since)
     assert "oldest ready item" in firing.alert["description"]
-    resolved_after_the_plans(scenario, plans, firing)
+    # The queue has waited a second behind the held call: the waiting vision may run fast.
+    scenario.configure({"llm": {"faults": []}})
+
+    scenario.follow_runbook(firing)  # the held call returns and the queue drains
+    for plan_id in plans:
+        scenario.wait_plan(plan_id)
 
 
-def test_latency_slo_fires_while_phases_run_slow_and_resolves_when_fast_ones_bring_the_burn_down(
-    scenario: Scenario, plans: list[str]
+def test_latency_slo_fires_when_slow_phases_breach_a_strict_objective_and_resolves_with_the_agreed_one(
+    scenario: Scenario,
 ) -> None:
-    firing = scenario.wait_firing("planner:latency-slo", NO_PLAN)
+    wait_for(
+        lambda: not scenario.server.get("/api/alerts", alert_id=LATENCY_SLO, status="firing"),
+        timeout=60,
+        message="the earlier tests' slow phases to be outweighed by fast ones",
+    )
+    since = scenario.mark()
+    scenario.configure({"health": {"slo": {"phase_latency": {"objective": 0.999}}}})
+    plan_id = scenario.create_plan("Latency")
+
+    firing = scenario.wait_firing(LATENCY_SLO, NO_PLAN, since=since)
     assert "burn rate" in firing.alert["description"]
-    resolved_after_the_plans(scenario, plans, firing)
+
+    scenario.follow_runbook(firing, manual_fix=scenario.configure)  # the agreed objective, 0.95
+    scenario.wait_plan(plan_id)
