@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-import sqlalchemy as sa
+from dbos import DBOS
 from sqlalchemy import select
 
-from storyloom.engine.engine import system_database_url
 from storyloom.runtime import Runtime
 from storyloom.services.plans import get_plan
 from storyloom.store.db import Database
@@ -76,20 +75,11 @@ def test_a_provider_rate_limit_bounds_how_many_phases_start_per_second(db: Datab
     with running(db, config) as rt:
         plan_id = seed_plan(rt)
         wait_for(lambda: _all_complete(rt, [plan_id]), timeout=120, message="the plan complete")
-        system_db = sa.create_engine(system_database_url(rt))
-        try:
-            with system_db.connect() as conn:
-                starts = [
-                    ms
-                    for (ms,) in conn.execute(
-                        sa.text(
-                            "SELECT started_at_epoch_ms FROM workflow_status "
-                            "WHERE queue_name = 'phases-offline' ORDER BY started_at_epoch_ms"
-                        )
-                    )
-                ]
-        finally:
-            system_db.dispose()
+        starts = sorted(
+            w.dequeued_at
+            for w in DBOS.list_workflows(queue_name="phases-offline")
+            if w.dequeued_at is not None
+        )
 
     assert len(starts) >= len(item_statuses(rt, plan_id)) == 6
     # any `limit + 1` consecutive dequeues span at least the limiter's one-second period
