@@ -20,8 +20,9 @@ from storyloom.server import prepare
 from storyloom.services.actors import Actor
 from storyloom.services.cancel import cancel
 from storyloom.store.events import BACKLOG_ACTION, BACKLOG_TELEMETRY
-from storyloom.store.tables import backlog_items, checkpoints, planner_executions, tasks, workflow_events
-from tests.support.plan_seed import PROBLEM, World, firing, seed_world, set_item, token
+from storyloom.store.tables import checkpoints, planner_executions, tasks
+from tests.support.health_seed import item as item_row
+from tests.support.plan_seed import PROBLEM, World, events_of, firing, seed_world, set_item, token
 
 
 @pytest.fixture
@@ -39,29 +40,9 @@ def cancel_path(plan_id: str, backlog_id: str) -> str:
     return f"/api/fiction/plans/{plan_id}/backlog/{backlog_id}/cancel"
 
 
-def _item(rt: Runtime, plan_id: str, backlog_id: str) -> dict[str, Any]:
-    with rt.db.read() as conn:
-        return dict(
-            conn.execute(
-                select(backlog_items).where(
-                    backlog_items.c.plan_id == plan_id, backlog_items.c.backlog_id == backlog_id
-                )
-            )
-            .mappings()
-            .one()
-        )
-
-
 def _payloads(rt: Runtime, kind: str) -> list[dict[str, Any]]:
     with rt.db.read() as conn:
-        return [
-            dict(p)
-            for p in conn.execute(
-                select(workflow_events.c.payload)
-                .where(workflow_events.c.kind == kind)
-                .order_by(workflow_events.c.id)
-            ).scalars()
-        ]
+        return events_of(conn, kind)
 
 
 def test_cancel_a_failed_item_cancels_its_checkpoint_resolves_its_alerts_and_is_logged(
@@ -117,7 +98,7 @@ def test_cancel_a_queued_item_cancels_its_task_so_it_never_starts(rt: Runtime, w
     assert result["cancelled_task_id"] == task_id
     start = _runner(rt, build_provider("offline", rt.config)).start(task_id)
     assert start.skip == "cancelled"
-    assert _item(rt, world.plan_id, "vision-plan")["status"] == "cancelled"
+    assert item_row(rt, world.plan_id, "vision-plan")["status"] == "cancelled"
 
 
 def test_a_cancelled_item_resumes_as_a_new_task(rt: Runtime, client: TestClient, world: World) -> None:
@@ -163,7 +144,7 @@ def test_refused_cancel_changes_nothing(
     response = client.post(cancel_path(world.plan_id, "vision-plan"), json=payload, headers=token(rt, role))
     assert response.status_code == status, name
     assert response.headers["content-type"].startswith(PROBLEM) and response.json()["detail"]
-    assert _item(rt, world.plan_id, "vision-plan")["status"] == item_status
+    assert item_row(rt, world.plan_id, "vision-plan")["status"] == item_status
     assert [a for a in _payloads(rt, BACKLOG_ACTION) if a["action"] == "cancel"] == []
 
 
@@ -227,7 +208,7 @@ def test_cancel_during_a_planner_call_records_a_cancelled_execution_and_drops_it
         executions = conn.execute(select(planner_executions.c.outcome)).scalars().all()
         task_status = conn.execute(select(tasks.c.status).where(tasks.c.task_id == task_id)).scalar()
     assert executions == ["cancelled"] and task_status == "cancelled"
-    assert _item(rt, world.plan_id, "vision-plan")["status"] == "cancelled"
+    assert item_row(rt, world.plan_id, "vision-plan")["status"] == "cancelled"
 
 
 def _runner(rt: Runtime, provider: Any) -> PhaseRunner:

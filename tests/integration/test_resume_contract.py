@@ -20,6 +20,7 @@ from storyloom.services.backlog import reconcile_contract_drift
 from storyloom.store.events import BACKLOG_ACTION, BACKLOG_TELEMETRY
 from storyloom.store.tables import backlog_items, checkpoints, tasks, workflow_events
 from tests.conftest import make_config
+from tests.support.health_seed import item as item_row
 from tests.support.plan_seed import (
     PROBLEM,
     World,
@@ -273,19 +274,6 @@ def _queued_task_of_another_plan(rt: Runtime, minutes_ago: int) -> str:
     return task_id
 
 
-def _item(rt: Runtime, plan_id: str, backlog_id: str) -> dict[str, Any]:
-    with rt.db.read() as conn:
-        return dict(
-            conn.execute(
-                select(backlog_items).where(
-                    backlog_items.c.plan_id == plan_id, backlog_items.c.backlog_id == backlog_id
-                )
-            )
-            .mappings()
-            .one()
-        )
-
-
 @pytest.mark.parametrize("status", ["failed", "blocked", "cancelled"])
 def test_resume_succeeds_runs_this_item_next_and_reopens_its_checkpoint(
     status: str, rt: Runtime, client: TestClient, world: World
@@ -321,7 +309,7 @@ def test_resume_succeeds_runs_this_item_next_and_reopens_its_checkpoint(
     )
     assert item["in_progress_at"] is None and item["completed_at"] is None and item["last_error"] is None
 
-    row = _item(rt, world.plan_id, "world-bible")
+    row = item_row(rt, world.plan_id, "world-bible")
     with rt.db.read() as conn:
         top = max(r.priority for r in conn.execute(select(backlog_items.c.priority)))
         task = conn.execute(select(tasks).where(tasks.c.task_id == result["task_id"])).mappings().one()
@@ -404,7 +392,7 @@ def test_stale_in_progress_resumes_and_abandons_its_task(
     assert response.status_code == 202, response.text
     with rt.db.read() as conn:
         assert conn.execute(select(tasks.c.status).where(tasks.c.task_id == old)).scalar() == "abandoned"
-    assert _item(rt, world.plan_id, "vision-plan")["worker_id"] is None
+    assert item_row(rt, world.plan_id, "vision-plan")["worker_id"] is None
 
 
 def test_in_progress_without_any_heartbeat_is_stale(rt: Runtime, client: TestClient, world: World) -> None:
@@ -474,7 +462,7 @@ def test_double_resume_exactly_one_wins(rt: Runtime, world: World) -> None:
                 .scalars()
                 .all()
             )
-        assert len(queued) == 1 and _item(rt, world.plan_id, backlog_id)["task_id"] == queued[0]
+        assert len(queued) == 1 and item_row(rt, world.plan_id, backlog_id)["task_id"] == queued[0]
         set_item(rt, world.plan_id, backlog_id, "complete")  # the next item's input
 
 
@@ -594,7 +582,7 @@ def test_auto_resume_moves_an_item_stuck_past_60_minutes_whose_worker_is_gone(
     clock.advance(timedelta(minutes=31))
     assert scheduler.auto_resume(clock.now()) == 1
 
-    item = _item(rt, world.plan_id, "vision-plan")
+    item = item_row(rt, world.plan_id, "vision-plan")
     assert item["status"] == "pending" and item["worker_id"] is None
     assert item["task_id"] not in (None, "task_vision-plan_running")
     with rt.db.read() as conn:
@@ -616,7 +604,7 @@ def test_auto_resume_moves_an_item_stuck_past_60_minutes_whose_worker_is_gone(
     assert statuses["task_vision-plan_running"] == "abandoned" and statuses[item["task_id"]] == "queued"
     assert telemetry[-1]["reason"] == "auto-resume" and telemetry[-1]["previous_status"] == "in_progress"
     assert action["backlog_id"] == "vision-plan" and action["task_id"] == item["task_id"]
-    assert _item(rt, other[0], other[1])["status"] == "in_progress", "a live worker's item stays"
+    assert item_row(rt, other[0], other[1])["status"] == "in_progress", "a live worker's item stays"
     assert statuses[live_task] == "queued"
 
 

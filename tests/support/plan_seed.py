@@ -184,15 +184,20 @@ def heartbeat(rt: Runtime, worker_id: str, *, ttl: timedelta) -> None:
         )
 
 
-def contract_events(conn: Connection) -> list[dict[str, Any]]:
+def events_of(conn: Connection, kind: str) -> list[dict[str, Any]]:
+    """The payloads of the audit events of `kind`, oldest first."""
     return [
         dict(p)
         for p in conn.execute(
             select(workflow_events.c.payload)
-            .where(workflow_events.c.kind == BACKLOG_CONTRACT)
+            .where(workflow_events.c.kind == kind)
             .order_by(workflow_events.c.id)
         ).scalars()
     ]
+
+
+def contract_events(conn: Connection) -> list[dict[str, Any]]:
+    return events_of(conn, BACKLOG_CONTRACT)
 
 
 def firing(conn: Connection, alert_id: str) -> list[dict[str, Any]]:
