@@ -4,6 +4,7 @@ goes away, with the frozen clock; other services' reconcilers run too; the engin
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from dbos import DBOS
@@ -450,8 +451,8 @@ def test_the_engine_runs_the_evaluation_as_a_dbos_scheduled_workflow(db: Databas
         wait_for(lambda: DBOS.get_schedule(SCHEDULE_NAME) is not None, timeout=20, message="the schedule")
         assert DBOS.get_schedule(SCHEDULE_NAME)["schedule"] == "*/1 * * * * *"
         wait_for(lambda: _last_worker(rt) == rt.worker_id, timeout=20, message="a scheduled pass")
-        runs = DBOS.list_workflows(name="storyloom.health.scheduled", status="SUCCESS")
-        assert runs and all(r.workflow_id.startswith(f"sched-{SCHEDULE_NAME}-") for r in runs)
+        wait_for(lambda: _finished_runs(), timeout=20, message="a scheduled workflow finished")
+        assert all(run.workflow_id.startswith(f"sched-{SCHEDULE_NAME}-") for run in _finished_runs())
 
         rt.config = make_config(health={"evaluate_every": "2s"})  # what a reload does
         wait_for(
@@ -459,6 +460,10 @@ def test_the_engine_runs_the_evaluation_as_a_dbos_scheduled_workflow(db: Databas
             timeout=20,
             message="the schedule follows the reloaded interval",
         )
+
+
+def _finished_runs() -> list[Any]:
+    return DBOS.list_workflows(name="storyloom.health.scheduled", status="SUCCESS")
 
 
 def _last_worker(rt: Runtime) -> str | None:
