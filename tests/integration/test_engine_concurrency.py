@@ -7,6 +7,7 @@ within any one-second window), not on how long the run took."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from dbos import DBOS
 from sqlalchemy import select
@@ -14,7 +15,7 @@ from sqlalchemy import select
 from storyloom.runtime import Runtime
 from storyloom.services.plans import get_plan
 from storyloom.store.db import Database
-from storyloom.store.tables import planner_executions
+from storyloom.store.tables import planner_executions, tasks
 from tests.conftest import make_config
 from tests.support.engine import item_statuses, running, seed_plan
 from tests.support.server import wait_for
@@ -26,6 +27,17 @@ CONCURRENCY = 2
 def _all_complete(rt: Runtime, plan_ids: list[str]) -> bool:
     with rt.db.read() as conn:
         return all(get_plan(conn, plan_id)["status"] == "complete" for plan_id in plan_ids)
+
+
+def _where_it_stands(rt: Runtime, plan_ids: list[str]) -> dict[str, Any]:
+    """Items, tasks and DBOS workflows, for the message of a run that never finished."""
+    with rt.db.read() as conn:
+        task_rows = conn.execute(select(tasks.c.task_id, tasks.c.status, tasks.c.enqueued_at)).all()
+    return {
+        "items": {plan_id: item_statuses(rt, plan_id) for plan_id in plan_ids},
+        "tasks": [tuple(row) for row in task_rows],
+        "workflows": [(w.workflow_id, w.status, w.queue_name, w.priority) for w in DBOS.list_workflows()],
+    }
 
 
 def _most_at_once(intervals: list[tuple[datetime, datetime]]) -> int:
@@ -46,7 +58,10 @@ def test_several_plans_run_at_once_to_completion_never_above_the_concurrency(db:
     )
     with running(db, config) as rt:
         plan_ids = [seed_plan(rt, name=f"Salt Roads {n}") for n in range(PLANS)]
-        wait_for(lambda: _all_complete(rt, plan_ids), timeout=120, message="every plan complete")
+        try:
+            wait_for(lambda: _all_complete(rt, plan_ids), timeout=120, message="every plan complete")
+        except AssertionError as stuck:
+            raise AssertionError(f"{stuck}; where it stands: {_where_it_stands(rt, plan_ids)}") from None
         for plan_id in plan_ids:
             assert set(item_statuses(rt, plan_id).values()) == {"complete"}
         with rt.db.read() as conn:
