@@ -271,7 +271,8 @@ _EFFECTS: dict[str, Effect] = {
 
 
 def complete_plan_if_done(conn: Connection, plan: dict[str, Any], now: datetime) -> bool:
-    """A plan is complete when it has scene items and every item is complete."""
+    """A plan is complete when it has scene items and every item is complete (the caller holds the plan's lock:
+    see `PhaseRunner.complete`)."""
     counts: dict[str, int] = dict(
         conn.execute(
             select(backlog_items.c.status, func.count())

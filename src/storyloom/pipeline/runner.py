@@ -36,6 +36,7 @@ from storyloom.store.tables import (
     persona_obligations,
     planner_executions,
     planner_templates,
+    plans,
     tasks,
     transcripts,
     world_bible_entries,
@@ -334,6 +335,7 @@ class PhaseRunner:
         cfg = self.config()
         with self.db.begin() as conn:
             task = conn.execute(select(tasks).where(tasks.c.task_id == task_id)).mappings().one()
+            self._lock_plan(conn, task["plan_id"])
             item = self._item(conn, task["plan_id"], task["backlog_id"], lock=True)
             if item["status"] != bl.IN_PROGRESS or item["task_id"] != task_id:
                 return []  # done already (a replayed step), or cancelled or resumed as another task meanwhile
@@ -411,6 +413,16 @@ class PhaseRunner:
             )
 
     # --- helpers -----------------------------------------------------------------------------------
+
+    def _lock_plan(self, conn: Connection, plan_id: str) -> None:
+        """Completions of one plan take turns on PostgreSQL, first thing in their transaction.
+
+        Otherwise its last two items completing at once would each count the other as still running (read
+        committed) and neither would complete the plan. `FOR NO KEY UPDATE` leaves the key-share locks of
+        the rows the phase inserts alone, so taking it first cannot deadlock with them.
+        """
+        if self.db.dialect == "postgresql":
+            conn.execute(select(plans.c.id).where(plans.c.id == plan_id).with_for_update(key_share=True))
 
     def _item(self, conn: Connection, plan_id: str, backlog_id: str, *, lock: bool = False) -> dict[str, Any]:
         query = select(backlog_items).where(
