@@ -130,7 +130,7 @@ def run_direct(count: int, folder: Path) -> dict[str, float]:
         "bench",
     )
     queued: list[str] = []
-    scheduler = Scheduler(rt, lambda task_id, _provider: queued.append(task_id))
+    scheduler = Scheduler(rt, lambda task_id, _provider, _first: queued.append(task_id))
     started = time.monotonic()
     _seed(rt, count)
     while True:
