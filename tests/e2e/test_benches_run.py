@@ -1,0 +1,33 @@
+"""Every benchmark still runs and prints its figures (their targets are judged in bench/, not here)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.parametrize(
+    ("script", "args", "figure"),
+    [
+        ("pipeline.py", ["--plans", "2"], "engine overhead per phase"),
+        ("alert_latency.py", ["--alerts", "20"], "storyloom: 20/20 arrived"),
+        ("health.py", ["--scale", "0.01", "--runs", "2"], "GET /api/diagnostics/planner"),
+    ],
+)
+def test_a_small_run_of_the_benchmark_completes(script: str, args: list[str], figure: str) -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert figure in done.stdout, done.stdout[-3000:]
