@@ -34,7 +34,9 @@ def seed_templates_now(rt: Runtime) -> None:
         seed_templates(conn, rt.clock.now())
 
 
-def new_plan(rt: Runtime, name: str = "Ash Lantern") -> dict[str, Any]:
+def new_plan(
+    rt: Runtime, name: str = "Ash Lantern", premise: str = "Lamplighters keep the dark at bay."
+) -> dict[str, Any]:
     """An author persona + agent and a running plan with its three seeded items (all pending)."""
     now = rt.clock.now()
     n = next(_ids)
@@ -47,7 +49,7 @@ def new_plan(rt: Runtime, name: str = "Ash Lantern") -> dict[str, Any]:
             conn,
             PlanRequest(
                 name=name,
-                premise="Lamplighters keep the dark at bay.",
+                premise=premise,
                 persona_id=persona["id"],
                 agent_id=agent["id"],
             ),

@@ -24,7 +24,13 @@ from storyloom.pipeline.runner import change_status
 from storyloom.services.actors import Actor
 from storyloom.services.catalog import PROVIDERS, get_agent
 from storyloom.services.errors import Conflict, Forbidden, Invalid, ServiceError
-from storyloom.services.plans import backlog_view, get_item, get_plan, require_agent_binding
+from storyloom.services.plans import (
+    author_persona_mismatch,
+    backlog_view,
+    get_item,
+    get_plan,
+    require_agent_binding,
+)
 from storyloom.services.tasks import LIVE, claim_for_task, latest_task
 from storyloom.store.db import Database
 from storyloom.store.events import BACKLOG_ACTION, BACKLOG_CONTRACT, BACKLOG_TELEMETRY, record_event
@@ -243,14 +249,9 @@ def resume(
         require_agent_binding(actor, agent_id)
     except Forbidden as exc:
         raise reject(Forbidden(exc.detail, code=AGENT_TOKEN_MISMATCH)) from None
-    if agent["persona_id"] != plan["persona_id"] and not actor.is_admin:
-        raise reject(
-            Forbidden(
-                f"agent {agent_id} acts for persona {agent['persona_id']}, but plan {plan_id} belongs to "
-                f"persona {plan['persona_id']}; resume as one of its agents (or as admin)",
-                code=AGENT_PERSONA_MISMATCH,
-            )
-        )
+    mismatch = author_persona_mismatch(agent, plan, actor, "resume", code=AGENT_PERSONA_MISMATCH)
+    if mismatch is not None:
+        raise reject(mismatch)
     # 6. guards: the caller's view of the item must be current
     latest_id = item["task_id"] or (current["task_id"] if current else None)
     if task_id is not None and task_id != latest_id:

@@ -20,8 +20,14 @@ from storyloom.domain import backlog as bl
 from storyloom.pipeline.runner import ITEM_ALERTS, change_status
 from storyloom.services.actors import Actor
 from storyloom.services.catalog import get_agent
-from storyloom.services.errors import Conflict, Forbidden, Invalid
-from storyloom.services.plans import backlog_view, get_item, get_plan, require_agent_binding
+from storyloom.services.errors import Conflict, Invalid
+from storyloom.services.plans import (
+    author_persona_mismatch,
+    backlog_view,
+    get_item,
+    get_plan,
+    require_agent_binding,
+)
 from storyloom.services.tasks import LIVE
 from storyloom.store.events import BACKLOG_ACTION, record_event
 from storyloom.store.tables import checkpoints, tasks
@@ -54,11 +60,9 @@ def cancel(
         raise Invalid.from_validation(exc) from None
     agent = get_agent(conn, request.agent_id, loc=["body", "agent_id"])
     require_agent_binding(actor, agent["id"])
-    if agent["persona_id"] != plan["persona_id"] and not actor.is_admin:
-        raise Forbidden(
-            f"agent {agent['id']} acts for persona {agent['persona_id']}, but plan {plan_id} belongs to "
-            f"persona {plan['persona_id']}; cancel as one of its agents (or as admin)"
-        )
+    mismatch = author_persona_mismatch(agent, plan, actor, "cancel")
+    if mismatch is not None:
+        raise mismatch
     if item["status"] == bl.CANCELLED:
         return {"backlog_item": backlog_view(item), "cancelled_task_id": None}
     if item["status"] == bl.COMPLETE:

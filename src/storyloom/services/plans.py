@@ -129,6 +129,19 @@ def create_plan(
     return plan
 
 
+def author_persona_mismatch(
+    agent: dict[str, Any], plan: dict[str, Any], actor: Actor, action: str, code: str | None = None
+) -> Forbidden | None:
+    """The 403 for acting on a plan as an agent of another persona than its author's (admins may)."""
+    if agent["persona_id"] == plan["persona_id"] or actor.is_admin:
+        return None
+    return Forbidden(
+        f"agent {agent['id']} acts for persona {agent['persona_id']}, but plan {plan['id']} belongs to "
+        f"persona {plan['persona_id']}; {action} as one of its agents (or as admin)",
+        code=code,
+    )
+
+
 def require_agent_binding(actor: Actor, agent_id: str) -> None:
     """A token bound to agents may only act as them (raises inside the transaction, so nothing is kept)."""
     if not actor.may_act_as(agent_id):
