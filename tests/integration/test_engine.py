@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from sqlalchemy import func, select
 
@@ -15,7 +17,7 @@ from storyloom.services.plans import PlanRequest, create_plan, list_backlog
 from storyloom.store.db import Database
 from storyloom.store.tables import alerts, planner_executions, tasks, workflow_events
 from tests.conftest import make_config
-from tests.support.engine import item_statuses, running, seed_plan
+from tests.support.engine import ShiftedClock, item_statuses, running, seed_plan
 from tests.support.server import wait_for
 
 
@@ -124,10 +126,11 @@ def test_malformed_output_is_retried_with_validation_errors_recorded(db: Databas
 
 def test_unready_lore_blocks_scrolls_until_the_lore_sla_fulfils_it(db: Database) -> None:
     config = make_config(
-        pipeline={"chapters": 1, "scenes_per_chapter": 1, "lore_sla": "1s"},
+        pipeline={"chapters": 1, "scenes_per_chapter": 1, "lore_sla": "45m"},
         llm={"offline_lore_status": "planned"},
     )
-    with running(db, config) as rt:
+    clock = ShiftedClock()
+    with running(db, config, clock) as rt:
         plan_id = seed_plan(rt)
         wait_for(
             lambda: item_statuses(rt, plan_id).get("scroll-1") == "blocked",
@@ -139,6 +142,8 @@ def test_unready_lore_blocks_scrolls_until_the_lore_sla_fulfils_it(db: Database)
                 select(alerts.c.status, alerts.c.labels).where(alerts.c.alert_id == "planner:phase-blocked")
             ).one()
         assert blocked.status == "firing" and blocked.labels["backlog_id"] == "scroll-1"
+        assert item_statuses(rt, plan_id)["scroll-1"] == "blocked", "the lore SLA has not passed yet"
+        clock.advance(timedelta(minutes=46))
         wait_for(
             lambda: set(item_statuses(rt, plan_id).values()) == {"complete"},
             timeout=60,

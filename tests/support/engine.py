@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime, timedelta
 
-from storyloom.clock import SystemClock
+from storyloom.clock import Clock, SystemClock
 from storyloom.config import Config
 from storyloom.engine.engine import Engine
 from storyloom.runtime import Runtime
@@ -15,10 +17,27 @@ from storyloom.store.db import Database
 from tests.support.health_seed import new_plan
 
 
+class ShiftedClock:
+    """Wall-clock time plus an offset that a test moves forward, so an SLA passes when the test says so."""
+
+    def __init__(self) -> None:
+        self._offset = timedelta()
+        self._lock = threading.Lock()
+        self._system = SystemClock()
+
+    def now(self) -> datetime:
+        with self._lock:
+            return self._system.now() + self._offset
+
+    def advance(self, delta: timedelta) -> None:
+        with self._lock:
+            self._offset += delta
+
+
 @contextmanager
-def running(db: Database, config: Config) -> Iterator[Runtime]:
+def running(db: Database, config: Config, clock: Clock | None = None) -> Iterator[Runtime]:
     """The engine started in-process over `db`; stopped (DBOS destroyed) on exit."""
-    rt = Runtime(config=config, db=db, clock=SystemClock())
+    rt = Runtime(config=config, db=db, clock=clock or SystemClock())
     prepare(rt)
     engine = Engine(rt)
     engine.start()
