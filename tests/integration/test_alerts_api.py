@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -15,7 +14,6 @@ from storyloom import signals
 from storyloom.alerting import publish
 from storyloom.alerting.notifier import Notifier
 from storyloom.alerting.publish import AlertSignal
-from storyloom.api.app import create_app
 from storyloom.clock import FrozenClock
 from storyloom.runtime import Runtime
 from storyloom.services.tokens import create_token
@@ -83,12 +81,6 @@ def token(rt: Runtime, role: str) -> dict[str, str]:
     with rt.db.begin() as conn:
         plain, _ = create_token(conn, name=f"{role}-token", role=role, agent_ids=[], now=rt.clock.now())
     return {"Authorization": f"Bearer {plain}"}
-
-
-@pytest.fixture
-def client(rt: Runtime) -> Iterator[TestClient]:
-    with TestClient(create_app(rt)) as c:
-        yield c
 
 
 @pytest.fixture
