@@ -15,6 +15,7 @@ from pydantic import (
     Field,
     PlainSerializer,
     ValidationError,
+    ValidationInfo,
     field_validator,
 )
 
@@ -186,6 +187,30 @@ class AlertingConfig(_Model):
     max_alerts_per_notification: int = Field(default=100, ge=1, le=10_000)
 
 
+class ClusterConfig(_Model):
+    """Worker liveness: how often each worker beats, and how long a silent one waits before a takeover."""
+
+    heartbeat_every: Duration = timedelta(seconds=3)
+    takeover_after: Duration = timedelta(seconds=15)
+
+    @field_validator("heartbeat_every")
+    @classmethod
+    def _positive(cls, v: timedelta) -> timedelta:
+        if v <= timedelta(0):
+            raise ValueError("must be positive, e.g. 3s")
+        return v
+
+    @field_validator("takeover_after")
+    @classmethod
+    def _beats_fit_in_the_window(cls, v: timedelta, info: ValidationInfo) -> timedelta:
+        beat = info.data.get("heartbeat_every")
+        if beat is not None and v < 3 * beat:
+            raise ValueError(
+                f"must be at least 3 times heartbeat_every ({format_duration(3 * beat)}), so one late beat is not a takeover"
+            )
+        return v
+
+
 class Config(_Model):
     environment: str = "pre-alpha"
     public_url: str = DEFAULT_PUBLIC_URL
@@ -196,6 +221,7 @@ class Config(_Model):
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
     health: HealthConfig = Field(default_factory=HealthConfig)
     alerting: AlertingConfig = Field(default_factory=AlertingConfig)
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig)
 
     @field_validator("public_url")
     @classmethod

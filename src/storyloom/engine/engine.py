@@ -18,7 +18,7 @@ from storyloom.config import data_dir
 from storyloom.engine import health_schedule, workflows
 from storyloom.engine.scheduler import Scheduler
 from storyloom.pipeline.dispatcher import ToolDispatcher
-from storyloom.pipeline.providers import Providers
+from storyloom.pipeline.providers import PROVIDER_NAMES, Providers
 from storyloom.pipeline.runner import PhaseRunner
 from storyloom.runtime import Runtime
 from storyloom.store.db import is_sqlite
@@ -70,7 +70,7 @@ class Engine:
         self.providers = Providers(lambda: rt.config)
         self.dispatcher = ToolDispatcher(rt.db, lambda: rt.config, rt.clock, self.providers)
         self.runner = PhaseRunner(rt.db, lambda: rt.config, rt.clock, self.dispatcher, rt.worker_id)
-        self.scheduler = Scheduler(rt, self.enqueue)
+        self.scheduler = Scheduler(rt, self.enqueue, recover=self.recover)
         self.health_schedule = health_schedule.HealthSchedule(rt)
         self._loop_factories = loops or []
         self._loops: list[Loop] = []
@@ -97,6 +97,8 @@ class Engine:
             )
         )
         DBOS.launch()
+        for provider in PROVIDER_NAMES:  # every worker serves every queue, so any can run a recovered task
+            self.queue(provider)
         self._running = True
         self.scheduler.start()
         self.health_schedule.start()
@@ -129,6 +131,10 @@ class Engine:
         """
         with SetWorkflowID(task_id), SetEnqueueOptions(priority=FIRST if first else NORMAL):
             self.queue(provider).enqueue(workflows.run_task, task_id)
+
+    def recover(self, executor_id: str) -> list[str]:
+        """Hand a silent worker's pending DBOS workflows back (queued ones return to their queue)."""
+        return [handle.workflow_id for handle in DBOS._recover_pending_workflows([executor_id])]
 
     def ready(self) -> bool:
         return self._running
