@@ -192,6 +192,7 @@ class ClusterConfig(_Model):
 
     heartbeat_every: Duration = timedelta(seconds=3)
     takeover_after: Duration = timedelta(seconds=15)
+    drain_timeout: Duration = timedelta(minutes=2)  # SIGTERM: how long phases in flight may take to finish
 
     @field_validator("heartbeat_every")
     @classmethod

@@ -17,6 +17,7 @@ from storyloom import __version__
 from storyloom.config import data_dir
 from storyloom.engine import health_schedule, workflows
 from storyloom.engine.scheduler import Scheduler
+from storyloom.engine.takeover import runs_phases
 from storyloom.pipeline.dispatcher import ToolDispatcher
 from storyloom.pipeline.providers import PROVIDER_NAMES, Providers
 from storyloom.pipeline.runner import PhaseRunner
@@ -139,14 +140,24 @@ class Engine:
     def ready(self) -> bool:
         return self._running
 
-    def stop(self) -> None:
+    def stop(self, drain: float = 0) -> None:
+        """Stop; with `drain` seconds, first let the phases in flight finish while taking nothing new.
+
+        Draining keeps the heartbeat going (the phases are still ours), stops the loops (the delivery
+        dispatcher finishes the sends it has started), and lets DBOS stop dequeuing and wait for its active
+        workflows. What is still running after `drain` is handed over: the lease expires at once.
+        """
         self._running = False
+        self.scheduler.draining = True
         for loop in reversed(self._loops):
             loop.stop()
-        self.scheduler.stop()
         self.health_schedule.stop()
+        drain = drain if drain > 0 and runs_phases(self.rt, self.rt.worker_id) else 0
+        if drain:
+            log.info("draining: finishing the phases in flight, taking nothing new", seconds=drain)
+        DBOS.destroy(workflow_completion_timeout_sec=math.ceil(drain))
+        self.scheduler.stop()
         self.dispatcher.close()
-        DBOS.destroy(workflow_completion_timeout_sec=0)
         if self._system_engine is not None:
             self._system_engine.dispose()
         log.info("engine stopped")

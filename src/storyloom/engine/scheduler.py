@@ -46,6 +46,9 @@ class Scheduler(BackgroundLoop):
         self.rt = rt
         self.enqueue = enqueue  # (task_id, provider, first) → the engine's queue (idempotent by task id)
         self.liveness = Liveness(rt, recover)
+        self.draining = (
+            False  # set by a drain: keep beating (the phases in flight are ours), take nothing new
+        )
         self.poll_interval = poll_interval
         self._cursor = 0  # the last backlog row id of a full page of candidates (see claim_ready)
         super().__init__()
@@ -54,11 +57,17 @@ class Scheduler(BackgroundLoop):
         self.tick()
         return False
 
+    def after_stop(self) -> None:
+        self.liveness.leave(self.rt.clock.now())
+
     def interval(self) -> float:
         return self.poll_interval
 
     def tick(self) -> None:
         now = self.rt.clock.now()
+        if self.draining:
+            self.liveness.beat_on_time(now)
+            return
         self.liveness.tick(now)
         self.release_lore(now)
         self.auto_resume(now)

@@ -45,6 +45,19 @@ def worker_lease(worker_id: str) -> str:
     return f"{WORKER_LEASE_PREFIX}{worker_id}"
 
 
+def runs_phases(rt: Runtime, worker_id: str) -> bool:
+    """Whether a task of `worker_id` is running: a phase in flight that a stop should drain or hand over."""
+    with rt.db.read() as conn:
+        return (
+            conn.execute(
+                select(tasks.c.task_id)
+                .where(tasks.c.worker_id == worker_id, tasks.c.status == "running")
+                .limit(1)
+            ).first()
+            is not None
+        )
+
+
 def live_workers(rt: Runtime, now: datetime) -> set[str]:
     """Workers whose lease is unexpired now."""
     with rt.db.read() as conn:
@@ -66,13 +79,32 @@ class Liveness:
         self._next_beat: datetime | None = None
 
     def tick(self, now: datetime) -> None:
+        """Beat when due, and take over every peer silent past its lease."""
+        if self.beat_on_time(now):
+            for worker_id in self.silent_peers(now):
+                self.take_over(worker_id, now, self.rt.config.cluster.takeover_after)
+
+    def beat_on_time(self, now: datetime) -> bool:
+        """Beat when `heartbeat_every` has passed since the last beat; True when it beat."""
         if self._next_beat is not None and now < self._next_beat:
-            return
+            return False
         cluster = self.rt.config.cluster
         self.beat(now, cluster.takeover_after)
-        for worker_id in self.silent_peers(now):
-            self.take_over(worker_id, now, cluster.takeover_after)
         self._next_beat = now + cluster.heartbeat_every
+        return True
+
+    def leave(self, now: datetime) -> None:
+        """On stop: drop this worker's lease, or expire it when a phase of ours is still running, so that a
+        live worker takes it over at its next beat instead of after `takeover_after`."""
+        me = self.rt.worker_id
+        running = runs_phases(self.rt, me)
+        owned = (leases.c.name == worker_lease(me)) & (leases.c.holder == me)
+        with self.rt.db.begin() as conn:
+            if running:
+                conn.execute(update(leases).where(owned).values(expires_at=now))
+            else:
+                conn.execute(delete(leases).where(owned))
+        log.info("worker left the cluster", worker_id=me, handed_over=running)
 
     def beat(self, now: datetime, ttl: timedelta) -> None:
         """Renew this worker's lease; a lease a taker holds right now is left to it until it finishes."""
