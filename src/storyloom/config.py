@@ -187,6 +187,13 @@ class AlertingConfig(_Model):
     max_alerts_per_notification: int = Field(default=100, ge=1, le=10_000)
 
 
+class DatabaseConfig(_Model):
+    """PostgreSQL connections of each process (SQLite ignores both)."""
+
+    pool_size: int = Field(default=10, ge=1, le=200)
+    statement_timeout: Duration = timedelta(seconds=60)  # 0s: no limit
+
+
 class ClusterConfig(_Model):
     """Worker liveness: how often each worker beats, and how long a silent one waits before a takeover."""
 
@@ -223,6 +230,7 @@ class Config(_Model):
     health: HealthConfig = Field(default_factory=HealthConfig)
     alerting: AlertingConfig = Field(default_factory=AlertingConfig)
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
+    database: DatabaseConfig = Field(default_factory=DatabaseConfig)
 
     @field_validator("public_url")
     @classmethod
