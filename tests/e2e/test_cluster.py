@@ -157,15 +157,6 @@ def test_two_apis_and_three_workers_keep_every_guarantee(tmp_path: Path, pg_url:
                 "WHERE o.function_name = 'storyloom.health.evaluate' GROUP BY o.workflow_uuid"
             )
         ).all()
-        executors = (
-            conn.execute(
-                text(
-                    "SELECT DISTINCT executor_id FROM dbos.workflow_status WHERE name = 'storyloom.health.scheduled'"
-                )
-            )
-            .scalars()
-            .all()
-        )
     db.dispose()
     assert len(successes) == PLANS * ITEMS_PER_PLAN and {row[2] for row in successes} == {1}, (
         "each phase once"
@@ -174,7 +165,6 @@ def test_two_apis_and_three_workers_keep_every_guarantee(tmp_path: Path, pg_url:
     assert len(evaluations) <= elapsed + 2, (
         f"{len(evaluations)} evaluations in {elapsed:.0f} s: more than one per tick"
     )
-    assert set(executors) <= {"w1", "w2", "w3"}
 
 
 def _beating(db: Database) -> set[str]:
