@@ -1,9 +1,11 @@
 """Scale-out on PostgreSQL with real processes: one `storyloom api` and two `storyloom worker`s. A worker
-killed with SIGKILL in the middle of a phase, and never restarted, is taken over by the live one: its
-phase finishes exactly once, inside the same task."""
+killed with SIGKILL and never restarted is taken over by the live one: a phase it was running finishes
+exactly once, inside the same task; the notifier it was running goes on, and no acknowledged alert is lost."""
 
 from __future__ import annotations
 
+import base64
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +19,8 @@ from storyloom.store.events import WORKER_TAKEOVER
 from storyloom.store.tables import backlog_items, leases, planner_executions, tasks
 from tests.support.plan_seed import events_of
 from tests.support.postgres import fresh_postgres
-from tests.support.server import ServerProcess, backlog_status, seed_author, wait_for
+from tests.support.receiver_process import ReceiverProcess
+from tests.support.server import ServerProcess, backlog_status, free_port, seed_author, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -123,3 +126,68 @@ def test_a_killed_worker_is_taken_over_and_its_phase_finishes_once(tmp_path: Pat
         for process in (*workers.values(), api):
             process.stop()
         db.dispose()
+
+
+def test_killing_the_notifier_lease_holder_mid_storm_loses_no_alert(tmp_path: Path, pg_url: str) -> None:
+    secret = "whsec_" + base64.b64encode(os.urandom(24)).decode()
+    receiver = ReceiverProcess(free_port(), tmp_path / "received.jsonl", secret=secret).start()
+    config = {
+        **CONFIG,
+        "alerting": {
+            "receivers": [{"name": "ops", "url": receiver.url, "secret_env": "OPS_SECRET"}],
+            "route": {"receiver": "ops", "group_by": ["..."], "group_wait": "0s", "group_interval": "1s"},
+        },
+    }
+    env = {"OPS_SECRET": secret}
+    db = Database(pg_url)
+    api = ServerProcess(tmp_path / "api", config=config, role="api", database_url=pg_url, env=env).start()
+    workers = {
+        name: ServerProcess(
+            tmp_path / name,
+            config=config,
+            role="worker",
+            database_url=pg_url,
+            env={**env, "STORYLOOM_WORKER_ID": name},
+        ).start(wait=False)
+        for name in ("w1", "w2")
+    }
+    storm = [f"storm-{n}" for n in range(600)]
+    try:
+        wait_for(lambda: _live_workers(db) == {"w1", "w2"}, timeout=60, message="both workers beating")
+        batches = [storm[i : i + 100] for i in range(0, len(storm), 100)]
+        for batch in batches[:3]:
+            _ingest(api, batch)
+        holder = wait_for(
+            lambda: _lease_holder(db, "notifier"), timeout=30, message="a notifier lease holder"
+        )
+        workers[holder].kill()
+        for batch in batches[3:]:
+            _ingest(api, batch)
+        wait_for(
+            lambda: set(storm) <= _received_alertnames(receiver),
+            timeout=90,
+            message="every acknowledged alert at the receiver after the notifier's holder died",
+        )
+        assert _lease_holder(db, "notifier") not in (None, holder)
+        with db.read() as conn:
+            (event,) = [e for e in events_of(conn, WORKER_TAKEOVER) if e["worker_id"] == holder]
+        assert event["leases"] >= 1, "the takeover freed the notifier lease before its own expiry"
+    finally:
+        for process in (*workers.values(), api):
+            process.stop()
+        receiver.stop()
+        db.dispose()
+
+
+def _ingest(api: ServerProcess, names: list[str]) -> None:
+    response = api.post("/api/v2/alerts", [{"labels": {"alertname": name, "job": "storm"}} for name in names])
+    assert response.status_code == 200, response.text
+
+
+def _lease_holder(db: Database, name: str) -> str | None:
+    with db.read() as conn:
+        return conn.execute(select(leases.c.holder).where(leases.c.name == name)).scalar()
+
+
+def _received_alertnames(receiver: ReceiverProcess) -> set[str]:
+    return {alert["labels"].get("alertname") or alert["alert_id"] for _, alert in receiver.alerts()}
