@@ -10,6 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
@@ -22,7 +23,7 @@ from storyloom.services.tokens import MIN_ADMIN_TOKEN_CHARS, authenticate, creat
 from storyloom.store.db import Database
 from storyloom.store.tables import api_tokens, console_sessions
 from tests.conftest import make_config
-from tests.support.server import free_port
+from tests.support.server import free_port, running_server
 
 CONSOLE_PAGES = ["/", "/plans", "/alerts", "/silences", "/routes", "/deliveries", "/inbox"]
 LIMITED = {"failed_auth": {"burst": 3, "refill_every": "1m"}}
@@ -317,3 +318,22 @@ def test_a_short_admin_token_is_never_honoured(rt: Runtime, monkeypatch: pytest.
     assert _client(rt).get("/api/alerts", headers={"Authorization": f"Bearer {'y' * 23}"}).status_code == 401
     monkeypatch.setenv("STORYLOOM_ADMIN_TOKEN", "y" * 24)
     assert _client(rt).get("/api/alerts", headers={"Authorization": f"Bearer {'y' * 24}"}).status_code == 200
+
+
+# --- a real `storyloom run` -----------------------------------------------------------------------------
+
+
+def test_a_real_server_limits_a_token_guesser_but_not_its_admin(tmp_path: Path) -> None:
+    """The issue's probe (a run of wrong bearer tokens, then of wrong sign-ins) over loopback meets 429."""
+    config = {"security": {"failed_auth": {"burst": 10, "refill_every": "1h"}}}
+    with running_server(tmp_path, config=config) as server, httpx.Client(base_url=server.url) as guesser:
+        guesses = [
+            guesser.get("/api/alerts", headers={"Authorization": f"Bearer sl_guess_{i}"}) for i in range(40)
+        ]
+        assert [r.status_code for r in guesses] == [401] * 10 + [429] * 30
+        assert int(guesses[-1].headers["retry-after"]) > 3000
+        _assert_hardened(guesses[-1], "429 over HTTP")
+        sign_ins = [guesser.get("/login", params={"token": f"sl_{i}"}) for i in range(20)]
+        assert {r.status_code for r in sign_ins} == {429}
+        assert server.client.get("/api/alerts").status_code == 200  # the admin token, same address
+        assert guesser.get("/api/alerts").status_code == 401  # no token: plain 401
