@@ -35,6 +35,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    # contract: downgrade only; it removes the table this revision adds, which older releases never read.
     with op.batch_alter_table("console_sessions", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_console_sessions_expires_at"))
         batch_op.drop_index(batch_op.f("ix_console_sessions_actor_id"))
