@@ -219,6 +219,33 @@ class ClusterConfig(_Model):
         return v
 
 
+class FailedAuthConfig(_Model):
+    """Per client: `burst` failed sign-ins or bearer tokens, one more back every `refill_every`."""
+
+    burst: int = Field(default=10, ge=1, le=10_000)
+    refill_every: Duration = timedelta(seconds=6)
+    max_clients: int = Field(default=10_000, ge=1, le=1_000_000)
+
+    @field_validator("refill_every")
+    @classmethod
+    def _positive(cls, every: timedelta) -> timedelta:
+        if every <= timedelta(0):
+            raise ValueError("must be longer than 0s")
+        return every
+
+
+class SecurityConfig(_Model):
+    session_ttl: Duration = timedelta(hours=12)
+    failed_auth: FailedAuthConfig = Field(default_factory=FailedAuthConfig)
+
+    @field_validator("session_ttl")
+    @classmethod
+    def _session_length(cls, ttl: timedelta) -> timedelta:
+        if not timedelta(minutes=1) <= ttl <= timedelta(days=30):
+            raise ValueError("must be between 1m and 30d")
+        return ttl
+
+
 class Config(_Model):
     environment: str = "pre-alpha"
     public_url: str = DEFAULT_PUBLIC_URL
@@ -231,6 +258,7 @@ class Config(_Model):
     alerting: AlertingConfig = Field(default_factory=AlertingConfig)
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
+    security: SecurityConfig = Field(default_factory=SecurityConfig)
 
     @field_validator("public_url")
     @classmethod

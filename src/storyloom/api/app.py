@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from storyloom import __version__
-from storyloom.api import problems
+from storyloom.api import problems, security_headers
 from storyloom.api.routers import alerts, catalog, config, ingest, plans, routes, silences, system
 from storyloom.api.routers import backlog as backlog_routes
 from storyloom.api.routers import deliveries as delivery_routes
@@ -50,6 +50,7 @@ def create_app(rt: Runtime, *, engine: Any = None) -> FastAPI:
     app.state.runtime = rt
     app.state.engine = engine
     problems.install(app)
+    security_headers.install(app)
     for router in ROUTERS:
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=console_pages.STATIC_DIR), name="static")

@@ -14,6 +14,7 @@ import typer
 from storyloom.cli.base import console, fail
 from storyloom.cli.local import load_or_fail
 from storyloom.runtime import Runtime
+from storyloom.services.tokens import admin_token_problem
 
 
 def config_option() -> Any:
@@ -38,6 +39,9 @@ def _runtime(
     from storyloom.logs import configure_logging
 
     configure_logging()
+    problem = admin_token_problem(os.environ)
+    if problem:
+        fail(problem)
     rt = Runtime.open(load_or_fail(config_path), config_path=config_path, demo=demo, self_url=self_url)
     rt.worker_id = os.environ.get("STORYLOOM_WORKER_ID") or worker_id
     return rt
