@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from storyloom import __version__
 from storyloom.api import problems
+from storyloom.api.limits import BodyLimit
+from storyloom.api.query import reject_unknown_query
 from storyloom.api.routers import alerts, catalog, config, ingest, plans, routes, silences, system
 from storyloom.api.routers import backlog as backlog_routes
 from storyloom.api.routers import deliveries as delivery_routes
@@ -46,10 +48,14 @@ def create_app(rt: Runtime, *, engine: Any = None) -> FastAPI:
         title="Storyloom",
         version=__version__,
         description="Operations layer for AI fiction pipelines: plans, backlog, alerts, routing, deliveries.",
+        dependencies=[Depends(reject_unknown_query)],
     )
     app.state.runtime = rt
     app.state.engine = engine
     problems.install(app)
+    # Outermost last: a crash anywhere (the body cap included) still answers problem+json.
+    app.add_middleware(BodyLimit, limit=lambda: rt.config.limits.max_body_bytes)
+    app.add_middleware(problems.CatchAll)
     for router in ROUTERS:
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=console_pages.STATIC_DIR), name="static")

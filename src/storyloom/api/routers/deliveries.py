@@ -7,6 +7,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, Query
 
 from storyloom.api.auth import operator, runtime, viewer
+from storyloom.api.query import Page
 from storyloom.runtime import Runtime
 from storyloom.services import deliveries
 from storyloom.services.actors import Actor
@@ -19,7 +20,7 @@ def list_deliveries(
     receiver: str | None = Query(default=None, max_length=100),
     status: Literal["pending", "delivered", "failed", "dead"] | None = None,
     limit: int = Query(default=100, ge=1, le=deliveries.MAX_LIMIT),
-    page: int = Query(default=1, ge=1),
+    page: Page = 1,
     _: Actor = Depends(viewer),
     rt: Runtime = Depends(runtime),
 ) -> list[dict[str, Any]]:

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from storyloom.api.auth import operator, runtime, viewer
+from storyloom.api.query import Page
 from storyloom.runtime import Runtime
 from storyloom.services import obligations
 from storyloom.services.actors import Actor
@@ -38,7 +39,7 @@ class VoiceDriftIn(BaseModel):
 def list_obligations(
     plan_id: str,
     status: Literal["open", "resolved", "dismissed"] | None = None,
-    page: int = Query(1, ge=1),
+    page: Page = 1,
     page_size: int = Query(50, ge=1, le=obligations.MAX_PAGE_SIZE),
     _: Actor = Depends(viewer),
     rt: Runtime = Depends(runtime),
