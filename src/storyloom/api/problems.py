@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from storyloom.domain.text import escaped
 from storyloom.services.errors import ServiceError
 
 log = structlog.get_logger(__name__)
@@ -50,17 +51,6 @@ class Problem(BaseModel):
     request_id: str | None = Field(default=None, description="500 only: the id the server log carries")
 
 
-def printable(value: Any) -> Any:
-    """`value` with lone surrogates escaped (`\\ud800`), so that any input can be echoed back as UTF-8."""
-    if isinstance(value, str):
-        return value.encode("utf-8", "backslashreplace").decode("utf-8")
-    if isinstance(value, list | tuple):
-        return [printable(v) for v in value]
-    if isinstance(value, dict):
-        return {printable(k): printable(v) for k, v in value.items()}
-    return value
-
-
 def problem(
     status: int,
     detail: str,
@@ -84,7 +74,7 @@ def problem(
     if code:
         body["code"] = code
     body.update(extra or {})
-    return JSONResponse(printable(body), status_code=status, media_type=PROBLEM, headers=headers)
+    return JSONResponse(escaped(body), status_code=status, media_type=PROBLEM, headers=headers)
 
 
 def validation_errors(errors: Any, *, prefix: tuple[str | int, ...] = ()) -> list[dict[str, Any]]:

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
 from storyloom.api.auth import admin, runtime, viewer
+from storyloom.domain.text import Text
 from storyloom.runtime import Runtime
 from storyloom.services import catalog
 from storyloom.services.actors import Actor
@@ -17,17 +18,17 @@ router = APIRouter(prefix="/api", tags=["personas and agents"])
 
 class PersonaIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, max_length=200)
+    name: Text = Field(min_length=1, max_length=200)
     kind: Literal["author", "character"]
-    summary: str | None = Field(default=None, max_length=5000)
+    summary: Text | None = Field(default=None, max_length=5000)
 
 
 class AgentIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, max_length=200)
-    persona_id: str = Field(min_length=1, max_length=64)
-    provider: str | None = Field(default=None, max_length=40)
-    model: str | None = Field(default=None, max_length=200)
+    name: Text = Field(min_length=1, max_length=200)
+    persona_id: Text = Field(min_length=1, max_length=64)
+    provider: Text | None = Field(default=None, max_length=40)
+    model: Text | None = Field(default=None, max_length=200)
 
 
 def _persona_view(row: dict[str, Any]) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from storyloom.api.auth import runtime, viewer
 from storyloom.api.problems import problem
 from storyloom.demo import DEMO_SECRET_ENV
 from storyloom.domain.alerts import rfc3339
+from storyloom.domain.text import escaped
 from storyloom.runtime import Runtime
 from storyloom.services.actors import Actor
 from storyloom.services.errors import NotFound, ServiceError
@@ -96,8 +97,8 @@ async def receive(request: Request, rt: Runtime = Depends(runtime)) -> Response:
         "webhook_id": (request.headers.get(signing.HEADER_ID) or "")[:64] or None,
         "signature_valid": error is None,
         "error": error,
-        "headers": _kept_headers(request.headers),
-        "body": _body(raw),
+        "headers": escaped(_kept_headers(request.headers)),
+        "body": escaped(_body(raw)),
         "received_at": now,
     }
     await run_in_threadpool(_store, rt, row)

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from storyloom.api.auth import operator, runtime, viewer
 from storyloom.api.query import Page
+from storyloom.domain.text import Text
 from storyloom.runtime import Runtime
 from storyloom.services import obligations
 from storyloom.services.actors import Actor
@@ -20,19 +21,19 @@ class ResolveIn(BaseModel):
     """`action` and blank `notes` are checked by the service, in the contract's order."""
 
     model_config = ConfigDict(extra="forbid")
-    action: str = Field(description="resolve | dismiss")
-    notes: str = Field(max_length=4000, description="what was done (must not be blank)")
-    agent_id: str = Field(max_length=64, description="the agent to act as")
+    action: Text = Field(description="resolve | dismiss")
+    notes: Text = Field(max_length=4000, description="what was done (must not be blank)")
+    agent_id: Text = Field(max_length=64, description="the agent to act as")
     voice_drift: StrictBool | None = None
-    backlog_id: str | None = Field(default=None, max_length=100)
-    task_id: str | None = Field(default=None, max_length=64)
+    backlog_id: Text | None = Field(default=None, max_length=100)
+    task_id: Text | None = Field(default=None, max_length=64)
 
 
 class VoiceDriftIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     voice_drift: StrictBool
-    agent_id: str = Field(max_length=64, description="the agent to act as")
-    notes: str | None = Field(default=None, max_length=4000)
+    agent_id: Text = Field(max_length=64, description="the agent to act as")
+    notes: Text | None = Field(default=None, max_length=4000)
 
 
 @router.get("/{plan_id}/persona-obligations")

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
 from storyloom.api.auth import operator, runtime, viewer
+from storyloom.domain.text import Text
 from storyloom.runtime import Runtime
 from storyloom.services import plans
 from storyloom.services.actors import Actor
@@ -17,14 +18,14 @@ router = APIRouter(prefix="/api/fiction/plans", tags=["plans"])
 
 class PlanIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, max_length=200)
-    premise: str = Field(min_length=1)
-    project_title: str | None = Field(default=None, max_length=300)
-    persona_id: str = Field(min_length=1, max_length=64)
-    agent_id: str | None = Field(default=None, max_length=64)
-    branch_slug: str | None = Field(default=None, max_length=100, pattern=r"^[a-z0-9][a-z0-9-]*$")
-    provider: str | None = Field(default=None, max_length=40)
-    model: str | None = Field(default=None, max_length=200)
+    name: Text = Field(min_length=1, max_length=200)
+    premise: Text = Field(min_length=1, description="at most `pipeline.max_premise_chars` characters")
+    project_title: Text | None = Field(default=None, max_length=300)
+    persona_id: Text = Field(min_length=1, max_length=64)
+    agent_id: Text | None = Field(default=None, max_length=64)
+    branch_slug: Text | None = Field(default=None, max_length=100, pattern=r"^[a-z0-9][a-z0-9-]*$")
+    provider: Text | None = Field(default=None, max_length=40)
+    model: Text | None = Field(default=None, max_length=200)
 
 
 @router.post("", status_code=201)

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
 from storyloom.api.auth import runtime, viewer
+from storyloom.domain.text import LabelName, Text
 from storyloom.runtime import Runtime
 from storyloom.services import alerts
 from storyloom.services.actors import Actor
@@ -17,7 +18,7 @@ router = APIRouter(prefix="/api/alert-routes", tags=["alert routes"])
 
 class RouteTestIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    labels: dict[str, str] = Field(description='the alert\'s labels, e.g. {"alert_id": "tool:failed"}')
+    labels: dict[LabelName, Text] = Field(description='the alert\'s labels, e.g. {"alert_id": "tool:failed"}')
 
 
 @router.get("")
