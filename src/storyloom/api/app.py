@@ -8,7 +8,7 @@ from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from storyloom import __version__
-from storyloom.api import problems
+from storyloom.api import openapi, problems
 from storyloom.api.limits import BodyLimit
 from storyloom.api.query import reject_unknown_query
 from storyloom.api.routers import alerts, catalog, config, ingest, plans, routes, silences, system
@@ -58,5 +58,6 @@ def create_app(rt: Runtime, *, engine: Any = None) -> FastAPI:
     app.add_middleware(problems.CatchAll)
     for router in ROUTERS:
         app.include_router(router)
+    openapi.install(app)
     app.mount("/static", StaticFiles(directory=console_pages.STATIC_DIR), name="static")
     return app

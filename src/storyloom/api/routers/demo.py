@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 
 from storyloom.alerting import signing
 from storyloom.api.auth import runtime, viewer
+from storyloom.api.openapi import problem_responses
 from storyloom.api.problems import problem
 from storyloom.demo import DEMO_SECRET_ENV
 from storyloom.domain.alerts import rfc3339
@@ -33,6 +34,7 @@ router = APIRouter(prefix="/api/demo", tags=["demo"])
 MAX_BODY = 1024 * 1024  # bytes: the endpoint takes no token, so what it keeps is bounded
 KEEP = 1000  # inbox rows kept; older ones are pruned
 REDACTED = "<redacted>"
+DISABLED = "The demo receiver is off"
 _DROPPED_HEADERS = {"authorization", "cookie", "proxy-authorization"}
 
 
@@ -81,7 +83,14 @@ def _store(rt: Runtime, row: dict[str, Any]) -> None:
             conn.execute(delete(demo_inbox).where(demo_inbox.c.id <= int(new_id[0]) - KEEP))
 
 
-@router.post("/receiver", status_code=204, response_class=Response)
+@router.post(
+    "/receiver",
+    status_code=204,
+    response_class=Response,
+    responses=problem_responses(
+        401, 404, s401="The signature does not verify (the request is still kept)", s404=DISABLED
+    ),
+)
 async def receive(request: Request, rt: Runtime = Depends(runtime)) -> Response:
     """Verify and keep one webhook: 204 when signed with the demo secret, 401 (still kept) when not."""
     _enabled(rt)
@@ -107,7 +116,7 @@ async def receive(request: Request, rt: Runtime = Depends(runtime)) -> Response:
     return Response(status_code=204)
 
 
-@router.get("/inbox")
+@router.get("/inbox", responses=problem_responses(404, s404=DISABLED))
 def inbox(
     limit: int = Query(default=100, ge=1, le=KEEP),
     _: Actor = Depends(viewer),
