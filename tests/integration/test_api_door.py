@@ -3,9 +3,11 @@ bounded paging and unknown query parameters refused (FastAPI TestClient and a re
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,6 +28,7 @@ from tests.conftest import make_config
 from tests.support.server import free_port, wait_for
 
 LIMIT = 4096
+CHROMIUM = Path("/usr/bin/chromium")
 PROBLEM = "application/problem+json"
 
 
@@ -204,3 +207,80 @@ def test_every_operation_refuses_an_unknown_query_parameter(client: TestClient, 
         response = client.request(method, url, params={"bogus_param": "1"}, headers=admin)
         body = assert_problem(response, 422)
         assert ["query", "bogus_param"] in [e["loc"] for e in body["errors"]], (method, path)
+
+
+# --- the OpenAPI document -----------------------------------------------------------------------------
+
+
+def test_every_operation_declares_its_problem_responses(client: TestClient) -> None:
+    document = client.get("/openapi.json").json()
+    problem = {PROBLEM: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            responses = operation["responses"]
+            expected = {"413", "422", "500"}
+            if operation.get("security"):
+                expected |= {"401", "403", "429"}
+                assert "Retry-After" in responses["429"]["headers"], (method, path)
+            if "{" in path:
+                expected.add("404")
+            assert expected <= set(responses), (method, path, sorted(responses))
+            for status, response in responses.items():
+                if int(status) >= 400:
+                    assert response["content"] == problem, (method, path, status)
+    resume = document["paths"]["/api/fiction/plans/{plan_id}/backlog/{backlog_id}/resume"]["post"]
+    assert "409" in resume["responses"]
+    assert "HTTPValidationError" not in document["components"]["schemas"]
+    assert set(document["components"]["schemas"]["Problem"]["required"]) == {
+        "type",
+        "title",
+        "status",
+        "detail",
+    }
+
+
+# --- Swagger UI, offline --------------------------------------------------------------------------------
+
+
+def test_docs_reference_only_local_assets_and_storyloom_serves_them(client: TestClient) -> None:
+    page = client.get("/docs")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    scripts = re.findall(r"<script([^>]*)>", page.text)
+    assert scripts and all("src=" in attrs for attrs in scripts), "an inline script"
+    references = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assert len(references) >= 4
+    for reference in references:
+        assert reference.startswith("/") and not reference.startswith("//"), reference
+        asset = client.get(reference)
+        assert asset.status_code == 200 and asset.content, reference
+    assert "/openapi.json" in client.get("/docs/swagger-init.js").text
+    assert client.get("/redoc").status_code == 404  # it would load from a CDN
+
+
+@pytest.mark.browser
+def test_swagger_ui_renders_every_operation_with_the_network_cut_off(server: int) -> None:
+    if not CHROMIUM.exists():
+        pytest.skip("Debian chromium is not installed at /usr/bin/chromium")
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    outside: list[str] = []
+
+    def loopback_only(route: Any) -> None:
+        if route.request.url.startswith(f"http://127.0.0.1:{server}/"):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    with playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=["--no-sandbox", "--headless"]
+        )
+        try:
+            page = browser.new_page()
+            page.route("**/*", loopback_only)
+            page.goto(f"http://127.0.0.1:{server}/docs")
+            page.wait_for_selector(".opblock", timeout=30_000)
+            assert page.locator(".opblock").count() >= 30
+        finally:
+            browser.close()
+    assert outside == []

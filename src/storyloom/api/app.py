@@ -8,7 +8,7 @@ from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from storyloom import __version__
-from storyloom.api import openapi, problems
+from storyloom.api import docs, openapi, problems
 from storyloom.api.limits import BodyLimit
 from storyloom.api.query import reject_unknown_query
 from storyloom.api.routers import alerts, catalog, config, ingest, plans, routes, silences, system
@@ -49,6 +49,8 @@ def create_app(rt: Runtime, *, engine: Any = None) -> FastAPI:
         version=__version__,
         description="Operations layer for AI fiction pipelines: plans, backlog, alerts, routing, deliveries.",
         dependencies=[Depends(reject_unknown_query)],
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.runtime = rt
     app.state.engine = engine
@@ -59,5 +61,6 @@ def create_app(rt: Runtime, *, engine: Any = None) -> FastAPI:
     for router in ROUTERS:
         app.include_router(router)
     openapi.install(app)
+    docs.install(app)
     app.mount("/static", StaticFiles(directory=console_pages.STATIC_DIR), name="static")
     return app

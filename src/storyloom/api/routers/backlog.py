@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 
 from storyloom.api.auth import operator, runtime
+from storyloom.api.openapi import problem_responses
 from storyloom.runtime import Runtime
 from storyloom.services import backlog
 from storyloom.services import cancel as cancel_service
@@ -25,7 +26,14 @@ RESUME_BODY = {
 }
 
 
-@router.post("/{plan_id}/backlog/{backlog_id}/resume", status_code=202, openapi_extra=RESUME_BODY)
+@router.post(
+    "/{plan_id}/backlog/{backlog_id}/resume",
+    status_code=202,
+    openapi_extra=RESUME_BODY,
+    responses=problem_responses(
+        409, s409="The item is complete, already queued or running, or another resume won (see `code`)"
+    ),
+)
 async def resume(
     plan_id: str,
     backlog_id: str,
@@ -46,7 +54,10 @@ async def resume(
     return result
 
 
-@router.post("/{plan_id}/backlog/{backlog_id}/cancel")
+@router.post(
+    "/{plan_id}/backlog/{backlog_id}/cancel",
+    responses=problem_responses(409, s409="The item is complete: there is nothing to cancel"),
+)
 def cancel(
     plan_id: str,
     backlog_id: str,

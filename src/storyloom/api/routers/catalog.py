@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
 from storyloom.api.auth import admin, runtime, viewer
+from storyloom.api.openapi import problem_responses
 from storyloom.domain.text import Text
 from storyloom.runtime import Runtime
 from storyloom.services import catalog
@@ -79,7 +80,7 @@ def list_agents(_: Actor = Depends(viewer), rt: Runtime = Depends(runtime)) -> l
         return [_agent_view(r) for r in catalog.list_agents(conn)]
 
 
-@router.post("/agents", status_code=201)
+@router.post("/agents", status_code=201, responses=problem_responses(404, s404="No such persona"))
 def create_agent(
     body: AgentIn, actor: Actor = Depends(admin), rt: Runtime = Depends(runtime)
 ) -> dict[str, Any]:

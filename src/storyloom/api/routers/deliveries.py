@@ -7,6 +7,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, Query
 
 from storyloom.api.auth import operator, runtime, viewer
+from storyloom.api.openapi import problem_responses
 from storyloom.api.query import Page
 from storyloom.runtime import Runtime
 from storyloom.services import deliveries
@@ -37,7 +38,11 @@ def get_delivery(
         return deliveries.get_delivery(conn, delivery_id)
 
 
-@router.post("/{delivery_id}/replay", status_code=202)
+@router.post(
+    "/{delivery_id}/replay",
+    status_code=202,
+    responses=problem_responses(409, s409="Its receiver is no longer configured"),
+)
 def replay(
     delivery_id: str, actor: Actor = Depends(operator), rt: Runtime = Depends(runtime)
 ) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from storyloom.api.auth import operator, runtime, viewer
+from storyloom.api.openapi import problem_responses
 from storyloom.api.query import Page
 from storyloom.domain.text import Text
 from storyloom.runtime import Runtime
@@ -63,7 +64,10 @@ def resolve_obligation(
         )
 
 
-@router.post("/{plan_id}/persona-obligations/{obligation_id}/voice-drift")
+@router.post(
+    "/{plan_id}/persona-obligations/{obligation_id}/voice-drift",
+    responses=problem_responses(409, s409="Only an open obligation can drift"),
+)
 def set_voice_drift(
     plan_id: str,
     obligation_id: str,

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
 from storyloom.api.auth import operator, runtime, viewer
+from storyloom.api.openapi import problem_responses
 from storyloom.domain.text import Text
 from storyloom.runtime import Runtime
 from storyloom.services import plans
@@ -28,7 +29,7 @@ class PlanIn(BaseModel):
     model: Text | None = Field(default=None, max_length=200)
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, responses=problem_responses(404, s404="No such persona or agent"))
 def create_plan(
     body: PlanIn, actor: Actor = Depends(operator), rt: Runtime = Depends(runtime)
 ) -> dict[str, Any]:
