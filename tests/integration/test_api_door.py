@@ -209,6 +209,17 @@ def test_every_operation_refuses_an_unknown_query_parameter(client: TestClient, 
         assert ["query", "bogus_param"] in [e["loc"] for e in body["errors"]], (method, path)
 
 
+@pytest.mark.parametrize(
+    ("url", "loc"),
+    [("/api/alerts/ab%00cd", ["path", "fingerprint"]), ("/api/alerts?plan_id=p%00", ["query", "plan_id"])],
+)
+def test_nul_in_a_parameter_is_a_422_not_a_database_error(
+    client: TestClient, rt: Runtime, url: str, loc: list[str]
+) -> None:
+    body = assert_problem(client.get(url, headers=bearer(rt, "viewer")), 422)
+    assert [e["loc"] for e in body["errors"]] == [loc]
+
+
 # --- the OpenAPI document -----------------------------------------------------------------------------
 
 

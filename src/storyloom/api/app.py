@@ -10,7 +10,7 @@ from fastapi.staticfiles import StaticFiles
 from storyloom import __version__
 from storyloom.api import docs, openapi, problems
 from storyloom.api.limits import BodyLimit
-from storyloom.api.query import reject_unknown_query
+from storyloom.api.query import check_parameters
 from storyloom.api.routers import alerts, catalog, config, ingest, plans, routes, silences, system
 from storyloom.api.routers import backlog as backlog_routes
 from storyloom.api.routers import deliveries as delivery_routes
@@ -48,7 +48,7 @@ def create_app(rt: Runtime, *, engine: Any = None) -> FastAPI:
         title="Storyloom",
         version=__version__,
         description="Operations layer for AI fiction pipelines: plans, backlog, alerts, routing, deliveries.",
-        dependencies=[Depends(reject_unknown_query)],
+        dependencies=[Depends(check_parameters)],
         docs_url=None,
         redoc_url=None,
     )

@@ -1,4 +1,5 @@
-"""Query parameters: bounded paging, and 422 for a parameter the operation does not take."""
+"""Query and path parameters: bounded paging, 422 for a parameter the operation does not take or for NUL
+in a value (PostgreSQL cannot compare text holding NUL: a lookup would fail instead of finding nothing)."""
 
 from __future__ import annotations
 
@@ -34,11 +35,25 @@ def _query_names(route: APIRoute) -> frozenset[str]:
     return names
 
 
-def reject_unknown_query(request: Request) -> None:
+def check_parameters(request: Request) -> None:
     """An app-wide dependency: a misspelt or unsupported query parameter is an error, never ignored."""
     route = request.scope.get("route")
     if not isinstance(route, APIRoute) or not route.include_in_schema:
         return
+    with_nul = [
+        [where, name]
+        for where, values in (
+            ("path", request.path_params.items()),
+            ("query", request.query_params.multi_items()),
+        )
+        for name, value in values
+        if "\x00" in str(value)
+    ]
+    if with_nul:
+        raise Invalid(
+            "a parameter holds a NUL (\\u0000) character",
+            errors=[{"loc": loc, "msg": "must not contain NUL (\\u0000) characters"} for loc in with_nul],
+        )
     known = _query_names(route)
     unknown = sorted({name for name in request.query_params if name not in known})
     if unknown:
