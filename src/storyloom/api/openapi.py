@@ -9,6 +9,7 @@ parameter also 404; one with a JSON body also 400 (bytes that are not UTF-8 JSON
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fastapi import FastAPI
@@ -61,12 +62,22 @@ def _declare(operation: dict[str, Any], statuses: set[int]) -> None:
     for status in statuses:
         responses.setdefault(str(status), {"description": DESCRIPTIONS[status]})
     for code, response in responses.items():
-        if code.isdigit() and int(code) >= 400:
+        if code.isdigit() and int(code) in DESCRIPTIONS:
             response["content"] = {PROBLEM: {"schema": _PROBLEM_REF}}
             if int(code) in _HEADERS:
                 response["headers"] = _HEADERS[int(code)]
             if response.get("description") == "Validation Error":
                 response["description"] = DESCRIPTIONS[422]
+
+
+def _summarize(operation: dict[str, Any], path: str, method: str) -> None:
+    """A summary FastAPI made from the function's name ("List Alerts") gives way to the docstring's first line."""
+    suffix = re.sub(r"\W", "_", path) + f"_{method}"
+    name = operation.get("operationId", "").removesuffix(suffix)
+    generated = name.replace("_", " ").title()
+    description = operation.get("description", "")
+    if description and operation.get("summary") == generated:
+        operation["summary"] = description.split("\n", 1)[0].rstrip(".")
 
 
 def _schemas() -> dict[str, Any]:
@@ -83,9 +94,10 @@ def install(app: FastAPI) -> None:
             document = get_openapi(
                 title=app.title, version=app.version, description=app.description, routes=app.routes
             )
-            for item in document["paths"].values():
-                for operation in item.values():
+            for path, item in document["paths"].items():
+                for method, operation in item.items():
                     _declare(operation, _statuses(operation))
+                    _summarize(operation, path, method)
             schemas = document.setdefault("components", {}).setdefault("schemas", {})
             schemas.update(_schemas())
             for unused in ("HTTPValidationError", "ValidationError"):

@@ -41,7 +41,9 @@ async def resume(
     actor: Actor = Depends(operator),
     rt: Runtime = Depends(runtime),
 ) -> dict[str, Any]:
-    """Resume a failed, blocked, cancelled or stale item: it runs next, as a new task, with this agent.
+    """Resume a backlog item.
+
+    Resume a failed, blocked, cancelled or stale item: it runs next, as a new task, with this agent.
 
     The body is read raw and validated by the contract (after the 404 of rule 1), so that a bad body is
     recorded as a contract event like every other rejection.
@@ -65,6 +67,9 @@ def cancel(
     actor: Actor = Depends(operator),
     rt: Runtime = Depends(runtime),
 ) -> dict[str, Any]:
-    """Cancel an item that is not complete: a queued task never starts, a running one stops at its next step."""
+    """Cancel a backlog item.
+
+    Cancel an item that is not complete: a queued task never starts, a running one stops at its next step.
+    """
     with rt.db.begin() as conn:
         return cancel_service.cancel(conn, plan_id, backlog_id, body.model_dump(), actor, rt.clock.now())

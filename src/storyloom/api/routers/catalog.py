@@ -8,7 +8,6 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
 from storyloom.api.auth import admin, runtime, viewer
-from storyloom.api.openapi import problem_responses
 from storyloom.domain.text import Text
 from storyloom.runtime import Runtime
 from storyloom.services import catalog
@@ -58,6 +57,10 @@ def _agent_view(row: dict[str, Any]) -> dict[str, Any]:
 
 @router.get("/personas")
 def list_personas(_: Actor = Depends(viewer), rt: Runtime = Depends(runtime)) -> list[dict[str, Any]]:
+    """List personas.
+
+    Author and character personas, each with the plan a character belongs to.
+    """
     with rt.db.read() as conn:
         return [_persona_view(r) for r in catalog.list_personas(conn)]
 
@@ -66,6 +69,10 @@ def list_personas(_: Actor = Depends(viewer), rt: Runtime = Depends(runtime)) ->
 def create_persona(
     body: PersonaIn, actor: Actor = Depends(admin), rt: Runtime = Depends(runtime)
 ) -> dict[str, Any]:
+    """Create a persona.
+
+    An `author` persona owns plans; a `character` persona owns obligations. Admin only.
+    """
     with rt.db.begin() as conn:
         return _persona_view(
             catalog.create_persona(
@@ -76,14 +83,22 @@ def create_persona(
 
 @router.get("/agents")
 def list_agents(_: Actor = Depends(viewer), rt: Runtime = Depends(runtime)) -> list[dict[str, Any]]:
+    """List agents.
+
+    Each agent acts for one persona, with its provider and model.
+    """
     with rt.db.read() as conn:
         return [_agent_view(r) for r in catalog.list_agents(conn)]
 
 
-@router.post("/agents", status_code=201, responses=problem_responses(404, s404="No such persona"))
+@router.post("/agents", status_code=201)
 def create_agent(
     body: AgentIn, actor: Actor = Depends(admin), rt: Runtime = Depends(runtime)
 ) -> dict[str, Any]:
+    """Create an agent.
+
+    The agent acts for `persona_id` (an unknown one is a 422 naming it). Admin only.
+    """
     with rt.db.begin() as conn:
         return _agent_view(
             catalog.create_agent(

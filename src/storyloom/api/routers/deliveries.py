@@ -25,7 +25,10 @@ def list_deliveries(
     _: Actor = Depends(viewer),
     rt: Runtime = Depends(runtime),
 ) -> list[dict[str, Any]]:
-    """Newest first, each with its `attempt_log`."""
+    """List webhook deliveries.
+
+    Newest first, each with its `attempt_log`; filter by receiver and status.
+    """
     with rt.db.read() as conn:
         return deliveries.list_deliveries(conn, receiver=receiver, status=status, limit=limit, page=page)
 
@@ -34,6 +37,10 @@ def list_deliveries(
 def get_delivery(
     delivery_id: str, _: Actor = Depends(viewer), rt: Runtime = Depends(runtime)
 ) -> dict[str, Any]:
+    """Get a delivery.
+
+    One webhook delivery with its attempt log.
+    """
     with rt.db.read() as conn:
         return deliveries.get_delivery(conn, delivery_id)
 
@@ -46,6 +53,9 @@ def get_delivery(
 def replay(
     delivery_id: str, actor: Actor = Depends(operator), rt: Runtime = Depends(runtime)
 ) -> dict[str, Any]:
-    """Queue a new delivery with the same `webhook-id` and body; re-enables a receiver disabled by a 410."""
+    """Replay a delivery.
+
+    Queue a new delivery with the same `webhook-id` and body; re-enables a receiver disabled by a 410.
+    """
     with rt.db.begin() as conn:
         return deliveries.replay(conn, delivery_id, actor, rt.clock.now(), alerting=rt.alerting)

@@ -92,7 +92,10 @@ def _store(rt: Runtime, row: dict[str, Any]) -> None:
     ),
 )
 async def receive(request: Request, rt: Runtime = Depends(runtime)) -> Response:
-    """Verify and keep one webhook: 204 when signed with the demo secret, 401 (still kept) when not."""
+    """Receive a webhook (demo receiver).
+
+    Verify and keep one webhook: 204 when signed with the demo secret, 401 (still kept) when not.
+    """
     _enabled(rt)
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > MAX_BODY:
@@ -122,7 +125,10 @@ def inbox(
     _: Actor = Depends(viewer),
     rt: Runtime = Depends(runtime),
 ) -> list[dict[str, Any]]:
-    """What the demo receiver got, newest first, with its signature verdict."""
+    """List what the demo receiver got.
+
+    Newest first, each with its signature verdict.
+    """
     _enabled(rt)
     with rt.db.read() as conn:
         rows = conn.execute(select(demo_inbox).order_by(demo_inbox.c.id.desc()).limit(limit)).mappings()

@@ -46,6 +46,10 @@ def list_obligations(
     _: Actor = Depends(viewer),
     rt: Runtime = Depends(runtime),
 ) -> dict[str, Any]:
+    """List a plan's persona obligations.
+
+    Oldest first, one page at a time: `{items, page, page_size, total}`; filter by `status`.
+    """
     with rt.db.read() as conn:
         return obligations.list_obligations(conn, plan_id, status, page, page_size)
 
@@ -58,6 +62,10 @@ def resolve_obligation(
     actor: Actor = Depends(operator),
     rt: Runtime = Depends(runtime),
 ) -> dict[str, Any]:
+    """Resolve or dismiss an obligation.
+
+    `action` is `resolve` or `dismiss`, with non-blank `notes`, as an agent of the obligation's persona (or the plan's author).
+    """
     with rt.db.begin() as conn:
         return obligations.resolve_obligation(
             conn, plan_id, obligation_id, body.model_dump(), actor, rt.clock.now()
@@ -75,6 +83,10 @@ def set_voice_drift(
     actor: Actor = Depends(operator),
     rt: Runtime = Depends(runtime),
 ) -> dict[str, Any]:
+    """Flag or clear voice drift on an obligation.
+
+    Only an open obligation can drift (409 otherwise); same ownership rule as resolve.
+    """
     with rt.db.begin() as conn:
         return obligations.set_voice_drift(
             conn, plan_id, obligation_id, body.model_dump(), actor, rt.clock.now()

@@ -23,6 +23,10 @@ class RouteTestIn(BaseModel):
 
 @router.get("")
 def get_routes(_: Actor = Depends(viewer), rt: Runtime = Depends(runtime)) -> dict[str, Any]:
+    """Get the routing tree.
+
+    The effective route tree, inhibit rules and receivers, with every secret, key, header value and URL path redacted.
+    """
     return alerts.routes_view(rt.alerting)
 
 
@@ -30,4 +34,8 @@ def get_routes(_: Actor = Depends(viewer), rt: Runtime = Depends(runtime)) -> di
 def test_routes(
     body: RouteTestIn, _: Actor = Depends(viewer), rt: Runtime = Depends(runtime)
 ) -> dict[str, Any]:
+    """Test routing for labels.
+
+    Which receivers an alert with these labels would reach, and through which routes; nothing is sent.
+    """
     return alerts.match_routes(rt.alerting, body.labels)

@@ -36,6 +36,10 @@ def list_silences(
     _: Actor = Depends(viewer),
     rt: Runtime = Depends(runtime),
 ) -> list[dict[str, Any]]:
+    """List silences.
+
+    Filter by `state` (pending, active, expired).
+    """
     with rt.db.read() as conn:
         return silences.list_silences(conn, rt.clock.now(), state=state)
 
@@ -44,6 +48,10 @@ def list_silences(
 def create_silence(
     body: SilenceIn, actor: Actor = Depends(operator), rt: Runtime = Depends(runtime)
 ) -> dict[str, Any]:
+    """Create a silence.
+
+    Matchers in Alertmanager syntax; it mutes matching alerts from `starts_at` (default now) to `ends_at`.
+    """
     limit = rt.config.limits.max_matchers_per_silence
     if len(body.matchers) > limit:
         raise Invalid.field(
@@ -66,6 +74,7 @@ def create_silence(
 def get_silence(
     silence_id: str, _: Actor = Depends(viewer), rt: Runtime = Depends(runtime)
 ) -> dict[str, Any]:
+    """Get a silence."""
     with rt.db.read() as conn:
         return silences.get_silence(conn, silence_id, rt.clock.now())
 
@@ -74,5 +83,9 @@ def get_silence(
 def expire_silence(
     silence_id: str, actor: Actor = Depends(operator), rt: Runtime = Depends(runtime)
 ) -> dict[str, Any]:
+    """Expire a silence.
+
+    It ends now; the answer is the expired silence.
+    """
     with rt.db.begin() as conn:
         return silences.expire_silence(conn, actor, silence_id, rt.clock.now())
