@@ -3,8 +3,8 @@
 Some statuses follow from what an operation is, and are added here so that no router can forget them:
 every operation may answer 413 (the body cap), 422 (an invalid or unknown parameter) and 500; one that
 takes a bearer token also 401, 403 and 429 (failed tokens are rate limited per client); one with a path
-parameter also 404; one with a JSON body also 400 (bytes that are not UTF-8 JSON). A router declares the rest (409, a 404 without a path parameter...) with
-`problem_responses(...)`.
+parameter also 404; one with a JSON body also 400 (bytes that are not UTF-8 JSON). A router declares the
+rest (409, a 404 without a path parameter...) with `problem_responses(...)`.
 """
 
 from __future__ import annotations
