@@ -246,6 +246,18 @@ class SecurityConfig(_Model):
         return ttl
 
 
+class LimitsConfig(_Model):
+    """What the API accepts at its door: 413 past `max_body_bytes`, 422 naming the field past the others."""
+
+    max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    max_alerts_per_request: int = Field(default=1000, ge=1, le=100_000)
+    max_labels_per_alert: int = Field(default=64, ge=1, le=1000)
+    max_label_name_length: int = Field(default=128, ge=16, le=1024)
+    max_label_value_length: int = Field(default=2048, ge=16, le=1024 * 1024)
+    max_annotation_value_length: int = Field(default=16 * 1024, ge=16, le=1024 * 1024)
+    max_matchers_per_silence: int = Field(default=50, ge=1, le=1000)
+
+
 class Config(_Model):
     environment: str = "pre-alpha"
     public_url: str = DEFAULT_PUBLIC_URL
@@ -259,6 +271,7 @@ class Config(_Model):
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     security: SecurityConfig = Field(default_factory=SecurityConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
 
     @field_validator("public_url")
     @classmethod

@@ -398,7 +398,10 @@ def test_v2_ingest_fires_and_resolves(
     assert client.get(f"/api/alerts/{fired[0]}", headers=viewer).json()["status"] == "resolved"
 
 
-def test_v2_ingest_is_all_or_nothing(client: TestClient, rt: Runtime, operator: dict[str, str]) -> None:
+def test_v2_ingest_keeps_the_valid_alerts_of_a_partly_bad_batch(
+    client: TestClient, rt: Runtime, operator: dict[str, str]
+) -> None:
+    """As Alertmanager does: the valid alerts are stored, the refused ones are named by index."""
     response = client.post(
         "/api/v2/alerts",
         headers=operator,
@@ -409,10 +412,11 @@ def test_v2_ingest_is_all_or_nothing(client: TestClient, rt: Runtime, operator: 
     )
     assert response.status_code == 422
     assert response.json()["errors"][0]["loc"] == ["body", 1, "labels"]
+    assert response.json()["accepted"] == 1 and response.json()["refused"] == [1]
     bad_severity = client.post(
         "/api/v2/alerts", headers=operator, json=[{"labels": {"alertname": "X", "severity": "page"}}]
     )
     assert bad_severity.status_code == 422
     assert client.post("/api/v2/alerts", headers=operator, json={"labels": {}}).status_code == 422
     with rt.db.read() as conn:
-        assert conn.execute(select(alerts)).first() is None
+        assert conn.execute(select(alerts.c.alert_id)).scalars().all() == ["Fine"]
