@@ -19,6 +19,7 @@ from pydantic import (
     field_validator,
 )
 
+from storyloom.alerting.egress import DEFAULT_EGRESS, EgressPolicy
 from storyloom.domain.durations import cron_every, format_duration, parse_duration
 from storyloom.pipeline.llm.offline import FaultSpec
 
@@ -129,8 +130,13 @@ class HealthConfig(_Model):
 
 
 class EgressConfig(_Model):
-    allow_loopback: bool = True
-    allow_private: bool = True
+    """Link-local and metadata addresses are always refused; the defaults come from `DEFAULT_EGRESS`."""
+
+    allow_loopback: bool = DEFAULT_EGRESS.allow_loopback
+    allow_private: bool = DEFAULT_EGRESS.allow_private
+
+    def policy(self) -> EgressPolicy:
+        return EgressPolicy(allow_loopback=self.allow_loopback, allow_private=self.allow_private)
 
 
 class RetryConfig(_Model):

@@ -115,7 +115,7 @@ def _build(config: Config, env: Mapping[str, str], *, resolve: bool) -> tuple[Al
         if rc.name in receivers:
             problems.add(f"{path}.name", f"receiver name {rc.name!r} is used twice")
         try:
-            check_url(rc.url, alerting.egress.allow_loopback, alerting.egress.allow_private, resolve=resolve)
+            check_url(rc.url, alerting.egress.policy(), resolve=resolve)
         except EgressUnresolved:
             pass  # a name that does not resolve now may later; the sender checks again at send time
         except EgressRefused as exc:
