@@ -124,7 +124,7 @@ def server(
                 "group_wait": "0s",
                 "group_interval": "10s",
                 "repeat_interval": "4h",
-                # The demo adds its inbox as a `continue` catch-all child: this child sends here too.
+                # The demo adds its inbox beside this tree: every alert also reaches `demo-inbox`.
                 "routes": [
                     {"receiver": HELD_RECEIVER, "matchers": [f'alert_id="{HELD_ALERT_ID}"']},
                     {"receiver": DEAD_RECEIVER, "matchers": ['alert_id=~".+"']},

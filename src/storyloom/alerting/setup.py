@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -12,7 +13,7 @@ from storyloom.alerting.receivers.base import ReceiverSpec
 from storyloom.config import AlertingConfig, Config, RouteConfig
 from storyloom.domain.inhibition import InhibitRule
 from storyloom.domain.matchers import Matcher, parse_matcher
-from storyloom.domain.routing import Route, RouteSpec, build_route_tree, receivers_for
+from storyloom.domain.routing import Route, RouteSpec, build_route_tree
 from storyloom.domain.slo import SloThreshold
 
 SECRET_PREFIX = "whsec_"
@@ -213,17 +214,24 @@ def build_alerting(config: Config, env: Mapping[str, str]) -> AlertingRuntime:
     return runtime
 
 
-def receivers_for_labels(config: Config, labels: Mapping[str, str]) -> list[str]:
-    route = build_alerting(config, {**_placeholder_env(config)}).route
-    return receivers_for(route, labels) if route else []
+class SecretPlaceholders(Mapping[str, str]):
+    """The process environment, with a well-formed placeholder for every unset variable.
+
+    Routing needs no secrets: `routes test --config FILE` reads a file whose secrets are not exported here.
+    """
+
+    PLACEHOLDER = SECRET_PREFIX + "cm91dGVzLXRlc3QtcGxhY2Vob2xkZXI="
+
+    def __getitem__(self, name: str) -> str:
+        return os.environ.get(name) or self.PLACEHOLDER
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(os.environ)
+
+    def __len__(self) -> int:
+        return len(os.environ)
 
 
-def _placeholder_env(config: Config) -> dict[str, str]:
-    """Routing does not need secrets: `routes test` works without them being exported."""
-    import os
-
-    env = dict(os.environ)
-    for rc in config.alerting.receivers:
-        if rc.secret_env and not env.get(rc.secret_env):
-            env[rc.secret_env] = SECRET_PREFIX + "cm91dGVzLXRlc3QtcGxhY2Vob2xkZXI="
-    return env
+def routing_without_secrets(config: Config) -> AlertingRuntime:
+    """The alerting runtime of `config` for routing questions: its receivers' secrets need not be exported."""
+    return build_alerting(config, SecretPlaceholders())

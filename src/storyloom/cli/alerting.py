@@ -1,6 +1,9 @@
-"""Alert operations over the API: alerts, silences, deliveries, config reload."""
+"""Alert operations over the API: alerts, silences, deliveries, routes test, config reload."""
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -15,6 +18,8 @@ def register(app: typer.Typer) -> None:
     app.add_typer(alerts_app, name="alerts")
     app.add_typer(silences_app, name="silences")
     app.add_typer(deliveries_app, name="deliveries")
+    routes_app = typer.Typer(help="Alert routing.", no_args_is_help=True)
+    app.add_typer(routes_app, name="routes")
 
     @alerts_app.command("list")
     def alerts_list(
@@ -111,8 +116,43 @@ def register(app: typer.Typer) -> None:
         result = ApiClient().post(f"/api/deliveries/{delivery_id}/replay")
         typer.echo(f"replaying {delivery_id} as {result['id']}")
 
+    @routes_app.command("test")
+    def routes_test(
+        labels: list[str] = typer.Argument(..., help="label=value pairs"),
+        config: Path | None = typer.Option(
+            None,
+            "--config",
+            help="evaluate this config file locally instead of asking the running server "
+            "(STORYLOOM_URL, STORYLOOM_TOKEN)",
+        ),
+    ) -> None:
+        """Print the receivers an alert with these labels reaches, one per line, in routing order."""
+        parsed: dict[str, str] = {}
+        for pair in labels:
+            key, sep, value = pair.partition("=")
+            if not sep or not key:
+                fail(f"invalid label {pair!r}: write label=value")
+            parsed[key] = value.strip('"')
+        if config is None:
+            answer = ApiClient().post("/api/alert-routes/test", {"labels": parsed})
+        else:
+            answer = _route_test_locally(config, parsed)
+        for name in answer["receivers"]:
+            typer.echo(name)
+
     @app.command("reload")
     def reload() -> None:
         """Ask the server to reload its config file."""
         result = ApiClient().post("/api/config/reload")
         typer.echo(result.get("status", "ok"))
+
+
+def _route_test_locally(path: Path, labels: dict[str, str]) -> dict[str, Any]:
+    """The answer `POST /api/alert-routes/test` gives on a server running this config file."""
+    from storyloom.alerting.setup import SecretPlaceholders, routing_without_secrets
+    from storyloom.cli.local import load_or_fail
+    from storyloom.demo import served_routing
+    from storyloom.services.alerts import match_routes
+
+    config = served_routing(load_or_fail(path, env=SecretPlaceholders()))
+    return match_routes(routing_without_secrets(config), labels)
