@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -23,11 +26,30 @@ from storyloom.alerting.egress import DEFAULT_EGRESS, EgressPolicy
 from storyloom.domain.durations import cron_every, format_duration, parse_duration
 from storyloom.pipeline.llm.offline import FaultSpec
 
+MAX_DURATION = timedelta(days=365)
+"""No timer, timeout or window of the config is longer: a longer one is a typo, not a setting."""
+
+
+def _duration(value: Any) -> timedelta:
+    delta = value if isinstance(value, timedelta) else parse_duration(value)
+    if delta > MAX_DURATION:
+        raise ValueError(f"{format_duration(delta)} is too long: the most is {format_duration(MAX_DURATION)}")
+    return delta
+
+
+def _positive(delta: timedelta) -> timedelta:
+    if delta <= timedelta(0):
+        raise ValueError("must be longer than 0s")
+    return delta
+
+
 Duration = Annotated[
     timedelta,
-    BeforeValidator(lambda v: v if isinstance(v, timedelta) else parse_duration(v)),
+    BeforeValidator(_duration),
     PlainSerializer(format_duration, return_type=str),
 ]
+PositiveDuration = Annotated[Duration, AfterValidator(_positive)]
+"""A timeout, an age or a window: zero would make it fire at once or never wait."""
 
 
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:8700"
@@ -37,12 +59,18 @@ class ConfigError(Exception):
     """A config that cannot be used; `problems` are the `config check` lines."""
 
     def __init__(self, problems: list[str]) -> None:
+        problems = [_one_line(problem) for problem in problems]
         super().__init__("\n".join(problems))
         self.problems = problems
 
 
+def _one_line(text: str) -> str:
+    """A problem quotes what the file says; escape control characters so each problem stays one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
 
 
 class LLMConfig(_Model):
@@ -50,7 +78,7 @@ class LLMConfig(_Model):
     base_url: str = "http://127.0.0.1:11434/v1"
     model: str = "gpt-4o-mini"
     api_key_env: str = "OPENAI_API_KEY"
-    timeout: Duration = timedelta(seconds=60)
+    timeout: PositiveDuration = timedelta(seconds=60)
     max_retries: int = Field(default=3, ge=0, le=10)
     faults: list[FaultSpec] = Field(default_factory=list)
     offline_lore_status: Literal["ready", "planned", "missing"] = (
@@ -78,7 +106,7 @@ class QuotasConfig(_Model):
 
 class PipelineConfig(_Model):
     max_phase_attempts: int = Field(default=3, ge=1, le=20)
-    phase_timeout: Duration = timedelta(minutes=10)
+    phase_timeout: PositiveDuration = timedelta(minutes=10)
     scenes_per_chapter: int = Field(default=2, ge=1, le=20)
     chapters: int = Field(default=3, ge=1, le=50)
     critique: CritiqueConfig = Field(default_factory=CritiqueConfig)
@@ -86,19 +114,19 @@ class PipelineConfig(_Model):
     concurrency: int = Field(default=8, ge=1, le=256)
     # phases a provider's queue may start per second (0 = unlimited; 0.5 = one every two seconds)
     provider_rate_limits: dict[str, Annotated[float, Field(ge=0)]] = Field(default_factory=dict)
-    lore_sla: Duration = timedelta(minutes=45)
-    auto_resume_after: Duration = timedelta(minutes=60)
+    lore_sla: PositiveDuration = timedelta(minutes=45)
+    auto_resume_after: PositiveDuration = timedelta(minutes=60)
     max_premise_chars: int = Field(default=20_000, ge=100)
     retry_backoff: Duration = timedelta(milliseconds=200)
 
 
 class LatencySlo(_Model):
     objective: float = Field(default=0.95, gt=0, lt=1)
-    threshold: Duration = timedelta(minutes=2)
+    threshold: PositiveDuration = timedelta(minutes=2)
 
 
 class QueueAgeSlo(_Model):
-    threshold: Duration = timedelta(minutes=15)
+    threshold: PositiveDuration = timedelta(minutes=15)
 
 
 class RatioSlo(_Model):
@@ -114,10 +142,10 @@ class SloConfig(_Model):
 
 class HealthConfig(_Model):
     evaluate_every: Duration = timedelta(seconds=30)
-    stale_in_progress: Duration = timedelta(hours=2)
-    obligation_aging: Duration = timedelta(hours=12)
-    worldbible_stale: Duration = timedelta(hours=6)
-    recent_failure_window: Duration = timedelta(hours=24)
+    stale_in_progress: PositiveDuration = timedelta(hours=2)
+    obligation_aging: PositiveDuration = timedelta(hours=12)
+    worldbible_stale: PositiveDuration = timedelta(hours=6)
+    recent_failure_window: PositiveDuration = timedelta(hours=24)
     flapping_threshold: int = Field(default=3, ge=2)
     slo: SloConfig = Field(default_factory=SloConfig)
 
@@ -144,7 +172,7 @@ class RetryConfig(_Model):
         default_factory=lambda: [parse_duration(d) for d in ("0s", "5s", "30s", "2m", "10m", "30m", "1h")],
         min_length=1,
     )
-    max_age: Duration = timedelta(hours=24)
+    max_age: PositiveDuration = timedelta(hours=24)
 
 
 class ReceiverConfig(_Model):
@@ -155,7 +183,7 @@ class ReceiverConfig(_Model):
     secret_file: str | None = None
     routing_key: str | None = None
     send_resolved: bool = True
-    timeout: Duration = timedelta(seconds=10)
+    timeout: PositiveDuration = timedelta(seconds=10)
     max_per_second: float = Field(default=0, ge=0)
     retry: RetryConfig = Field(default_factory=RetryConfig)
     headers: dict[str, str] = Field(default_factory=dict)
@@ -166,8 +194,8 @@ class RouteConfig(_Model):
     matchers: list[str] = Field(default_factory=list)
     group_by: list[str] | None = None
     group_wait: Duration | None = None
-    group_interval: Duration | None = None
-    repeat_interval: Duration | None = None
+    group_interval: PositiveDuration | None = None
+    repeat_interval: PositiveDuration | None = None
     continue_: bool = Field(default=False, alias="continue")
     routes: list[RouteConfig] = Field(default_factory=list)
 
@@ -180,7 +208,7 @@ class InhibitRuleConfig(_Model):
 
 class SloThresholdConfig(_Model):
     matchers: list[str] = Field(min_length=1)
-    threshold: Duration
+    threshold: PositiveDuration
 
 
 class AlertingConfig(_Model):
@@ -297,13 +325,19 @@ def database_url(config: Config) -> str:
     return url or f"sqlite:///{(data_dir() / 'storyloom.db').resolve()}"
 
 
+_PLAIN_KEY = re.compile(r"[\w:.-]+")
+
+
 def _loc(parts: tuple[int | str, ...]) -> str:
+    """`alerting.receivers[0].url`; a key that is empty or holds spaces or symbols is quoted: `['a b']`."""
     out = ""
     for part in parts:
         if isinstance(part, int):
             out += f"[{part}]"
-        else:
+        elif _PLAIN_KEY.fullmatch(str(part)):
             out += ("." if out else "") + str(part)
+        else:
+            out += f"[{str(part)!r}]"
     return out or "(root)"
 
 
@@ -319,7 +353,7 @@ def _pydantic_problems(err: ValidationError) -> list[str]:
     return problems
 
 
-def parse_config(data: Any, *, env: dict[str, str] | None = None) -> Config:
+def parse_config(data: Any, *, env: Mapping[str, str] | None = None) -> Config:
     """Validate a parsed YAML document; raises ConfigError listing every problem."""
     if data is None:
         data = {}
@@ -337,7 +371,7 @@ def parse_config(data: Any, *, env: dict[str, str] | None = None) -> Config:
     return config
 
 
-def load_config(path: str | Path | None, *, env: dict[str, str] | None = None) -> Config:
+def load_config(path: str | Path | None, *, env: Mapping[str, str] | None = None) -> Config:
     """Read and validate a config file (or the defaults when `path` is None)."""
     if path is None:
         return parse_config({}, env=env)
@@ -366,6 +400,8 @@ def _relative_to(data: Any, folder: Path) -> Any:
     )
     for receiver in receivers if isinstance(receivers, list) else []:
         secret_file = receiver.get("secret_file") if isinstance(receiver, dict) else None
-        if isinstance(secret_file, str) and secret_file and not Path(secret_file).is_absolute():
+        if not isinstance(secret_file, str) or not secret_file or "\0" in secret_file:
+            continue  # not a path: validation says so
+        if not Path(secret_file).is_absolute():
             receiver["secret_file"] = str((folder / secret_file).resolve())
     return data

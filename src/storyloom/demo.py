@@ -91,7 +91,9 @@ def with_demo_routing(config: Config, *, server_url: str) -> Config:
         route = alerting.route
     else:
         configured = alerting.route.model_copy(update={"continue_": True})
-        route = alerting.route.model_copy(update={"routes": [configured, RouteConfig(receiver=DEMO_RECEIVER)]})
+        route = alerting.route.model_copy(
+            update={"routes": [configured, RouteConfig(receiver=DEMO_RECEIVER)]}
+        )
     return config.model_copy(
         update={
             "demo_receiver": True,

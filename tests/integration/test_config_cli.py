@@ -45,6 +45,12 @@ def _receiver(**extra: object) -> dict[str, object]:
         ),
         ({"llm": {"provider": "gemini"}}, "llm.provider: Input should be 'offline' or 'openai'"),
         (
+            {"health": {"evaluate_every": "99999999999999999999999s"}},
+            "health.evaluate_every: duration '99999999999999999999999s' is too long",
+        ),
+        ({"pipeline": {"phase_timeout": "0s"}}, "pipeline.phase_timeout: must be longer than 0s"),
+        ({"unknown key": 1}, "['unknown key']: unknown key"),
+        (
             {"pipeline": {"provider_rate_limits": {"openai": "fast"}}},
             "pipeline.provider_rate_limits.openai: Input should be a valid number",
         ),

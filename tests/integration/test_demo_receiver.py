@@ -168,18 +168,28 @@ def test_the_configured_routing_answers_as_before_and_the_inbox_is_added(
     labels: dict[str, str], configured: list[str]
 ) -> None:
     plain = build_alerting(make_config(alerting=OPS_AND_PAGER), {})
-    with_inbox = routing_without_secrets(with_demo_receiver(make_config(alerting=OPS_AND_PAGER), server_url=URL))
+    with_inbox = routing_without_secrets(
+        with_demo_receiver(make_config(alerting=OPS_AND_PAGER), server_url=URL)
+    )
     assert match_routes(plain, labels)["receivers"] == configured
     assert match_routes(with_inbox, labels)["receivers"] == [*configured, DEMO_RECEIVER]
 
 
 def test_a_route_that_already_sends_to_the_inbox_is_kept() -> None:
     alerting = {
-        "receivers": [*OPS_AND_PAGER["receivers"], {"name": DEMO_RECEIVER, "url": f"{URL}/api/demo/receiver"}],
-        "route": {"receiver": "ops", "routes": [{"matchers": ['severity="info"'], "receiver": DEMO_RECEIVER}]},
+        "receivers": [
+            *OPS_AND_PAGER["receivers"],
+            {"name": DEMO_RECEIVER, "url": f"{URL}/api/demo/receiver"},
+        ],
+        "route": {
+            "receiver": "ops",
+            "routes": [{"matchers": ['severity="info"'], "receiver": DEMO_RECEIVER}],
+        },
     }
     config = with_demo_receiver(make_config(alerting=alerting), server_url=URL)
-    answer = match_routes(routing_without_secrets(config), {"alert_id": "obligation:open", "severity": "info"})
+    answer = match_routes(
+        routing_without_secrets(config), {"alert_id": "obligation:open", "severity": "info"}
+    )
     assert answer["receivers"] == [DEMO_RECEIVER]
 
 
@@ -190,7 +200,9 @@ def test_every_notification_goes_to_the_configured_receivers_and_to_the_inbox(
     rt = Runtime(config=config, db=db, clock=clock)
     with rt.db.begin() as conn:
         for labels, _ in ROUTED:
-            publish.fire(conn, AlertSignal(labels["alert_id"], {"plan_id": "plan_1"}, "it broke"), clock.now())
+            publish.fire(
+                conn, AlertSignal(labels["alert_id"], {"plan_id": "plan_1"}, "it broke"), clock.now()
+            )
     assert Notifier(rt).tick().deliveries == 4
     with rt.db.read() as conn:
         rows = conn.execute(select(deliveries.c.receiver, deliveries.c.fingerprints)).all()

@@ -73,8 +73,10 @@ def _secret(
     elif secret_file:
         try:
             value = Path(secret_file).read_text().strip()
-        except OSError as exc:
-            problems.add(f"{path}.secret_file", f"cannot read {secret_file}: {exc.strerror or exc}")
+        except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
+            problems.add(
+                f"{path}.secret_file", f"cannot read {secret_file}: {getattr(exc, 'strerror', None) or exc}"
+            )
             return None
     if value and required_format:
         for part in value.split():
