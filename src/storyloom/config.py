@@ -231,16 +231,9 @@ class DatabaseConfig(_Model):
 class ClusterConfig(_Model):
     """Worker liveness: how often each worker beats, and how long a silent one waits before a takeover."""
 
-    heartbeat_every: Duration = timedelta(seconds=3)
+    heartbeat_every: PositiveDuration = timedelta(seconds=3)
     takeover_after: Duration = timedelta(seconds=15)
     drain_timeout: Duration = timedelta(minutes=2)  # SIGTERM: how long phases in flight may take to finish
-
-    @field_validator("heartbeat_every")
-    @classmethod
-    def _positive(cls, v: timedelta) -> timedelta:
-        if v <= timedelta(0):
-            raise ValueError("must be positive, e.g. 3s")
-        return v
 
     @field_validator("takeover_after")
     @classmethod
