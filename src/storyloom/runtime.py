@@ -71,10 +71,10 @@ class Runtime:
             return ["(file): no config file was given at start, so there is nothing to reload"]
         try:
             new = as_served(load_config(self.config_path), demo=self.demo, self_url=self.self_url)
+            alerting = build_alerting(new, os.environ)
         except ConfigError as err:
             log.warning("config reload refused; keeping the last good config", problems=err.problems)
             return err.problems
-        alerting = build_alerting(new, os.environ)
         with self._lock:
             self.config = new
             self.alerting = alerting

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from storyloom.alerting.egress import EgressRefused, EgressUnresolved, check_url
 from storyloom.alerting.receivers.base import ReceiverSpec
-from storyloom.config import AlertingConfig, Config, RouteConfig
+from storyloom.config import AlertingConfig, Config, ConfigError, RouteConfig
 from storyloom.domain.inhibition import InhibitRule
 from storyloom.domain.matchers import Matcher, parse_matcher
 from storyloom.domain.routing import Route, RouteSpec, build_route_tree
@@ -210,9 +210,11 @@ def alerting_problems(config: Config, env: Mapping[str, str]) -> list[str]:
 
 
 def build_alerting(config: Config, env: Mapping[str, str]) -> AlertingRuntime:
+    """The runtime of a served config; ConfigError (the `config check` lines) when what the process adds
+    to the file, such as the demo receiver, cannot work (e.g. loopback refused by `alerting.egress`)."""
     runtime, problems = _build(config, env, resolve=False)
     if problems:
-        raise ValueError("; ".join(problems))
+        raise ConfigError(problems)
     return runtime
 
 

@@ -150,9 +150,13 @@ def register(app: typer.Typer) -> None:
 def _route_test_locally(path: Path, labels: dict[str, str]) -> dict[str, Any]:
     """The answer `POST /api/alert-routes/test` gives on a server running this config file."""
     from storyloom.alerting.setup import SecretPlaceholders, routing_without_secrets
-    from storyloom.cli.local import load_or_fail
+    from storyloom.cli.local import load_or_fail, refuse
+    from storyloom.config import ConfigError
     from storyloom.demo import served_routing
     from storyloom.services.alerts import match_routes
 
     config = served_routing(load_or_fail(path, env=SecretPlaceholders()))
-    return match_routes(routing_without_secrets(config), labels)
+    try:
+        return match_routes(routing_without_secrets(config), labels)
+    except ConfigError as err:
+        refuse(err)

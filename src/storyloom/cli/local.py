@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import NoReturn
 
 import typer
 
@@ -16,9 +17,14 @@ def load_or_fail(path: Path | None, env: Mapping[str, str] | None = None) -> Con
     try:
         return load_config(path, env=env)
     except ConfigError as err:
-        for line in err.problems:
-            typer.echo(line)
-        raise typer.Exit(1) from None
+        refuse(err)
+
+
+def refuse(err: ConfigError) -> NoReturn:
+    """Print the `config check` lines of a config that cannot be used, and exit 1 (no traceback)."""
+    for line in err.problems:
+        typer.echo(line)
+    raise typer.Exit(1) from None
 
 
 def register(app: typer.Typer) -> None:

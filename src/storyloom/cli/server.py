@@ -12,7 +12,8 @@ from typing import Any
 import typer
 
 from storyloom.cli.base import console, fail
-from storyloom.cli.local import load_or_fail
+from storyloom.cli.local import load_or_fail, refuse
+from storyloom.config import ConfigError
 from storyloom.runtime import Runtime
 from storyloom.services.tokens import admin_token_problem
 
@@ -42,7 +43,10 @@ def _runtime(
     problem = admin_token_problem(os.environ)
     if problem:
         fail(problem)
-    rt = Runtime.open(load_or_fail(config_path), config_path=config_path, demo=demo, self_url=self_url)
+    try:
+        rt = Runtime.open(load_or_fail(config_path), config_path=config_path, demo=demo, self_url=self_url)
+    except ConfigError as err:  # what the process adds to the file (the demo receiver) cannot work
+        refuse(err)
     rt.worker_id = os.environ.get("STORYLOOM_WORKER_ID") or worker_id
     return rt
 
