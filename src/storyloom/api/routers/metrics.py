@@ -9,16 +9,11 @@ from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, CollectorRegistry
 from starlette.concurrency import run_in_threadpool
 
 from storyloom.api.auth import bearer, current_actor, runtime
+from storyloom.api.openapi import problem_responses
 from storyloom.health.metrics import build_registry, render
 
 router = APIRouter(tags=["system"])
 _lock = threading.Lock()
-
-ACCESS = (
-    "Open by default, like other Prometheus exporters: scrape it without a token. With "
-    "`metrics_require_token: true` in the config, any valid token (viewer or above) is required "
-    "(`Authorization: Bearer <token>`), and a scrape without one is answered 401."
-)
 
 
 def _registry(request: Request) -> CollectorRegistry:
@@ -44,20 +39,17 @@ async def metrics_access(request: Request) -> None:
 @router.get(
     "/metrics",
     response_class=Response,
-    summary="Prometheus metrics",
-    description=ACCESS,
-    openapi_extra={"security": [{}, {"HTTPBearer": []}]},
+    openapi_extra={"security": [{}, {"HTTPBearer": []}]},  # the token is optional (see the description)
     responses={
         200: {"content": {CONTENT_TYPE_PLAIN_0_0_4: {}}, "description": "Prometheus text format"},
-        401: {
-            "content": {"application/problem+json": {}},
-            "description": "only with `metrics_require_token: true`: no valid token was sent",
-        },
+        **problem_responses(401, s401="Only with `metrics_require_token: true`: no valid token was sent"),
     },
 )
 def metrics(request: Request, _: None = Depends(metrics_access)) -> Response:
     """Prometheus metrics (text format 0.0.4).
 
-    Open by default; with `metrics_require_token: true` any valid token (viewer) may scrape.
+    Open by default, like other Prometheus exporters: scrape it without a token. With
+    `metrics_require_token: true` in the config, any valid token (viewer or above) is required
+    (`Authorization: Bearer <token>`), and a scrape without one is answered 401.
     """
     return Response(render(_registry(request)), media_type=CONTENT_TYPE_PLAIN_0_0_4)
