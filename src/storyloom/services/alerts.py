@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, String, cast, select, update
@@ -18,6 +18,7 @@ from storyloom.alerting.setup import AlertingRuntime
 from storyloom.domain.alerts import FIRING, RESOLVED, Alert, rfc3339
 from storyloom.domain.catalog import CATALOG, Severity
 from storyloom.domain.durations import format_duration
+from storyloom.domain.expiry import DEFAULT_RESOLVE_TIMEOUT, has_ended, ingested_alert_end
 from storyloom.domain.routing import group_key, receivers_for
 from storyloom.services.errors import Invalid, NotFound
 from storyloom.store.tables import alert_history, alerts, deliveries
@@ -83,7 +84,10 @@ def list_alerts(
 
 
 def get_alert(conn: Connection, alerting: AlertingRuntime, fingerprint: str, now: datetime) -> dict[str, Any]:
-    """One alert with its state `history`, the `notifications` that carried it and its current `receivers`."""
+    """One alert with its state `history`, the `notifications` that carried it and its current `receivers`.
+
+    `expires_at`: when a firing ingested alert resolves unless its client sends it again.
+    """
     row = conn.execute(select(alerts).where(alerts.c.fingerprint == fingerprint)).mappings().first()
     if row is None:
         raise NotFound(f"no alert with fingerprint {fingerprint!r}; list them with GET /api/alerts")
@@ -101,6 +105,7 @@ def get_alert(conn: Connection, alerting: AlertingRuntime, fingerprint: str, now
     return {
         **alert_view(alert, alerting, mute_index(conn, alerting, now), now),
         "annotations": dict(alert.annotations),
+        "expires_at": rfc3339(row["expires_at"]) if alert.status == FIRING else None,
         "receivers": routes_for_alert(conn, fingerprint),
         "history": [
             {"status": h["status"], "severity": h["severity"], "reason": h["reason"], "at": rfc3339(h["at"])}
@@ -225,24 +230,31 @@ def _signal(index: int, posted: PostedAlert) -> publish.AlertSignal:
     )
 
 
-def ingest_alerts(conn: Connection, posted: Sequence[PostedAlert], now: datetime) -> dict[str, Any]:
+def ingest_alerts(
+    conn: Connection,
+    posted: Sequence[PostedAlert],
+    now: datetime,
+    resolve_timeout: timedelta = DEFAULT_RESOLVE_TIMEOUT,
+) -> dict[str, Any]:
     """Fire or resolve each posted alert in the caller's transaction (all or nothing).
 
-    `endsAt` at or before now resolves the alert (an unknown one is ignored); otherwise it fires.
+    `endsAt` at or before now resolves the alert (an unknown one is ignored); otherwise it fires until its
+    `endsAt` (or `resolve_timeout` from now without one), when the expiry sweep resolves it unless re-sent.
     A `startsAt` in the past is kept for a newly firing alert, so SLOs and group_wait see its real age.
     """
     items = [(posted_alert, _signal(i, posted_alert)) for i, posted_alert in enumerate(posted)]
     fired: list[str] = []
     resolved: list[str] = []
     for item, signal in items:
-        if item.ends_at is not None and item.ends_at <= now:
+        end = ingested_alert_end(item.ends_at, now, resolve_timeout)
+        if has_ended(end, now):
             fp = publish.alert_fingerprint(publish.alert_labels(signal))
             if publish.resolve(conn, [fp], now, reason="resolved by ingest"):
                 resolved.append(fp)
             continue
         fp = publish.fire(conn, signal, now)
         fired.append(fp)
-        values: dict[str, Any] = {"annotations": _annotations(item)}
+        values: dict[str, Any] = {"annotations": _annotations(item), "expires_at": end}
         row = conn.execute(select(alerts.c.starts_at).where(alerts.c.fingerprint == fp)).first()
         if item.starts_at is not None and row is not None and row.starts_at == now and item.starts_at < now:
             values["starts_at"] = item.starts_at

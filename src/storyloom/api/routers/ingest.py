@@ -22,7 +22,10 @@ class PostableAlert(BaseModel):
     )
     annotations: dict[str, str] = Field(default_factory=dict)
     startsAt: AwareDatetime | None = None
-    endsAt: AwareDatetime | None = Field(default=None, description="at or before now resolves the alert")
+    endsAt: AwareDatetime | None = Field(
+        default=None,
+        description="at or before now resolves the alert; later, it resolves then unless sent again",
+    )
     generatorURL: str | None = None
 
 
@@ -41,4 +44,4 @@ def post_alerts(
         for a in body
     ]
     with rt.db.begin() as conn:
-        return alerts.ingest_alerts(conn, posted, rt.clock.now())
+        return alerts.ingest_alerts(conn, posted, rt.clock.now(), rt.config.alerting.resolve_timeout)
