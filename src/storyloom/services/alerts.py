@@ -11,8 +11,9 @@ from typing import Any
 from sqlalchemy import Connection, String, cast, select, update
 
 from storyloom.alerting import publish
-from storyloom.alerting.notifier import mute_index, routes_for_alert
-from storyloom.alerting.notify import MuteIndex, alert_from_row, enrich
+from storyloom.alerting.notifier import routes_for_alert
+from storyloom.alerting.notify import MuteIndex, enrich
+from storyloom.alerting.readable import read_mute_index, readable_alert
 from storyloom.alerting.receivers.base import ReceiverSpec, redact_url
 from storyloom.alerting.setup import AlertingRuntime
 from storyloom.domain.alerts import FIRING, RESOLVED, Alert, rfc3339
@@ -32,14 +33,20 @@ INGEST_SOURCE = "ingest"
 # --- reading alerts ---------------------------------------------------------------------------------
 
 
-def alert_view(alert: Alert, alerting: AlertingRuntime, mutes: MuteIndex, now: datetime) -> dict[str, Any]:
-    """CONTRACTS §6 plus who mutes it now: `silenced_by` (silence ids), `inhibited_by` (alert fingerprints)."""
+def alert_view(
+    alert: Alert, alerting: AlertingRuntime, mutes: MuteIndex, now: datetime, unreadable: Sequence[str] = ()
+) -> dict[str, Any]:
+    """CONTRACTS §6 plus who mutes it now: `silenced_by` (silence ids), `inhibited_by` (alert fingerprints);
+    `unreadable` (only when set) lists what was repaired to show a row an older version stored."""
     firing = alert.status == FIRING
-    return {
+    view = {
         **enrich(alert, alerting, now).to_payload(),
         "silenced_by": mutes.silenced_by(alert) if firing else [],
         "inhibited_by": mutes.inhibited_by(alert) if firing else [],
     }
+    if unreadable:
+        view["unreadable"] = list(unreadable)
+    return view
 
 
 def list_alerts(
@@ -75,12 +82,14 @@ def list_alerts(
     )
     if receiver is None:
         query = query.limit(limit)
-    found = [alert_from_row(r) for r in conn.execute(query).mappings()]
+    found = [readable_alert(r) for r in conn.execute(query).mappings()]
     if receiver is not None:
         route = alerting.route
-        found = [a for a in found if route is not None and receiver in receivers_for(route, a.labels)][:limit]
-    mutes = mute_index(conn, alerting, now)
-    return [alert_view(a, alerting, mutes, now) for a in found]
+        found = [r for r in found if route is not None and receiver in receivers_for(route, r.alert.labels)][
+            :limit
+        ]
+    mutes = read_mute_index(conn, alerting, now)
+    return [alert_view(r.alert, alerting, mutes, now, r.problems) for r in found]
 
 
 def get_alert(conn: Connection, alerting: AlertingRuntime, fingerprint: str, now: datetime) -> dict[str, Any]:
@@ -91,7 +100,8 @@ def get_alert(conn: Connection, alerting: AlertingRuntime, fingerprint: str, now
     row = conn.execute(select(alerts).where(alerts.c.fingerprint == fingerprint)).mappings().first()
     if row is None:
         raise NotFound(f"no alert with fingerprint {fingerprint!r}; list them with GET /api/alerts")
-    alert = alert_from_row(row)
+    readable = readable_alert(row)
+    alert = readable.alert
     history = conn.execute(
         select(alert_history).where(alert_history.c.fingerprint == fingerprint).order_by(alert_history.c.id)
     ).mappings()
@@ -103,7 +113,7 @@ def get_alert(conn: Connection, alerting: AlertingRuntime, fingerprint: str, now
         .limit(100)
     ).mappings()
     return {
-        **alert_view(alert, alerting, mute_index(conn, alerting, now), now),
+        **alert_view(alert, alerting, read_mute_index(conn, alerting, now), now, readable.problems),
         "annotations": dict(alert.annotations),
         "expires_at": rfc3339(row["expires_at"]) if alert.status == FIRING else None,
         "receivers": routes_for_alert(conn, fingerprint),
