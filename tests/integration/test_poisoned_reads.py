@@ -97,9 +97,13 @@ def _poison(rt: Runtime) -> dict[str, str]:
             {"raw": as_stored({"summary": SURROGATE, "n": 1}), "fp": fp},
         )
         fingerprints["annotations"] = fp
-        if conn.dialect.name == "sqlite":  # PostgreSQL text cannot hold a NUL at all
-            fp = fire(conn, AlertSignal("poison:nul", {"case": "nul"}, "a\x00b"), now)
-            fingerprints["nul"] = fp
+        if conn.dialect.name == "sqlite":  # PostgreSQL text holds neither a NUL nor bytes that are not UTF-8
+            fingerprints["nul"] = fire(conn, AlertSignal("poison:nul", {"case": "nul"}, "a\x00b"), now)
+            fp = fire(conn, AlertSignal("poison:bytes", {"case": "bytes"}, "not UTF-8"), now)
+            conn.execute(
+                text("UPDATE alerts SET title = CAST(X'66ff6f' AS TEXT) WHERE fingerprint = :fp"), {"fp": fp}
+            )
+            fingerprints["bytes"] = fp
         for name, stored in POISONED_MATCHERS.items():
             conn.execute(
                 insert(silences).values(
@@ -199,6 +203,8 @@ def test_poisoned_alerts_are_shown_repaired_and_marked(rt: Runtime, client: Test
     odd = listed[fingerprints["odd-values"]]
     assert (odd["labels"]["n"], odd["labels"]["o"], odd["labels"]["z"]) == ("5", '{"k": [1]}', "null")
     assert "labels.o: stored as an object, not text" in odd["unreadable"]
+    if "bytes" in fingerprints:
+        assert listed[fingerprints["bytes"]]["title"] == "f\ufffdo"
     annotations = client.get(f"/api/alerts/{fingerprints['annotations']}").json()
     assert annotations["annotations"]["summary"] == "\ufffd"
     assert "unreadable" not in listed[clean]  # a sound row is not marked
