@@ -16,12 +16,14 @@ from storyloom.alerting.publish import AlertSignal, fire
 from storyloom.api.app import create_app
 from storyloom.api.routers.events import events_after
 from storyloom.clock import FrozenClock
+from storyloom.domain.readable import REPLACEMENT
 from storyloom.runtime import Runtime
 from storyloom.services.tokens import create_token
 from storyloom.store.db import Database
 from storyloom.store.events import ALERT_STATE
 from storyloom.store.tables import deliveries, silences, workflow_events
 from tests.conftest import make_config
+from tests.support.health_seed import new_plan
 
 SURROGATE = "\ud800"  # valid in JSON text (as an escape), but no UTF-8 response can carry it
 
@@ -244,6 +246,21 @@ def test_poisoned_deliveries_and_events_are_marked(rt: Runtime, client: TestClie
         events = events_after(conn, 0)
     assert events[-1]["event"] == "alert"
     assert events[-1]["data"]["unreadable"] == ["payload: stored as a list, not an object"]
+
+
+def test_any_json_response_or_page_encodes_a_stored_lone_surrogate(rt: Runtime, client: TestClient) -> None:
+    """Beyond the alerting rows: a plan's backlog JSON holding a lone surrogate (say, from an LLM's output)."""
+    plan_id = new_plan(rt)["id"]
+    with rt.db.begin() as conn:
+        conn.execute(
+            text(f"UPDATE backlog_items SET inputs = {_json_param(conn)} WHERE plan_id = :plan"),
+            {"raw": as_stored([f"world-{SURROGATE}"]), "plan": plan_id},
+        )
+    backlog = client.get(f"/api/fiction/plans/{plan_id}/backlog")
+    assert backlog.status_code == 200, backlog.text
+    assert f"world-{REPLACEMENT}" in backlog.json()[0]["inputs"]
+    for path in ("/api/diagnostics/planner", f"/api/fiction/plans/{plan_id}", f"/plans/{plan_id}", "/"):
+        assert client.get(path).status_code == 200, path
 
 
 def _fire_clean(rt: Runtime) -> str:

@@ -8,6 +8,7 @@ from storyloom.domain.readable import (
     readable_list,
     readable_map,
     readable_text,
+    showable,
 )
 
 SURROGATE = "\ud800"
@@ -54,3 +55,9 @@ def test_a_list_of_texts() -> None:
         ["fingerprints.1: stored as a number, not text"],
     )
     assert readable_list(None, "matchers") == ([], ["matchers: stored as null, not a list"])
+
+
+def test_showable_returns_the_same_text_when_nothing_needs_replacing() -> None:
+    sound = "plain text"
+    assert showable(sound) is sound
+    assert showable(f"x{SURROGATE}\x00") == f"x{REPLACEMENT}{REPLACEMENT}"

@@ -9,6 +9,7 @@ from fastapi.staticfiles import StaticFiles
 
 from storyloom import __version__
 from storyloom.api import problems
+from storyloom.api.responses import ReadableJSONResponse
 from storyloom.api.routers import alerts, catalog, config, ingest, plans, routes, silences, system
 from storyloom.api.routers import backlog as backlog_routes
 from storyloom.api.routers import deliveries as delivery_routes
@@ -46,6 +47,7 @@ def create_app(rt: Runtime, *, engine: Any = None) -> FastAPI:
         title="Storyloom",
         version=__version__,
         description="Operations layer for AI fiction pipelines: plans, backlog, alerts, routing, deliveries.",
+        default_response_class=ReadableJSONResponse,
     )
     app.state.runtime = rt
     app.state.engine = engine

@@ -28,14 +28,18 @@ def kind_of(value: object) -> str:
     return "null" if value is None else _KINDS.get(type(value), type(value).__name__)
 
 
+def showable(text: str) -> str:
+    """`text` with lone surrogates and NUL as U+FFFD (the same object when there is none)."""
+    return _UNSHOWABLE.sub(REPLACEMENT, text) if _UNSHOWABLE.search(text) else text
+
+
 def readable_text(value: object, where: str) -> tuple[str, list[str]]:
     """A stored text fit to show: lone surrogates and NUL become U+FFFD, anything else its JSON text."""
     if not isinstance(value, str):
         shown = json.dumps(value, default=str)  # ASCII-only: whatever it holds is escaped
         return shown, [f"{where}: stored as {kind_of(value)}, not text"]
-    if _UNSHOWABLE.search(value) is None:
-        return value, []
-    return _UNSHOWABLE.sub(REPLACEMENT, value), [f"{where}: holds a lone surrogate or NUL"]
+    shown = showable(value)
+    return shown, [] if shown is value else [f"{where}: holds a lone surrogate or NUL"]
 
 
 def readable_map(value: object, where: str) -> tuple[dict[str, str], list[str]]:
