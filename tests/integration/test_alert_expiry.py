@@ -107,13 +107,17 @@ def test_a_past_ends_at_resolves_at_once(rt: Runtime, clock: FrozenClock) -> Non
     assert status(rt, fp) == RESOLVED
 
 
-def test_one_sweep_resolves_every_expired_alert(rt: Runtime, clock: FrozenClock) -> None:
+def test_a_sweep_resolves_expired_alerts_in_batches(rt: Runtime, clock: FrozenClock) -> None:
     soon = [PostedAlert(labels={**LABELS, "instance": f"i{n}"}, ends_at=clock.now() + S) for n in range(50)]
     later = PostedAlert(labels={**LABELS, "instance": "later"}, ends_at=clock.now() + M)
     fired = post(rt, *soon, later)["fired"]
     clock.advance(S)
-    assert sorted(AlertExpiry(rt).sweep()) == sorted(fired[:50])
+    sweep = AlertExpiry(rt, batch=30)
+    first = sweep.sweep()
+    assert len(first) == 30 and sweep.interval() == 0.0  # a full batch: the next pass goes on at once
+    assert sorted(first + sweep.sweep()) == sorted(fired[:50])
     assert status(rt, fired[-1]) == FIRING
+    assert sweep.run_pass() is False
 
 
 def test_the_expiry_resolution_is_notified_where_send_resolved(rt: Runtime, clock: FrozenClock) -> None:
