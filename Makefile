@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: run test test-fast test-postgres lint format install system-deps bench bench-deps clean
+.PHONY: run test test-fast test-postgres fuzz lint format install system-deps bench bench-deps clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,10 @@ test-postgres: install
 	psql -h 127.0.0.1 -U postgres -d postgres -qc "CREATE DATABASE $$db" && \
 	STORYLOOM_TEST_DATABASE_URL="postgresql+psycopg://postgres@127.0.0.1:5432/$$db" $(BIN)/pytest -m "not browser" $(PYTEST_ARGS); \
 	rc=$$?; psql -h 127.0.0.1 -U postgres -d postgres -qc "DROP DATABASE IF EXISTS $$db WITH (FORCE)"; exit $$rc
+
+## A long schemathesis pass over every operation, with and without a token (a fresh seed each run).
+fuzz: install
+	STORYLOOM_FUZZ=long $(BIN)/pytest -q -p no:cacheprovider --timeout 7200 tests/integration/test_api_fuzz.py $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check src tests bench

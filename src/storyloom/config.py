@@ -15,6 +15,7 @@ from pydantic import (
     Field,
     PlainSerializer,
     ValidationError,
+    ValidationInfo,
     field_validator,
 )
 
@@ -195,6 +196,77 @@ class AlertingConfig(_Model):
         return timeout
 
 
+class DatabaseConfig(_Model):
+    """PostgreSQL connections of each process (SQLite ignores both)."""
+
+    pool_size: int = Field(default=10, ge=1, le=200)
+    statement_timeout: Duration = timedelta(seconds=60)  # 0s: no limit
+
+
+class ClusterConfig(_Model):
+    """Worker liveness: how often each worker beats, and how long a silent one waits before a takeover."""
+
+    heartbeat_every: Duration = timedelta(seconds=3)
+    takeover_after: Duration = timedelta(seconds=15)
+    drain_timeout: Duration = timedelta(minutes=2)  # SIGTERM: how long phases in flight may take to finish
+
+    @field_validator("heartbeat_every")
+    @classmethod
+    def _positive(cls, v: timedelta) -> timedelta:
+        if v <= timedelta(0):
+            raise ValueError("must be positive, e.g. 3s")
+        return v
+
+    @field_validator("takeover_after")
+    @classmethod
+    def _beats_fit_in_the_window(cls, v: timedelta, info: ValidationInfo) -> timedelta:
+        beat = info.data.get("heartbeat_every")
+        if beat is not None and v < 3 * beat:
+            raise ValueError(
+                f"must be at least 3 times heartbeat_every ({format_duration(3 * beat)}), so one late beat is not a takeover"
+            )
+        return v
+
+
+class FailedAuthConfig(_Model):
+    """Per client: `burst` failed sign-ins or bearer tokens, one more back every `refill_every`."""
+
+    burst: int = Field(default=10, ge=1, le=10_000)
+    refill_every: Duration = timedelta(seconds=6)
+    max_clients: int = Field(default=10_000, ge=1, le=1_000_000)
+
+    @field_validator("refill_every")
+    @classmethod
+    def _positive(cls, every: timedelta) -> timedelta:
+        if every <= timedelta(0):
+            raise ValueError("must be longer than 0s")
+        return every
+
+
+class SecurityConfig(_Model):
+    session_ttl: Duration = timedelta(hours=12)
+    failed_auth: FailedAuthConfig = Field(default_factory=FailedAuthConfig)
+
+    @field_validator("session_ttl")
+    @classmethod
+    def _session_length(cls, ttl: timedelta) -> timedelta:
+        if not timedelta(minutes=1) <= ttl <= timedelta(days=30):
+            raise ValueError("must be between 1m and 30d")
+        return ttl
+
+
+class LimitsConfig(_Model):
+    """What the API accepts at its door: 413 past `max_body_bytes`, 422 naming the field past the others."""
+
+    max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    max_alerts_per_request: int = Field(default=1000, ge=1, le=100_000)
+    max_labels_per_alert: int = Field(default=64, ge=1, le=1000)
+    max_label_name_length: int = Field(default=128, ge=16, le=1024)
+    max_label_value_length: int = Field(default=2048, ge=16, le=1024 * 1024)
+    max_annotation_value_length: int = Field(default=16 * 1024, ge=16, le=1024 * 1024)
+    max_matchers_per_silence: int = Field(default=50, ge=1, le=1000)
+
+
 class Config(_Model):
     environment: str = "pre-alpha"
     public_url: str = DEFAULT_PUBLIC_URL
@@ -205,6 +277,10 @@ class Config(_Model):
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
     health: HealthConfig = Field(default_factory=HealthConfig)
     alerting: AlertingConfig = Field(default_factory=AlertingConfig)
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig)
+    database: DatabaseConfig = Field(default_factory=DatabaseConfig)
+    security: SecurityConfig = Field(default_factory=SecurityConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
 
     @field_validator("public_url")
     @classmethod

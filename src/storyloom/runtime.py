@@ -48,7 +48,11 @@ class Runtime:
         """`self_url`: where this process serves HTTP, as it reaches itself (None for a worker)."""
         return cls(
             config=as_served(config, demo=demo, self_url=self_url),
-            db=Database(database_url(config)),
+            db=Database(
+                database_url(config),
+                pool_size=config.database.pool_size,
+                statement_timeout_ms=int(config.database.statement_timeout.total_seconds() * 1000),
+            ),
             config_path=config_path,
             clock=clock,
             demo=demo,

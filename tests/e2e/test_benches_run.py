@@ -32,3 +32,28 @@ def test_a_small_run_of_the_benchmark_completes(script: str, args: list[str], fi
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert figure in done.stdout, done.stdout[-3000:]
+
+
+def test_a_small_scale_out_run_completes() -> None:
+    from tests.support.postgres import fresh_postgres
+
+    with fresh_postgres("storyloom_bench_probe"):  # skips, saying why, when no PostgreSQL answers
+        pass
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "pipeline.py"),
+            "--workers",
+            "1,2",
+            "--plans",
+            "2",
+            "--llm-latency",
+            "50ms",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "2 worker(s): 2 plans in" in done.stdout and "x the plans per minute" in done.stdout, done.stdout

@@ -10,7 +10,6 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from storyloom.alerting.publish import AlertSignal, fire
-from storyloom.api.app import create_app
 from storyloom.pipeline.dispatcher import ToolDispatcher
 from storyloom.pipeline.llm.base import LLMRequest, LLMResponse
 from storyloom.pipeline.providers import build_provider
@@ -23,11 +22,6 @@ from storyloom.store.events import BACKLOG_ACTION, BACKLOG_TELEMETRY
 from storyloom.store.tables import checkpoints, planner_executions, tasks
 from tests.support.health_seed import item as item_row
 from tests.support.plan_seed import PROBLEM, World, events_of, firing, seed_world, set_item, token
-
-
-@pytest.fixture
-def client(rt: Runtime) -> TestClient:
-    return TestClient(create_app(rt))
 
 
 @pytest.fixture

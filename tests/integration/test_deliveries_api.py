@@ -10,7 +10,6 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from storyloom.alerting.dispatcher import DeliveryDispatcher
-from storyloom.api.app import create_app
 from storyloom.clock import FrozenClock
 from storyloom.runtime import Runtime
 from storyloom.services.tokens import create_token
@@ -54,12 +53,6 @@ def rt(db: Database, clock: FrozenClock, server: PrivateReceiver, monkeypatch: p
         receiver("ops", server.url_for("/ops"), retry={"schedule": ["0s", "0s"]}),
         receiver("pager", server.url_for("/pager")),
     )
-
-
-@pytest.fixture
-def client(rt: Runtime) -> Iterator[TestClient]:
-    with TestClient(create_app(rt)) as c:
-        yield c
 
 
 def headers(rt: Runtime, role: str, name: str | None = None) -> dict[str, str]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
 from datetime import timedelta
 
 import httpx
@@ -37,12 +36,6 @@ def _secret(monkeypatch: pytest.MonkeyPatch) -> None:
 def rt(db: Database, clock: FrozenClock) -> Runtime:
     config = with_demo_receiver(make_config(), server_url="http://127.0.0.1:8700")
     return Runtime(config=config, db=db, clock=clock)
-
-
-@pytest.fixture
-def client(rt: Runtime) -> Iterator[TestClient]:
-    with TestClient(create_app(rt)) as c:
-        yield c
 
 
 @pytest.fixture

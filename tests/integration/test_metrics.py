@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -21,12 +20,6 @@ from storyloom.store.db import Database
 from storyloom.store.tables import deliveries
 from tests.conftest import make_config
 from tests.support.health_seed import add_execution, new_plan, raise_alert, seed_templates_now, set_item
-
-
-@pytest.fixture
-def client(rt: Runtime) -> Iterator[TestClient]:
-    with TestClient(create_app(rt)) as c:
-        yield c
 
 
 def scrape(client: TestClient, headers: dict[str, str] | None = None) -> dict[str, Any]:

@@ -11,7 +11,6 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
-from storyloom.api.app import create_app
 from storyloom.runtime import Runtime
 from storyloom.services.obligations import (
     emit_hook,
@@ -23,11 +22,6 @@ from storyloom.store.tables import persona_obligations, workflow_events
 from tests.support.plan_seed import PROBLEM, World, firing, iso, seed_world, snapshot, token
 
 H = timedelta(hours=1)
-
-
-@pytest.fixture
-def client(rt: Runtime) -> TestClient:
-    return TestClient(create_app(rt))
 
 
 @pytest.fixture

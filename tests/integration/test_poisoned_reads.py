@@ -253,12 +253,12 @@ def test_any_json_response_or_page_encodes_a_stored_lone_surrogate(rt: Runtime, 
     plan_id = new_plan(rt)["id"]
     with rt.db.begin() as conn:
         conn.execute(
-            text(f"UPDATE backlog_items SET inputs = {_json_param(conn)} WHERE plan_id = :plan"),
-            {"raw": as_stored([f"world-{SURROGATE}"]), "plan": plan_id},
+            text(f"UPDATE backlog_items SET outputs = {_json_param(conn)} WHERE plan_id = :plan"),
+            {"raw": as_stored([f"scroll-{SURROGATE}"]), "plan": plan_id},
         )
     backlog = client.get(f"/api/fiction/plans/{plan_id}/backlog")
     assert backlog.status_code == 200, backlog.text
-    assert f"world-{REPLACEMENT}" in backlog.json()[0]["inputs"]
+    assert f"scroll-{REPLACEMENT}" in backlog.json()[0]["outputs"]
     for path in ("/api/diagnostics/planner", f"/api/fiction/plans/{plan_id}", f"/plans/{plan_id}", "/"):
         assert client.get(path).status_code == 200, path
 

@@ -29,6 +29,7 @@ from sqlalchemy import case, func, select
 
 from storyloom.domain import backlog as bl
 from storyloom.health import queries as q
+from storyloom.health.metrics_cluster import cluster_families
 from storyloom.health.totals import IncrementalTotals
 from storyloom.runtime import Runtime
 from storyloom.store.tables import alerts, deliveries, planner_executions
@@ -154,6 +155,7 @@ class StoryloomCollector(Collector):
         for receiver, status, count in delivery_rows:
             delivery_family.add_metric([str(receiver), str(status)], int(count))
         yield delivery_family
+        yield from cluster_families(rt, now)
         for extra in extra_collectors(rt):
             try:
                 yield from extra()

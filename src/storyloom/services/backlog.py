@@ -20,6 +20,7 @@ from storyloom.alerting.publish import AlertSignal, fire, resolve, resolve_match
 from storyloom.config import Config
 from storyloom.domain import backlog as bl
 from storyloom.domain.alerts import FIRING
+from storyloom.domain.text import Text
 from storyloom.pipeline.runner import change_status
 from storyloom.services.actors import Actor
 from storyloom.services.catalog import PROVIDERS, get_agent
@@ -63,14 +64,14 @@ class ResumeRequest(BaseModel):
     (not here) so that leaving one out is recorded as `missing-agent-or-provider` / `missing-model`."""
 
     model_config = ConfigDict(extra="forbid")
-    agent_id: str | None = Field(default=None, max_length=64, description="the agent to act as (required)")
-    provider: str | None = Field(default=None, max_length=40, description="required")
-    model: str | None = Field(default=None, max_length=200, description="required")
-    task_id: str | None = Field(
+    agent_id: Text | None = Field(default=None, max_length=64, description="the agent to act as (required)")
+    provider: Text | None = Field(default=None, max_length=40, description="required")
+    model: Text | None = Field(default=None, max_length=200, description="required")
+    task_id: Text | None = Field(
         default=None, max_length=64, description="the item's latest task id, to guard against races"
     )
-    branch_slug: str | None = Field(default=None, max_length=100)
-    notes: str | None = Field(default=None, max_length=4000)
+    branch_slug: Text | None = Field(default=None, max_length=100)
+    notes: Text | None = Field(default=None, max_length=4000)
 
 
 def decode_body(body: bytes | Mapping[str, Any]) -> Any:

@@ -17,6 +17,7 @@ from sqlalchemy import Connection, update
 
 from storyloom.alerting.publish import resolve_matching
 from storyloom.domain import backlog as bl
+from storyloom.domain.text import Text
 from storyloom.pipeline.runner import ITEM_ALERTS, change_status
 from storyloom.services.actors import Actor
 from storyloom.services.catalog import get_agent
@@ -35,8 +36,8 @@ from storyloom.store.tables import checkpoints, tasks
 
 class CancelRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    agent_id: str = Field(min_length=1, max_length=64, description="the agent to act as")
-    notes: str | None = Field(default=None, max_length=4000)
+    agent_id: Text = Field(min_length=1, max_length=64, description="the agent to act as")
+    notes: Text | None = Field(default=None, max_length=4000)
 
 
 def cancel(

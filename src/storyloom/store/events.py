@@ -19,6 +19,7 @@ PERSONA_OBLIGATION = "fiction.persona.obligation"
 ALERT_STATE = "alert.state"
 SILENCE_ACTION = "alerting.silence"
 DELIVERY_ACTION = "alerting.delivery"
+WORKER_TAKEOVER = "storyloom.worker.takeover"
 
 _LIVE_KIND = {
     BACKLOG_TELEMETRY: "backlog",

@@ -98,6 +98,20 @@ api_tokens = Table(
     _ts("revoked_at"),
 )
 
+# A console sign-in: the cookie holds a random id, stored here only as its SHA-256, bound to the hash of the
+# token that signed in (so revoking or rotating that token ends the session too).
+console_sessions = Table(
+    "console_sessions",
+    metadata,
+    Column("id_hash", String(64), primary_key=True),
+    Column("token_hash", String(64), nullable=False),
+    Column("actor_id", String(64), nullable=False, index=True),
+    Column("role", String(20), nullable=False),
+    _ts("created_at", False),
+    _ts("expires_at", False, index=True),
+    _ts("revoked_at"),
+)
+
 # --- fiction plans ---------------------------------------------------------------------------------
 
 projects = Table(

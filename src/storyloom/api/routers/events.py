@@ -24,6 +24,7 @@ from starlette.concurrency import run_in_threadpool
 
 from storyloom import signals
 from storyloom.api.auth import runtime, viewer
+from storyloom.api.query import MAX_ID
 from storyloom.domain.readable import kind_of, readable_json
 from storyloom.health.queries import template_states
 from storyloom.health.report import status_for
@@ -117,7 +118,7 @@ def _iso(moment: datetime | None) -> str | None:
 def _cursor_from(request: Request, after: int | None) -> int | None:
     """`Last-Event-ID` (the browser's own reconnect) wins over `?after=` (the console's manual one)."""
     raw = request.headers.get("last-event-id", "")
-    if raw.isdigit():
+    if raw.isdigit() and int(raw) <= MAX_ID:
         return int(raw)
     return after
 
@@ -178,7 +179,10 @@ async def _stream(request: Request, rt: Runtime, after: int | None) -> AsyncIter
 async def stream(
     request: Request,
     after: int | None = Query(
-        default=None, ge=0, description="resume after this event id (`Last-Event-ID` takes precedence)"
+        default=None,
+        ge=0,
+        le=MAX_ID,
+        description="resume after this event id (`Last-Event-ID` takes precedence)",
     ),
     _: Actor = Depends(viewer),
     rt: Runtime = Depends(runtime),

@@ -24,7 +24,10 @@ router = APIRouter(tags=["health"])
     },
 )
 def planner_diagnostics(_: Actor = Depends(viewer), rt: Runtime = Depends(runtime)) -> ReadableJSONResponse:
-    """The PlannerHealth report: status, planners and templates, backlog, telemetry, SLOs, firing alerts
-    and their receivers, warnings. Reading it never fires, resolves or sends anything."""
+    """Get the PlannerHealth report.
+
+    The PlannerHealth report: status, planners and templates, backlog, telemetry, SLOs, firing alerts
+    and their receivers, warnings. Reading it never fires, resolves or sends anything.
+    """
     # already JSON-ready: rendered directly instead of through response-model validation
     return ReadableJSONResponse(planner_health(rt))

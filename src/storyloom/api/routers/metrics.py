@@ -40,4 +40,8 @@ def metrics_access(
     responses={200: {"content": {CONTENT_TYPE_PLAIN_0_0_4: {}}, "description": "Prometheus text format"}},
 )
 def metrics(request: Request, _: None = Depends(metrics_access)) -> Response:
+    """Prometheus metrics (text format 0.0.4).
+
+    Open by default; with `metrics_require_token: true` any valid token (viewer) may scrape.
+    """
     return Response(render(_registry(request)), media_type=CONTENT_TYPE_PLAIN_0_0_4)

@@ -1,7 +1,7 @@
 """alerts.expires_at: when an ingested alert resolves unless its client sends it again
 
 Revision ID: 0002_alert_expiry
-Revises: 0001
+Revises: 0002_console_sessions
 """
 
 from collections.abc import Sequence
@@ -12,7 +12,7 @@ from alembic import op
 import storyloom.store.tables
 
 revision: str = "0002_alert_expiry"
-down_revision: str | None = "0001"
+down_revision: str | None = "0002_console_sessions"
 branch_labels: Sequence[str] | None = None
 depends_on: Sequence[str] | None = None
 
