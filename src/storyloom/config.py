@@ -24,6 +24,7 @@ from pydantic import (
 
 from storyloom.alerting.egress import DEFAULT_EGRESS, EgressPolicy
 from storyloom.domain.durations import cron_every, format_duration, parse_duration
+from storyloom.domain.expiry import DEFAULT_RESOLVE_TIMEOUT
 from storyloom.pipeline.llm.offline import FaultSpec
 
 MAX_DURATION = timedelta(days=365)
@@ -219,6 +220,14 @@ class AlertingConfig(_Model):
     inhibit_rules: list[InhibitRuleConfig] = Field(default_factory=list)
     slo_thresholds: list[SloThresholdConfig] = Field(default_factory=list)
     max_alerts_per_notification: int = Field(default=100, ge=1, le=10_000)
+    resolve_timeout: Duration = DEFAULT_RESOLVE_TIMEOUT  # an ingested alert without endsAt ends after this
+
+    @field_validator("resolve_timeout")
+    @classmethod
+    def _positive_timeout(cls, timeout: timedelta) -> timedelta:
+        if timeout <= timedelta(0):
+            raise ValueError("must be longer than 0s")
+        return timeout
 
 
 class DatabaseConfig(_Model):

@@ -14,7 +14,7 @@ from storyloom.domain.alerts import FIRING, RESOLVED
 from storyloom.domain.alerts import fingerprint as label_fingerprint
 from storyloom.domain.catalog import CATALOG
 from storyloom.store.db import after_commit
-from storyloom.store.events import ALERT_STATE, record_event
+from storyloom.store.events import ALERT_STATE, record_events
 from storyloom.store.tables import alert_changes, alert_history, alerts
 
 NOTIFY_CHANNEL = "notify"
@@ -130,15 +130,51 @@ def resolve_matching(
     return resolve(conn, fps, now, reason)
 
 
-def _changed(conn: Connection, fp: str, status: str, severity: str, reason: str, now: datetime) -> None:
+@dataclass(frozen=True)
+class StateChange:
+    """One alert's move to `status`, as its history, the notifier's outbox and the audit log record it."""
+
+    fingerprint: str
+    status: str
+    severity: str
+    reason: str
+
+
+def record_changes(conn: Connection, changes: Sequence[StateChange], now: datetime) -> None:
+    """Write history, outbox rows and audit events for many changes at once (one statement per table)."""
+    if not changes:
+        return
     conn.execute(
-        insert(alert_history).values(fingerprint=fp, status=status, severity=severity, reason=reason, at=now)
+        insert(alert_history),
+        [
+            {
+                "fingerprint": c.fingerprint,
+                "status": c.status,
+                "severity": c.severity,
+                "reason": c.reason,
+                "at": now,
+            }
+            for c in changes
+        ],
     )
-    conn.execute(insert(alert_changes).values(fingerprint=fp, status=status, created_at=now))
-    record_event(
-        conn, ALERT_STATE, {"fingerprint": fp, "status": status, "severity": severity, "reason": reason}, now
+    conn.execute(
+        insert(alert_changes),
+        [{"fingerprint": c.fingerprint, "status": c.status, "created_at": now} for c in changes],
+    )
+    record_events(
+        conn,
+        ALERT_STATE,
+        [
+            {"fingerprint": c.fingerprint, "status": c.status, "severity": c.severity, "reason": c.reason}
+            for c in changes
+        ],
+        now,
     )
     after_commit(conn, _wake_notifier)
+
+
+def _changed(conn: Connection, fp: str, status: str, severity: str, reason: str, now: datetime) -> None:
+    record_changes(conn, [StateChange(fp, status, severity, reason)], now)
 
 
 def _wake_notifier() -> None:

@@ -11,6 +11,7 @@ from storyloom import __version__
 from storyloom.api import docs, openapi, problems, security_headers
 from storyloom.api.limits import BodyLimit
 from storyloom.api.query import check_parameters
+from storyloom.api.responses import ReadableJSONResponse
 from storyloom.api.routers import alerts, catalog, config, ingest, plans, routes, silences, system
 from storyloom.api.routers import backlog as backlog_routes
 from storyloom.api.routers import deliveries as delivery_routes
@@ -48,6 +49,7 @@ def create_app(rt: Runtime, *, engine: Any = None) -> FastAPI:
         title="Storyloom",
         version=__version__,
         description="Operations layer for AI fiction pipelines: plans, backlog, alerts, routing, deliveries.",
+        default_response_class=ReadableJSONResponse,
         dependencies=[Depends(check_parameters)],
         docs_url=None,
         redoc_url=None,

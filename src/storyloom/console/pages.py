@@ -27,6 +27,7 @@ from storyloom.api.routers.events import health_status
 from storyloom.console import charts
 from storyloom.console.data import DELIVERY_STATUSES, Reader, Who
 from storyloom.console.runbooks import render_runbook
+from storyloom.domain.readable import showable
 from storyloom.domain.routing import receivers_for
 from storyloom.health.report import planner_health
 from storyloom.runtime import Runtime
@@ -127,6 +128,15 @@ def first_of(*values: Any) -> Any:
     return None
 
 
+def _showable(value: Any) -> Any:
+    """Every `{{ value }}` a page prints encodes: lone surrogates and NUL show as U+FFFD (Markup stays Markup)."""
+    if isinstance(value, str):
+        shown = showable(value)
+        return value if shown is value else type(value)(shown)
+    return value
+
+
+templates.env.finalize = _showable
 templates.env.filters.update(ts=ts, seconds=seconds, ms=ms, pct=pct, icon=icon)
 templates.env.globals.update(
     icon=icon,

@@ -14,7 +14,8 @@ from typing import Any
 
 from sqlalchemy import Connection, case, func, select
 
-from storyloom.alerting.notify import alert_from_row, enrich
+from storyloom.alerting.notify import enrich
+from storyloom.alerting.readable import readable_alert
 from storyloom.domain.alerts import FIRING, rfc3339
 from storyloom.domain.catalog import Severity
 from storyloom.domain.durations import format_duration
@@ -258,7 +259,7 @@ def _alerts_and_routes(
             .limit(ALERT_LIMIT - len(rows))
         ).mappings()
     alerting = rt.alerting
-    shown = [enrich(alert_from_row(row), alerting, now) for row in rows]
+    shown = [enrich(readable_alert(row).alert, alerting, now) for row in rows]
     sent_to = routed_receivers(conn, [a.fingerprint for a in shown])
     payloads, routes = [], []
     for alert in shown:

@@ -47,6 +47,8 @@ def make_engine(
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin_immediate if for_writes else _sqlite_begin_deferred)
+        if not for_writes:
+            event.listen(engine, "connect", _sqlite_lenient_text)
         return engine
     options = {"options": f"-c statement_timeout={statement_timeout_ms}"} if statement_timeout_ms else {}
     return create_engine(
@@ -62,6 +64,15 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA busy_timeout=30000")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
+
+
+def _sqlite_lenient_text(dbapi_conn: Any, _record: Any) -> None:
+    """Reads show text that is not UTF-8 (written by another tool) with U+FFFD instead of failing."""
+    dbapi_conn.text_factory = _decode_lenient
+
+
+def _decode_lenient(raw: bytes) -> str:
+    return raw.decode("utf-8", "replace")
 
 
 def _sqlite_begin_immediate(conn: Connection) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -45,7 +46,44 @@ def record_event(
             kind=kind, plan_id=plan_id, backlog_id=backlog_id, payload=payload, created_at=now
         )
     )
+    _publish_live(conn, kind, [{"kind": kind, "plan_id": plan_id, "backlog_id": backlog_id, **payload}])
+
+
+def record_events(conn: Connection, kind: str, payloads: Sequence[dict[str, Any]], now: datetime) -> None:
+    """Many events of one kind in one statement; each row's plan and backlog ids come from its payload."""
+    if not payloads:
+        return
+    conn.execute(
+        insert(workflow_events),
+        [
+            {
+                "kind": kind,
+                "plan_id": p.get("plan_id"),
+                "backlog_id": p.get("backlog_id"),
+                "payload": p,
+                "created_at": now,
+            }
+            for p in payloads
+        ],
+    )
+    _publish_live(
+        conn,
+        kind,
+        [
+            {"kind": kind, "plan_id": p.get("plan_id"), "backlog_id": p.get("backlog_id"), **p}
+            for p in payloads
+        ],
+    )
+
+
+def _publish_live(conn: Connection, kind: str, items: list[dict[str, Any]]) -> None:
+    """After commit, hand the events the SSE stream shows to its listeners."""
     live = _LIVE_KIND.get(kind)
-    if live:
-        data = {"kind": kind, "plan_id": plan_id, "backlog_id": backlog_id, **payload}
-        after_commit(conn, lambda: signals.publish(live, data))
+    if live is None:
+        return
+
+    def publish() -> None:
+        for data in items:
+            signals.publish(live, data)
+
+    after_commit(conn, publish)

@@ -403,9 +403,11 @@ alerts = Table(
     Column("plan_id", String(64), nullable=True),
     _ts("starts_at", False),
     _ts("ends_at"),
+    _ts("expires_at"),  # ingested alerts: resolve at this moment unless the client sends them again
     _ts("generated_at", False),
     _ts("updated_at", False),
     Index("ix_alerts_status_severity", "status", "severity", "starts_at"),
+    Index("ix_alerts_status_expires", "status", "expires_at"),
     Index("ix_alerts_alert_id_status", "alert_id", "status", "severity"),
     Index("ix_alerts_plan_status", "plan_id", "status"),
 )

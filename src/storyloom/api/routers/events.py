@@ -25,6 +25,7 @@ from starlette.concurrency import run_in_threadpool
 from storyloom import signals
 from storyloom.api.auth import runtime, viewer
 from storyloom.api.query import MAX_ID
+from storyloom.domain.readable import kind_of, readable_json
 from storyloom.health.queries import template_states
 from storyloom.health.report import status_for
 from storyloom.runtime import Runtime
@@ -79,8 +80,12 @@ def events_after(conn: Connection, cursor: int, limit: int = BATCH) -> list[dict
     )
     out = []
     for row in rows:
+        payload, problems = readable_json(row.payload or {}, "payload")
+        if not isinstance(payload, dict):
+            payload, problems = {}, [f"payload: stored as {kind_of(payload)}, not an object"]
         data = {
-            **(row.payload or {}),
+            **payload,
+            **({"unreadable": problems} if problems else {}),
             "kind": row.kind,
             "plan_id": row.plan_id,
             "backlog_id": row.backlog_id,

@@ -37,7 +37,10 @@ class PostableAlert(BaseModel):
     )
     annotations: dict[LabelName, Text] = Field(default_factory=dict)
     startsAt: AwareDatetime | None = None
-    endsAt: AwareDatetime | None = Field(default=None, description="at or before now resolves the alert")
+    endsAt: AwareDatetime | None = Field(
+        default=None,
+        description="at or before now resolves the alert; later, it resolves then unless sent again",
+    )
     generatorURL: Text | None = Field(default=None, max_length=2048)
 
 
@@ -141,7 +144,7 @@ def _ingest(rt: Runtime, valid: list[PostableAlert]) -> dict[str, Any]:
         for a in valid
     ]
     with rt.db.begin() as conn:
-        return alerts.ingest_alerts(conn, posted, rt.clock.now())
+        return alerts.ingest_alerts(conn, posted, rt.clock.now(), rt.config.alerting.resolve_timeout)
 
 
 @router.post(
@@ -151,6 +154,9 @@ def _ingest(rt: Runtime, valid: list[PostableAlert]) -> dict[str, Any]:
 )
 async def post_alerts(request: Request, _: Actor = Depends(operator), rt: Runtime = Depends(runtime)) -> Any:
     """Fire or resolve each alert; `endsAt` at or before now resolves it.
+
+    A later `endsAt` (or `alerting.resolve_timeout` from now without one) resolves it then, unless it is
+    sent again first, as Alertmanager does.
 
     200 `{accepted, fired, resolved}` when every alert is valid. When some are not, the valid ones are
     still stored and the answer is a 422 problem whose `errors[].loc` names each refused alert by index
