@@ -7,6 +7,7 @@ Each step is its own transaction and is idempotent by `task_id`, so a step re-ru
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,6 +16,7 @@ from typing import Any
 import structlog
 from pydantic import BaseModel
 from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy.exc import StatementError
 
 from storyloom.alerting.publish import AlertSignal, fire, resolve_matching
 from storyloom.clock import Clock
@@ -75,6 +77,12 @@ class AttemptOutcome:
     error: str | None = None
 
 
+def describe_error(exc: BaseException) -> str:
+    """`Type: message` of an unexpected error; a database error's driver message, without its SQL and parameters."""
+    cause = exc.orig if isinstance(exc, StatementError) and exc.orig is not None else exc
+    return f"{type(cause).__name__}: {cause}"[:2000]
+
+
 def item_labels(item: dict[str, Any], task_id: str | None = None) -> dict[str, Any]:
     """The §6 identifying labels of a backlog item's alerts."""
     return {
@@ -128,6 +136,8 @@ class PhaseRunner:
         self.clock = clock
         self.dispatcher = dispatcher
         self.worker_id = worker_id
+        # Set when the engine stops: an error raised under a stopping engine is not the phase's failure.
+        self.stopping = threading.Event()
 
     # --- start -------------------------------------------------------------------------------------
 
@@ -195,11 +205,9 @@ class PhaseRunner:
                 return AttemptOutcome(CANCELLED, error="the item was cancelled")
             item = self._item(conn, task["plan_id"], task["backlog_id"])
             conn.execute(
-                update(backlog_items)
-                .where(backlog_items.c.id == item["id"])
-                .values(attempts=backlog_items.c.attempts + 1, updated_at=started)
+                update(backlog_items).where(backlog_items.c.id == item["id"]).values(updated_at=started)
             )
-            item_attempt = item["attempts"] + 1
+            item_attempt = item["attempts"] + 1  # `attempts` grows when this attempt's execution is recorded
             plan = get_plan(conn, item["plan_id"])
             spec = ph.phase_spec(item["phase"])
             template = self._template(conn, spec.template_id)
@@ -363,12 +371,19 @@ class PhaseRunner:
         return added
 
     def fail(self, task_id: str, error: str) -> None:
+        """Mark the item failed and fire `planner:phase-failed` in one transaction; a replay is a no-op.
+
+        An item still `pending` (its `start` step raised) goes through `in_progress` first, so its
+        telemetry tells the whole story.
+        """
         now = self.clock.now()
         with self.db.begin() as conn:
             task = conn.execute(select(tasks).where(tasks.c.task_id == task_id)).mappings().one()
             item = self._item(conn, task["plan_id"], task["backlog_id"], lock=True)
-            if item["task_id"] != task_id or item["status"] != bl.IN_PROGRESS:
+            if item["task_id"] != task_id or item["status"] not in (bl.PENDING, bl.IN_PROGRESS):
                 return
+            if item["status"] == bl.PENDING:
+                item = change_status(conn, item, bl.IN_PROGRESS, "phase-start", now, worker_id=self.worker_id)
             change_status(conn, item, bl.FAILED, "phase-failed", now, last_error=error[:4000], worker_id=None)
             self._finish_task(conn, task_id, "failed", now)
             self._checkpoint(conn, item, "failed", task_id, "failed", now)
@@ -554,6 +569,11 @@ class _Attempt:
                     result = revised
         except DispatchError as exc:
             return self.record(RETRY if exc.retryable else FATAL, error=str(exc))
+        except Exception as exc:
+            if self.runner.stopping.is_set():
+                raise  # the engine is shutting down under this attempt: not the phase's fault
+            log.exception("planner attempt raised", task_id=self.task["task_id"], attempt=self.attempt)
+            return self.record(RETRY, error=f"unexpected error: {describe_error(exc)}")
         output = result.value.model_dump(mode="json") if isinstance(result.value, BaseModel) else result.value
         return self.record(OK, output=output)
 
@@ -599,6 +619,11 @@ class _Attempt:
                         started_at=self.started,
                         finished_at=now,
                     )
+                )
+                conn.execute(
+                    update(backlog_items)
+                    .where(backlog_items.c.id == self.item["id"])
+                    .values(attempts=backlog_items.c.attempts + 1)
                 )
                 if self.transcript:
                     conn.execute(
