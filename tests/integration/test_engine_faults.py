@@ -211,6 +211,9 @@ def test_a_failure_that_cannot_be_recorded_leaves_a_clear_log_line(db: Database)
     assert tries == [1, 2, 3, 4, 5]
     assert gave_up[0]["log_level"] == "error"
     assert gave_up[0]["phase_error"].startswith("unexpected error: InjectedBug")
+    assert (
+        "fail step raised" in gave_up[0]["cause"] and "injected: database unavailable" in gave_up[0]["cause"]
+    )
     assert statuses["vision-plan"] == "in_progress"
     assert recorded["alerts"] == [] and recorded["fired"] == 0
 

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import structlog
 from dbos import DBOS
+from dbos._error import DBOSMaxStepRetriesExceeded
 
 from storyloom.pipeline.runner import (
     BLOCKED,
@@ -115,11 +116,12 @@ def _fail(task_id: str, error: str) -> str:
     try:
         fail_step(task_id, error)
     except Exception as exc:
+        last = exc.errors[-1] if isinstance(exc, DBOSMaxStepRetriesExceeded) and exc.errors else exc
         log.error(
             "phase failure not recorded: the item stays in_progress until backlog:stale or a resume",
             task_id=task_id,
             phase_error=error[:500],
-            cause=describe_error(exc),
+            cause=str(last),
         )
         raise
     return "failed"
