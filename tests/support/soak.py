@@ -207,7 +207,7 @@ def run_soak(
         )
         now = datetime.now(UTC).isoformat()
         _post(server, "/api/v2/alerts", [{"labels": labels, "endsAt": now} for labels in probes])
-        db = Database(f"sqlite:///{data / 'storyloom.db'}")
+        db = Database(server.env.get("STORYLOOM_DATABASE_URL") or f"sqlite:///{data / 'storyloom.db'}")
         try:
             _settles(lambda: _delivered(db, receiver, result), settle_timeout)
             _count_executions(db, result)
