@@ -13,14 +13,20 @@ import pytest
 import structlog
 from sqlalchemy import func, select
 
+from storyloom.clock import FrozenClock
 from storyloom.config import Config
+from storyloom.pipeline.dispatcher import ToolDispatcher
+from storyloom.pipeline.providers import Providers
+from storyloom.pipeline.runner import OK, RETRY, PhaseRunner
 from storyloom.runtime import Runtime
+from storyloom.server import prepare
 from storyloom.store.db import Database
 from storyloom.store.tables import alert_history, alerts, planner_executions, tasks, workflow_events
 from tests.conftest import make_config
 from tests.support.engine import item_statuses, running, seed_plan
 from tests.support.faults import allow_writes, reject_writes
 from tests.support.health_seed import item
+from tests.support.plan_seed import seed_world, set_item
 from tests.support.server import wait_for
 
 
@@ -226,3 +232,27 @@ def test_an_attempt_that_raised_once_is_retried_and_the_item_completes(db: Datab
         done = item(rt, plan_id, "vision-plan")
     assert [e.outcome for e in _executions(rt, "vision-plan")] == ["failed", "success"]
     assert done["attempts"] == 2
+
+
+def test_an_attempt_step_run_again_after_a_crash_returns_what_it_recorded(db: Database) -> None:
+    """DBOS re-runs a step whose result it had not stored yet; the attempt must not run a second time."""
+    rt = Runtime(config=_config({"phase": "vision", "mode": "fail", "times": 1}), db=db, clock=FrozenClock())
+    prepare(rt)
+    world = seed_world(rt)
+    task_id = set_item(rt, world.plan_id, "vision-plan", "pending", task_status="queued")
+    assert task_id is not None
+    runner = PhaseRunner(
+        db,
+        lambda: rt.config,
+        rt.clock,
+        ToolDispatcher(db, lambda: rt.config, rt.clock, Providers(lambda: rt.config)),
+        "w-test",
+    )
+    runner.start(task_id)
+    failed = runner.attempt(task_id, 1)
+    # the crash came after the execution was recorded: the fault no longer applies to a fresh run
+    assert runner.attempt(task_id, 1) == failed and failed.kind == RETRY
+    succeeded = runner.attempt(task_id, 2)
+    assert runner.attempt(task_id, 2) == succeeded and succeeded.kind == OK and succeeded.output
+    assert [e.outcome for e in _executions(rt, "vision-plan")] == ["failed", "success"]
+    assert item(rt, world.plan_id, "vision-plan")["attempts"] == 2

@@ -204,6 +204,9 @@ class PhaseRunner:
             if task["status"] == "cancelled":
                 return AttemptOutcome(CANCELLED, error="the item was cancelled")
             item = self._item(conn, task["plan_id"], task["backlog_id"])
+            recorded = self._recorded_attempt(conn, task_id, attempt, item["phase"])
+            if recorded is not None:
+                return recorded
             conn.execute(
                 update(backlog_items).where(backlog_items.c.id == item["id"]).values(updated_at=started)
             )
@@ -221,6 +224,47 @@ class PhaseRunner:
         except PromptRenderError as exc:
             return run.record(FATAL, error=str(exc))
         return run.execute(prompt, context, cfg, usage)
+
+    def _recorded_attempt(
+        self, conn: Connection, task_id: str, attempt: int, phase: str
+    ) -> AttemptOutcome | None:
+        """What an attempt already recorded, when its step runs again after a crash; None if it never ran.
+
+        Running it again could give another outcome (a fault that applied to the first run, a provider
+        that answers differently) while its execution row keeps the first: the item would complete on an
+        output no execution records. A recorded success is rebuilt from the answer in its transcript that
+        gave the output (`diagnostics.output_answer`); failing that, the attempt runs again (its record is
+        then a no-op).
+        """
+        row = conn.execute(
+            select(
+                planner_executions.c.outcome, planner_executions.c.error, planner_executions.c.diagnostics
+            ).where(planner_executions.c.task_id == task_id, planner_executions.c.attempt == attempt)
+        ).first()
+        if row is None:
+            return None
+        if row.outcome == "cancelled":
+            return AttemptOutcome(CANCELLED, error=row.error)
+        if row.outcome == "failed":
+            return AttemptOutcome((row.diagnostics or {}).get("kind", RETRY), error=row.error)
+        answers = (
+            conn.execute(
+                select(transcripts.c.content)
+                .where(
+                    transcripts.c.task_id == task_id,
+                    transcripts.c.attempt == attempt,
+                    transcripts.c.role == "assistant",
+                )
+                .order_by(transcripts.c.id)
+            )
+            .scalars()
+            .all()
+        )
+        answer = int((row.diagnostics or {}).get("output_answer") or 0)
+        if not 0 < answer <= len(answers):
+            return None
+        result = ph.validate_output(phase, answers[answer - 1])
+        return AttemptOutcome(OK, output=_output(result)) if result.ok else None
 
     def _template(self, conn: Connection, template_id: str) -> str | None:
         return conn.execute(
@@ -474,6 +518,11 @@ class PhaseRunner:
             )
 
 
+def _output(result: ph.ValidationResult) -> Any:
+    """A validated phase output as the JSON the `complete` step stores."""
+    return result.value.model_dump(mode="json") if isinstance(result.value, BaseModel) else result.value
+
+
 def _task_status(conn: Connection, task_id: str) -> str | None:
     return conn.execute(select(tasks.c.status).where(tasks.c.task_id == task_id)).scalar()
 
@@ -541,6 +590,7 @@ class _Attempt:
             if not result.ok:
                 self.diagnostics["validation_errors"] = result.errors
                 return self.record(RETRY, error="invalid output: " + "; ".join(result.errors[:10]))
+            self.diagnostics["output_answer"] = 1  # which assistant answer of the transcript the output is
             while self.critique_status != ph.CritiqueStatus.DISABLED:
                 verdict = ph.critique(
                     self.spec.phase,
@@ -567,6 +617,7 @@ class _Attempt:
                 revised = ph.validate_output(self.spec.phase, response.text, salient_terms=salient)
                 if revised.ok:
                     result = revised
+                    self.diagnostics["output_answer"] = self.critique_count + 1
         except DispatchError as exc:
             return self.record(RETRY if exc.retryable else FATAL, error=str(exc))
         except Exception as exc:
@@ -574,8 +625,7 @@ class _Attempt:
                 raise  # the engine is shutting down under this attempt: not the phase's fault
             log.exception("planner attempt raised", task_id=self.task["task_id"], attempt=self.attempt)
             return self.record(RETRY, error=f"unexpected error: {describe_error(exc)}")
-        output = result.value.model_dump(mode="json") if isinstance(result.value, BaseModel) else result.value
-        return self.record(OK, output=output)
+        return self.record(OK, output=_output(result))
 
     def record(self, kind: str, *, output: Any = None, error: str | None = None) -> AttemptOutcome:
         """Write the planner execution (every outcome) and its transcript; fire critique-exhausted."""
@@ -585,6 +635,8 @@ class _Attempt:
             outcome = "partial"
         if error:
             self.diagnostics["error"] = error
+        if outcome == "failed":
+            self.diagnostics["kind"] = kind  # retry | fatal | blocked: what a re-run of this step returns
         task_id = self.task["task_id"]
         with self.runner.db.begin() as conn:
             if _task_status(conn, task_id) == "cancelled":  # cancelled while the attempt ran: drop its output
