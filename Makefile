@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: run test test-fast test-postgres fuzz lint format install system-deps bench bench-deps clean
+.PHONY: run test test-fast test-postgres fuzz lint format install system-deps bench bench-deps soak clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +59,10 @@ bench: install bench-deps
 	$(BIN)/python bench/pipeline.py
 	$(BIN)/python bench/alert_latency.py
 	$(BIN)/python bench/health.py
+
+## kill -9 at 20 seeded random points while plans run and alerts fire (SOAK_ARGS="--seed N --kills K").
+soak: install
+	$(BIN)/python bench/soak.py $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -156,6 +156,7 @@ class Engine:
         if drain:
             log.info("draining: finishing the phases in flight, taking nothing new", seconds=drain)
         DBOS.destroy(workflow_completion_timeout_sec=math.ceil(drain))
+        self.runner.stopping.set()  # from here a step's error comes from the teardown, not from its phase
         self.scheduler.stop()
         self.dispatcher.close()
         if self._system_engine is not None:
