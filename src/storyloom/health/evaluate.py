@@ -92,8 +92,9 @@ def rule_recent_failures(conn: Connection, config: Config, now: datetime) -> lis
         AlertSignal(
             RECENT_FAILURES,
             _plan_labels(row),
-            f"{row['failures']} failed planner execution(s) of plan {row['plan_id']} within the last "
-            f"{format_duration(window)}; the latest finished at {rfc3339(row['last_failure_at'])}",
+            f"{row['failures']} failed planner execution(s) of {row['items']} item(s) of plan {row['plan_id']} "
+            f"not completed since, within the last {format_duration(window)}; the latest finished at "
+            f"{rfc3339(row['last_failure_at'])}",
         )
         for row in q.recent_failures_by_plan(conn, now - window)
     ]
