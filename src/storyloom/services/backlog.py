@@ -22,6 +22,7 @@ from storyloom.domain import backlog as bl
 from storyloom.domain.alerts import FIRING
 from storyloom.domain.text import Text
 from storyloom.pipeline.runner import change_status
+from storyloom.services.action_log import record_action
 from storyloom.services.actors import Actor
 from storyloom.services.catalog import PROVIDERS, get_agent
 from storyloom.services.errors import Conflict, Forbidden, Invalid, ServiceError
@@ -34,7 +35,7 @@ from storyloom.services.plans import (
 )
 from storyloom.services.tasks import LIVE, claim_for_task, latest_task
 from storyloom.store.db import Database
-from storyloom.store.events import BACKLOG_ACTION, BACKLOG_CONTRACT, BACKLOG_TELEMETRY, record_event
+from storyloom.store.events import BACKLOG_CONTRACT, BACKLOG_TELEMETRY, record_event
 from storyloom.store.tables import alerts, backlog_items, checkpoints, leases, tasks, workflow_events
 
 DRIFT_ALERT = "backlog:contract-drift"
@@ -352,9 +353,8 @@ def _apply_resume(
         .where(checkpoints.c.plan_id == item["plan_id"], checkpoints.c.phase_key == key)
         .values(status="open", locked_by_agent=None, task_id=task_id, last_step="resume", updated_at=now)
     )
-    record_event(
+    record_action(
         conn,
-        BACKLOG_ACTION,
         {
             "action": "resume",
             "plan_id": item["plan_id"],

@@ -13,7 +13,7 @@ from storyloom.alerting.setup import AlertingRuntime
 from storyloom.domain.alerts import rfc3339
 from storyloom.domain.readable import kind_of, readable_list, readable_text
 from storyloom.ids import new_id
-from storyloom.services.action_log import subjects_by_plan
+from storyloom.services.action_log import log_action, subjects_by_plan
 from storyloom.services.actors import Actor
 from storyloom.services.errors import Conflict, Invalid, NotFound
 from storyloom.store.db import after_commit
@@ -190,6 +190,7 @@ def replay(
     for subject in subjects_by_plan(a.get("labels", {}) for a in alerts):
         record_event(conn, BACKLOG_ACTION, {**payload, **subject}, now)
     record_event(conn, DELIVERY_ACTION, payload, now)
+    log_action(conn, payload)
     after_commit(conn, wake)
     message = (
         f"delivery {original['id']} replayed as {new_delivery_id} with webhook-id {original['webhook_id']}"

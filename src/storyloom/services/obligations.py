@@ -13,11 +13,12 @@ from sqlalchemy import Connection, func, insert, select, update
 from storyloom.alerting.publish import AlertSignal, fire, resolve_matching
 from storyloom.domain.alerts import FIRING
 from storyloom.ids import new_id
+from storyloom.services.action_log import record_action
 from storyloom.services.actors import Actor
 from storyloom.services.catalog import get_agent
 from storyloom.services.errors import Conflict, Forbidden, Invalid, NotFound
 from storyloom.services.plans import get_item, get_plan, require_agent_binding
-from storyloom.store.events import BACKLOG_ACTION, PERSONA_OBLIGATION, record_event
+from storyloom.store.events import PERSONA_OBLIGATION, record_event
 from storyloom.store.tables import alerts, persona_obligations
 
 OPEN, RESOLVED, DISMISSED = "open", "resolved", "dismissed"
@@ -269,9 +270,8 @@ def _log(
         now,
         backlog_id=row["source_backlog_id"],
     )
-    record_event(
+    record_action(
         conn,
-        BACKLOG_ACTION,
         {
             "action": action,
             "plan_id": row["plan_id"],

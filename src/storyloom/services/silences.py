@@ -16,7 +16,7 @@ from storyloom.domain.matchers import parse_matcher
 from storyloom.domain.readable import readable_text
 from storyloom.domain.silences import SilenceState, validate_silence
 from storyloom.ids import new_id
-from storyloom.services.action_log import silence_subject
+from storyloom.services.action_log import log_action, silence_subject
 from storyloom.services.actors import Actor
 from storyloom.services.errors import Invalid, NotFound
 from storyloom.store.db import after_commit
@@ -95,6 +95,7 @@ def _log(conn: Connection, action: str, view: dict[str, Any], actor: Actor, now:
     }
     record_event(conn, SILENCE_ACTION, payload, now)
     record_event(conn, BACKLOG_ACTION, payload, now)
+    log_action(conn, payload)
     after_commit(conn, _wake_notifier)
 
 
