@@ -350,7 +350,7 @@ def _pydantic_problems(err: ValidationError) -> list[str]:
         loc = tuple("continue" if p == "continue_" else p for p in loc)
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
-            msg = "unknown key (check the spelling against CONTRACTS §2)"
+            msg = "unknown key (check the spelling against docs/reference/config.md)"
         problems.append(f"{_loc(loc)}: {msg}")
     return problems
 

@@ -1,4 +1,4 @@
-"""The Ops console's pages (CONTRACTS §10): server-rendered Jinja2 over the API, updated live over SSE.
+"""The Ops console's pages (docs/reference/http-api.md): server-rendered Jinja2 over the API, updated live over SSE.
 
 Sign-in opens a server-side session (services/sessions.py) whose random id, never the API token, is kept in
 an HttpOnly, SameSite=Strict cookie; state-changing requests from the console carry the CSRF cookie's value

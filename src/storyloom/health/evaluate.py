@@ -1,4 +1,4 @@
-"""The scheduled health evaluation: raises and resolves the evaluated alerts of the catalog (CONTRACTS §6).
+"""The scheduled health evaluation: raises and resolves the catalog's evaluated alerts (docs/reference/alerts.md).
 
 `evaluate(rt)` is one pass inside one transaction: every rule computes the alerts it wants firing from SQL
 aggregates, then the pass reconciles them with what fires now (fire the new ones, refresh changed ones,
@@ -70,7 +70,7 @@ def _plan_labels(row: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _item_labels(item: Mapping[str, Any]) -> dict[str, Any]:
-    """The §6 labels of a backlog item (the same keys the planner runner uses)."""
+    """The alert labels of a backlog item (the same keys the planner runner uses)."""
     return {
         "plan_id": item["plan_id"],
         "backlog_id": item["backlog_id"],

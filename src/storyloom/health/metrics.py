@@ -1,4 +1,4 @@
-"""Prometheus metrics (CONTRACTS §9), computed from the database at scrape time by a custom Collector.
+"""Prometheus metrics (docs/reference/metrics.md), computed from the database at scrape time (a custom Collector).
 
 Gauges (`storyloom_backlog_items`, `storyloom_backlog_oldest_ready_age_seconds`, `storyloom_alerts`,
 `storyloom_deliveries`) are GROUP BY counts over indexed columns at each scrape. The execution-derived

@@ -1,4 +1,4 @@
-"""The PlannerHealth report (CONTRACTS §5): one read-only picture of planners, backlog, telemetry, SLOs
+"""The PlannerHealth report (docs/reference/payloads.md): one read-only picture of planners, backlog, telemetry, SLOs
 and the firing alerts with where they were routed.
 
 Reading it never fires, resolves or sends anything: evaluated alerts change only in the scheduled
@@ -49,7 +49,7 @@ _RANK = {s.value: s.rank for s in Severity}
 
 
 def status_for(firing: Iterable[tuple[str, str]], *, template_missing: bool = False) -> str:
-    """§5 status from (alert_id, severity) of the firing alerts.
+    """The report's status (docs/reference/payloads.md) from (alert_id, severity) of the firing alerts.
 
     critical: a missing planner template, or `backlog:contract-drift` at error or above;
     degraded: any other firing alert of warning or above; healthy otherwise (info alerts do not count).
@@ -299,7 +299,7 @@ def _round(value: float | None, digits: int = 3) -> float | None:
 
 
 def planner_health(rt: Runtime) -> dict[str, Any]:
-    """The §5 report, read in one read transaction."""
+    """The PlannerHealth report, read in one read transaction."""
     now = rt.clock.now()
     health = rt.config.health
     slo = health.slo

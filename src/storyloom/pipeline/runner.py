@@ -84,7 +84,7 @@ def describe_error(exc: BaseException) -> str:
 
 
 def item_labels(item: dict[str, Any], task_id: str | None = None) -> dict[str, Any]:
-    """The §6 identifying labels of a backlog item's alerts."""
+    """The identifying labels of a backlog item's alerts (docs/reference/payloads.md)."""
     return {
         "plan_id": item["plan_id"],
         "backlog_id": item["backlog_id"],

@@ -36,7 +36,7 @@ INGEST_SOURCE = "ingest"
 def alert_view(
     alert: Alert, alerting: AlertingRuntime, mutes: MuteIndex, now: datetime, unreadable: Sequence[str] = ()
 ) -> dict[str, Any]:
-    """CONTRACTS §6 plus who mutes it now: `silenced_by` (silence ids), `inhibited_by` (alert fingerprints);
+    """An alert (docs/reference/payloads.md) and who mutes it now: `silenced_by` (silence ids), `inhibited_by` (alert fingerprints);
     `unreadable` (only when set) lists what was repaired to show a row an older version stored."""
     firing = alert.status == FIRING
     view = {

@@ -1,4 +1,4 @@
-"""Backlog resume (CONTRACTS §4.2), its contract events and drift alert, and flapping detection.
+"""Backlog resume (docs/reference/http-api.md, "Resume"), its contract events, drift alert and flapping.
 
 `resume` applies the seven rules in order inside the caller's transaction. A rejection after rule 1 raises
 `ContractRejection`: the caller's transaction rolls back (nothing of the rejected change is kept) and the
@@ -135,7 +135,7 @@ def resume(
     now: datetime,
     cfg: Config | None = None,
 ) -> dict[str, Any]:
-    """Resume one backlog item per CONTRACTS §4.2; returns `{backlog_item, task_id}`.
+    """Resume one backlog item per docs/reference/http-api.md, "Resume"; returns `{backlog_item, task_id}`.
 
     Rules, in order: 1 unknown plan/item → 404 (no contract event); 2 missing agent_id/provider → 422
     `missing-agent-or-provider`, missing model → 422 `missing-model`; 3 unknown agent → 422 `unknown-agent`
@@ -289,7 +289,7 @@ def resume(
 
 
 def _incomplete_inputs(conn: Connection, item: Mapping[str, Any]) -> list[str]:
-    """The item's inputs whose producing item is not complete (CONTRACTS §4.1 readiness)."""
+    """The item's inputs whose producing item is not complete (readiness, docs/reference/payloads.md)."""
     if not item["inputs"]:
         return []
     producers = dict(

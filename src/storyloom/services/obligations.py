@@ -1,5 +1,6 @@
 """Persona obligations: created from continuity hooks, reopened when a hook is re-emitted, listed, resolved or
-dismissed by an owning agent (CONTRACTS §4.3), flagged for voice drift; their alerts follow their state."""
+dismissed by an owning agent (docs/reference/http-api.md, "Obligation resolve"), flagged for
+voice drift; their alerts follow their state."""
 
 from __future__ import annotations
 
@@ -128,7 +129,7 @@ def _event(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-# --- read, resolve, voice drift (CONTRACTS §4.3) -------------------------------------------------------
+# --- read, resolve, voice drift (docs/reference/http-api.md, "Obligation resolve") ---------------------
 
 ACTIONS = {"resolve": RESOLVED, "dismiss": DISMISSED}
 OBLIGATION_ALERTS = ("obligation:open", "obligation:aging", "obligation:drift")
@@ -302,7 +303,7 @@ def resolve_obligation(
     actor: Actor,
     now: datetime,
 ) -> dict[str, Any]:
-    """Resolve or dismiss an obligation (CONTRACTS §4.3); returns the obligation.
+    """Resolve or dismiss an obligation (docs/reference/http-api.md, "Obligation resolve"); returns the obligation.
 
     Order: blank notes → 422; unknown plan or obligation → 404; unknown action → 422; unknown agent → 422;
     token bound to other agents → 403; agent of neither the obligation's persona nor the plan's author

@@ -1,4 +1,5 @@
-"""Alerts (CONTRACTS §3, §6): list with filters, and one alert with its history and notifications."""
+"""Alerts (docs/reference/http-api.md, payloads.md): list with filters, and one alert with its history
+and notifications."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Backlog resume (CONTRACTS §4.2): 202 with the item and its new task, or problem+json with a `code`;
+"""Backlog resume (docs/reference/http-api.md, "Resume"): 202 with the item and its new task, or problem+json with a `code`;
 and cancel."""
 
 from __future__ import annotations

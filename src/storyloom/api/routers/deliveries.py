@@ -1,4 +1,4 @@
-"""Webhook deliveries (CONTRACTS §3): list with their attempts, and replay with the same `webhook-id`."""
+"""Webhook deliveries (docs/reference/http-api.md): list with attempts, and replay with the same `webhook-id`."""
 
 from __future__ import annotations
 

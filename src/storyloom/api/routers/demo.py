@@ -1,4 +1,4 @@
-"""The built-in demo receiver (CONTRACTS §3): a real Standard Webhooks endpoint of this same server.
+"""The built-in demo receiver (docs/reference/http-api.md): a real Standard Webhooks endpoint of this same server.
 
 Enabled only with `--demo` or `demo_receiver: true` (404 otherwise). `POST /api/demo/receiver` takes no
 bearer token: the signature is the authentication. Every request is kept in `demo_inbox` (signature

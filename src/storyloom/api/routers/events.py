@@ -97,7 +97,7 @@ def events_after(conn: Connection, cursor: int, limit: int = BATCH) -> list[dict
 
 
 def health_status(conn: Connection) -> dict[str, Any]:
-    """The PlannerHealth status (CONTRACTS §5, the report's own rule) and firing counts by severity."""
+    """The PlannerHealth status (the report's own rule, docs/reference/payloads.md) and firing counts."""
     rows = conn.execute(
         select(alerts.c.alert_id, alerts.c.severity, func.count())
         .where(alerts.c.status == "firing")

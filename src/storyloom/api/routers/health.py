@@ -1,4 +1,4 @@
-"""PlannerHealth (CONTRACTS §5): `GET /api/diagnostics/planner`, read-only."""
+"""PlannerHealth (docs/reference/payloads.md): `GET /api/diagnostics/planner`, read-only."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ router = APIRouter(tags=["health"])
     response_class=ReadableJSONResponse,
     responses={
         200: {
-            "description": "The PlannerHealth report (CONTRACTS §5): generated_at, status, planners, backlog, "
+            "description": "The PlannerHealth report (docs/reference/payloads.md): generated_at, status, planners, backlog, "
             "telemetry, slo, alerts, routes, warnings"
         }
     },

@@ -1,4 +1,5 @@
-"""Persona obligations (CONTRACTS §4.3): list (paged), resolve or dismiss, flag voice drift."""
+"""Persona obligations (docs/reference/http-api.md, "Obligation resolve"): list (paged), resolve or
+dismiss, flag voice drift."""
 
 from __future__ import annotations
 

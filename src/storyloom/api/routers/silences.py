@@ -1,4 +1,4 @@
-"""Silences (CONTRACTS §3): list, create, and expire (DELETE answers with the expired silence)."""
+"""Silences (docs/reference/http-api.md): list, create, expire (DELETE answers with the expired silence)."""
 
 from __future__ import annotations
 
