@@ -81,10 +81,10 @@ def test_a_pipe_gets_whole_ids_in_tab_separated_lines_and_a_terminal_a_table(sta
         item = failed[row[0]]
         assert row[:9] == [
             item["backlog_id"],
-            "scroll_refiner",
             "failed",
             "3",
             item["task_id"],
+            "scroll_refiner",
             item["agent_id"],
             "offline",
             item["model"],
@@ -108,9 +108,9 @@ def test_show_commands_are_human_on_a_terminal_and_line_based_in_a_pipe(stalled:
     assert piped[0] == ["plan_id", s.plan_id]
     fields = {row[0]: row[1] for row in piped if len(row) == 2}
     assert fields["status"] == "in_progress" and fields["agent_id"] == s.agent_id
-    assert sorted(row[1:4] for row in piped if row[0] == "backlog" and row[1].startswith("scroll-")) == [
-        ["scroll-1", "scroll_refiner", "failed"],
-        ["scroll-2", "scroll_refiner", "failed"],
+    assert sorted(row[1:3] for row in piped if row[0] == "backlog" and row[1].startswith("scroll-")) == [
+        ["scroll-1", "failed"],
+        ["scroll-2", "failed"],
     ]
     as_json = json.loads(ok(s.server.cli("plan", "show", s.plan_id, "--output", "json", token=s.operator)))
     assert as_json["plan_id"] == s.plan_id and len(as_json["backlog"]) == len(items(s))

@@ -21,10 +21,10 @@ from storyloom.cli.output import (
 # Most useful first: a narrow terminal leaves the last columns out (a pipe always gets them all).
 BACKLOG_COLUMNS = [
     "backlog_id",
-    "phase",
     "status",
     "attempts",
     "task_id",
+    "phase",
     "agent_id",
     "provider",
     "model",

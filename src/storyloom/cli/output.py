@@ -64,43 +64,45 @@ def _keeps_whole(column: str) -> bool:
     return column in ("id", "fingerprint") or column.endswith("_id")
 
 
-FOLDED_MIN = 10  # the narrowest a column of free text gets before columns are left out
+WORD_CAP = 40  # a word longer than this (a URL, say) may fold; shorter ones never break
 COLUMN_GAP = 2
 
 
-def _fitting(
-    rows: Sequence[Sequence[str]], columns: Sequence[str], width: int
-) -> tuple[list[int], dict[int, int]]:
-    """The columns that fit `width` (in order, always the first) and each one's minimum width: whole for
-    ids, at most FOLDED_MIN for text that may fold."""
-    kept: list[int] = []
-    minimums: dict[int, int] = {}
+def _minimum(column: str, values: Sequence[str]) -> int:
+    """A column's narrowest width: its header and its longest word whole (ids whole however long), so
+    text wraps between words and never inside an id, a timestamp or a status."""
+    longest = max([len(column), *(len(word) for value in values for word in value.split())])
+    return longest if _keeps_whole(column) else min(longest, WORD_CAP)
+
+
+def _fitting(rows: Sequence[Sequence[str]], columns: Sequence[str], width: int) -> dict[int, int]:
+    """The columns that fit `width` (in order, always the first) with each one's minimum width."""
+    kept: dict[int, int] = {}
     used = 0
     for index, column in enumerate(columns):
-        natural = max([len(column), *(len(r[index]) for r in rows)])
-        minimum = natural if _keeps_whole(column) else min(natural, FOLDED_MIN)
+        minimum = _minimum(column, [r[index] for r in rows])
         cost = minimum + (COLUMN_GAP if kept else 0)
         if kept and used + cost > width:
             continue
-        kept.append(index)
-        minimums[index] = minimum
+        kept[index] = minimum
         used += cost
-    return kept, minimums
+    return kept
 
 
 def _print_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], title: str | None) -> None:
     console = Console()
     cells = [[cell(row.get(c)) for c in columns] for row in rows]
-    kept, minimums = _fitting(cells, columns, console.width)
-    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, COLUMN_GAP // 2))
-    for index in kept:
+    kept = _fitting(cells, columns, console.width)
+    table = Table(
+        title=title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, COLUMN_GAP // 2)
+    )
+    for index, minimum in kept.items():
         column = columns[index]
-        whole = _keeps_whole(column)
-        table.add_column(column, no_wrap=whole, min_width=minimums[index] if whole else None, overflow="fold")
+        table.add_column(column, no_wrap=_keeps_whole(column), min_width=minimum, overflow="fold")
     for row_cells in cells:
         table.add_row(*(Text(row_cells[i]) for i in kept))
     console.print(table)
-    left_out = [columns[i] for i in range(len(columns)) if i not in minimums]
+    left_out = [column for i, column in enumerate(columns) if i not in kept]
     if left_out:
         console.print(
             Text(
