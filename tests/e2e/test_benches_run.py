@@ -20,6 +20,7 @@ pytestmark = pytest.mark.slow
         ("alert_latency.py", ["--alerts", "20"], "storyloom: 20/20 arrived"),
         ("health.py", ["--scale", "0.01", "--runs", "2"], "GET /api/diagnostics/planner"),
         ("alert_expiry.py", ["--alerts", "50", "--idle-passes", "10"], "50 expired alerts resolved"),
+        ("recent_failures.py", ["--executions", "3000", "--runs", "2"], "ratio unfixed/every"),
     ],
 )
 def test_a_small_run_of_the_benchmark_completes(script: str, args: list[str], figure: str) -> None:
