@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -157,6 +158,14 @@ def test_routes_test_matches_the_documented_table(
     result = runner.invoke(app, ["routes", "test", "--config", str(EXAMPLES / example), *pairs])
     assert result.exit_code == 0, result.output
     assert result.output.split() == receivers
+
+
+def test_routes_test_prints_the_same_receivers_as_json_with_output_json() -> None:
+    example, labels, receivers = _readme_rows()[0]
+    pairs = [f"{k}={v}" for k, v in labels.items()]
+    result = runner.invoke(app, ["routes", "test", "--config", str(EXAMPLES / example), *pairs, "-o", "json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["receivers"] == receivers
 
 
 def test_the_table_covers_every_example() -> None:
