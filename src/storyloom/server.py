@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import signal
 import socket
+import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -13,7 +14,7 @@ import structlog
 import uvicorn
 from fastapi import FastAPI
 
-from storyloom.api.app import create_app
+from storyloom.api.app import create_app, create_metrics_app
 from storyloom.engine.engine import Engine
 from storyloom.engine.loops import worker_loops
 from storyloom.pipeline.templates_store import seed_templates
@@ -55,6 +56,15 @@ def install_sighup(rt: Runtime) -> None:
 
     with contextlib.suppress(ValueError):  # not the main thread (tests)
         signal.signal(signal.SIGHUP, on_hup)
+
+
+def serve_metrics(rt: Runtime, host: str, port: int) -> None:
+    """A worker's `/metrics` in a background thread: its own delivery counters (and the database-wide
+    figures), behind the same `metrics_require_token` rule as the API's."""
+    config = uvicorn.Config(
+        create_metrics_app(rt), host=host, port=port, log_config=None, access_log=False, lifespan="off"
+    )
+    threading.Thread(target=uvicorn.Server(config).run, name="storyloom-metrics", daemon=True).start()
 
 
 def serve_http(app: FastAPI, host: str, port: int) -> None:

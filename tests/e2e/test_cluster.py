@@ -13,7 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select, text
 
 from storyloom.store.db import Database
@@ -75,15 +77,17 @@ def test_two_apis_and_three_workers_keep_every_guarantee(tmp_path: Path, pg_url:
         ServerProcess(tmp_path / f"api{n}", config=config, role="api", database_url=pg_url, env=env).start()
         for n in (1, 2)
     ]
+    metrics_ports = {f"w{n}": free_port() for n in (1, 2, 3)}
     workers = [
         ServerProcess(
-            tmp_path / f"w{n}",
+            tmp_path / name,
             config=config,
             role="worker",
             database_url=pg_url,
-            env={**env, "STORYLOOM_WORKER_ID": f"w{n}"},
+            env={**env, "STORYLOOM_WORKER_ID": name},
+            extra_args=["--metrics-port", str(port)],
         ).start(wait=False)
-        for n in (1, 2, 3)
+        for name, port in metrics_ports.items()
     ]
     started = time.monotonic()
     try:
@@ -130,6 +134,7 @@ def test_two_apis_and_three_workers_keep_every_guarantee(tmp_path: Path, pg_url:
             message="one resolved notification per plan",
         )
         elapsed = time.monotonic() - started
+        delivered = {name: _delivered_counter(port, name) for name, port in metrics_ports.items()}
     finally:
         for process in (*workers, *apis):
             process.stop()
@@ -140,6 +145,7 @@ def test_two_apis_and_three_workers_keep_every_guarantee(tmp_path: Path, pg_url:
     assert Counter(resolved).most_common(1)[0][1] == 1 and set(resolved) == set(plan_ids)
     records = receiver.received()
     assert all(r["signature_valid"] and r["status"] == 200 for r in records)
+    assert sum(delivered.values()) == len(records), f"each worker counts its own sends: {delivered}"
     webhook_ids = Counter(r["headers"]["webhook-id"] for r in records)
     assert webhook_ids.most_common(1)[0][1] == 1, (
         "a webhook-id repeats only after a retry, and none was needed"
@@ -165,6 +171,20 @@ def test_two_apis_and_three_workers_keep_every_guarantee(tmp_path: Path, pg_url:
     assert len(evaluations) <= elapsed + 2, (
         f"{len(evaluations)} evaluations in {elapsed:.0f} s: more than one per tick"
     )
+
+
+def _delivered_counter(port: int, worker: str) -> float:
+    """`storyloom_notifications_total{result="delivered"}` as one worker serves it, summed over receivers."""
+    text_ = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    samples = [
+        sample
+        for family in text_string_to_metric_families(text_)
+        if family.name == "storyloom_notifications"
+        for sample in family.samples
+        if sample.name.endswith("_total") and sample.labels["result"] == "delivered"
+    ]
+    assert all(sample.labels["worker"] == worker for sample in samples), samples
+    return sum(sample.value for sample in samples)
 
 
 def _beating(db: Database) -> set[str]:

@@ -198,11 +198,11 @@ def test_the_dispatcher_counters_are_included(client: TestClient) -> None:
     families = scrape(client)
     assert families["storyloom_notifications"].type == "counter"
     sent = samples(families["storyloom_notifications"], "storyloom_notifications_total")
-    assert sent[(("receiver", "ops"), ("result", "delivered"))] >= 1
+    assert sent[(("receiver", "ops"), ("result", "delivered"), ("worker", "local"))] >= 1  # rt's worker id
     latency = families["storyloom_notification_latency_seconds"]
     assert latency.type == "histogram"
     counts = samples(latency, "storyloom_notification_latency_seconds_count")
-    assert counts[(("receiver", "ops"),)] >= 1
+    assert counts[(("receiver", "ops"), ("worker", "local"))] >= 1
 
 
 # --- bounded label sets ----------------------------------------------------------------------------
@@ -267,7 +267,7 @@ def test_label_sets_stay_bounded_whatever_is_ingested(rt: Runtime, client: TestC
     }
     attempts = samples(families["storyloom_notifications"], "storyloom_notifications_total")
     assert {labels[0] for labels in attempts} <= {("receiver", "ops"), ("receiver", "other")}
-    assert attempts[(("receiver", "other"), ("result", "retry"))] >= 50
+    assert attempts[(("receiver", "other"), ("result", "retry"), ("worker", "local"))] >= 50
     assert "DiskFull" not in "".join(after) and "removed-by-reload" not in "".join(after)
 
 

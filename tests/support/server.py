@@ -61,6 +61,7 @@ class ServerProcess:
         database_url: str | None = None,
         host: str = "127.0.0.1",
         pin_public_url: bool = True,
+        extra_args: list[str] | None = None,
     ) -> None:
         """`pin_public_url=False` leaves `public_url` out of the config file, for the server to derive."""
         self.data_dir = data_dir
@@ -90,6 +91,7 @@ class ServerProcess:
             self.args += ["--config", str(self.config_path)]
         if demo:
             self.args.append("--demo")
+        self.args += extra_args or []
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir / f"server-{self.port}.log"
         self.client = httpx.Client(

@@ -68,3 +68,12 @@ def create_app(rt: Runtime, *, engine: Any = None) -> FastAPI:
     docs.install(app)
     app.mount("/static", StaticFiles(directory=console_pages.STATIC_DIR), name="static")
     return app
+
+
+def create_metrics_app(rt: Runtime) -> FastAPI:
+    """Only `/metrics`, for a `storyloom worker` (which serves no API): its per-process delivery counters."""
+    app = FastAPI(title="Storyloom worker metrics", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.runtime = rt
+    problems.install(app)
+    app.include_router(metrics_routes.router)
+    return app

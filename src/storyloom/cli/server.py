@@ -95,18 +95,31 @@ def register(app: typer.Typer) -> None:
         serve_http(app, host, port)
 
     @app.command("worker")
-    def worker(config: Path | None = config_option()) -> None:
+    def worker(
+        config: Path | None = config_option(),
+        metrics_port: int | None = typer.Option(
+            None,
+            "--metrics-port",
+            envvar="STORYLOOM_METRICS_PORT",
+            min=1,
+            max=65535,
+            help="serve this worker's /metrics (its delivery counters) on this port",
+        ),
+        metrics_host: str = typer.Option("127.0.0.1", "--metrics-host", help="address /metrics listens on"),
+    ) -> None:
         """The engine, scheduler and alerting loops only (many may run against one PostgreSQL).
 
         Its id is STORYLOOM_WORKER_ID, else host-pid. SIGTERM drains: phases in flight finish (up to
         cluster.drain_timeout), nothing new starts.
         """
-        from storyloom.server import build, install_sighup, prepare
+        from storyloom.server import build, install_sighup, prepare, serve_metrics
 
         rt = _runtime(config, False, worker_id=f"{socket.gethostname()}-{os.getpid()}")
         prepare(rt)
         _, engine = build(rt, api=False, worker=True)
         assert engine is not None
+        if metrics_port is not None:
+            serve_metrics(rt, metrics_host, metrics_port)
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())  # drain: finish what runs, take nothing new
         signal.signal(signal.SIGINT, lambda *_: stop.set())

@@ -10,8 +10,10 @@ A receiver that is not configured now (removed by a reload) is reported as `rece
 label set stays bounded by the config.
 
 The metrics live in a private registry (never the process-global one) and reach `/metrics` through
-`collect(rt)`, which `health.metrics.extra_collectors` calls. They are per process: in a split deployment
-the worker's `/metrics` carries them (the database-wide picture is `storyloom_deliveries`).
+`collect(rt)`, which `health.metrics.extra_collectors` calls. They are per process, so each sample carries
+a `worker` label (the process's `STORYLOOM_WORKER_ID`): in a split deployment every worker serves its own
+on `storyloom worker --metrics-port`, and `sum by (receiver, result)` adds the workers up without double
+counting (the database-wide picture is `storyloom_deliveries`).
 """
 
 from __future__ import annotations
@@ -51,17 +53,22 @@ def observe(receiver: str, result: str, latency_seconds: float | None) -> None:
 
 
 def collect(rt: Any = None) -> Iterable[Metric]:
-    """The two families, for a custom Collector (`health.metrics`), receivers bounded by `rt`'s config."""
-    configured = set(rt.alerting.receivers) if rt is not None else None
+    """The two families, for a custom Collector (`health.metrics`): receivers bounded by `rt`'s config,
+    each sample labelled with `rt`'s worker id."""
+    if rt is None:
+        yield from (*NOTIFICATIONS.collect(), *LATENCY.collect())
+        return
+    configured = set(rt.alerting.receivers)
     for family in (*NOTIFICATIONS.collect(), *LATENCY.collect()):
-        yield family if configured is None else _bounded(family, configured)
+        yield _bounded(family, configured, rt.worker_id)
 
 
-def _bounded(family: Metric, configured: set[str]) -> Metric:
-    """`family` with every receiver outside `configured` merged into `other` (counts summed)."""
+def _bounded(family: Metric, configured: set[str], worker: str) -> Metric:
+    """`family` with every receiver outside `configured` merged into `other` (counts summed), and this
+    process's `worker` label on each sample."""
     merged: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
     for sample in family.samples:
-        labels = dict(sample.labels)
+        labels = {**sample.labels, "worker": worker}
         if labels.get("receiver") not in configured:
             labels["receiver"] = OTHER_RECEIVER
         key = (sample.name, tuple(labels.items()))
