@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import base64
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -178,7 +179,9 @@ def storm(
     )
 
 
-def _poster(base: str, headers: dict[str, str]) -> tuple[httpx.Client, Callable[[list[dict[str, Any]]], None]]:
+def _poster(
+    base: str, headers: dict[str, str]
+) -> tuple[httpx.Client, Callable[[list[dict[str, Any]]], None]]:
     client = httpx.Client(base_url=base, headers=headers, timeout=120.0)
 
     def post(body: list[dict[str, Any]]) -> None:
@@ -194,9 +197,10 @@ def _poster(base: str, headers: dict[str, str]) -> tuple[httpx.Client, Callable[
 
 @contextmanager
 def storyloom_server(
-    receiver_url: str | None, database_url: str | None = None
+    receiver_url: str | None, database_url: str | None = None, profile: Path | None = None
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """`storyloom run` on a fresh data dir (and database), routed like the Alertmanager peer."""
+    """`storyloom run` on a fresh data dir (and database), routed like the Alertmanager peer; under
+    `py-spy record` (collapsed stacks, all threads) into `profile` when given."""
     folder = Path(tempfile.mkdtemp())
     port = free_port()
     secret = "whsec_" + base64.b64encode(os.urandom(24)).decode()
@@ -216,9 +220,13 @@ def storyloom_server(
     if database_url:
         env["STORYLOOM_DATABASE_URL"] = database_url
     log = (folder / "server.log").open("ab")
+    command = [sys.executable, "-m", "storyloom", "run", "--host", "127.0.0.1", "--port", str(port)]
+    command += ["--config", str(folder / "storyloom.yaml")]
+    if profile is not None:
+        spy = str(Path(sys.executable).parent / "py-spy")
+        command = [spy, "record", "--format", "raw", "-o", str(profile), "--", *command]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "storyloom", "run", "--host", "127.0.0.1", "--port", str(port)]
-        + ["--config", str(folder / "storyloom.yaml")],
+        command,
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -229,7 +237,7 @@ def storyloom_server(
         wait_http(f"{base}/readyz", timeout=90)
         yield base, proc
     finally:
-        proc.terminate()
+        proc.send_signal(signal.SIGINT if profile is not None else signal.SIGTERM)  # py-spy writes on SIGINT
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
@@ -263,9 +271,11 @@ def fresh_postgres() -> Iterator[str]:
             conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
-def run_storyloom(system: str, count: int, timeout: float, database_url: str | None = None) -> StormResult:
+def run_storyloom(
+    system: str, count: int, timeout: float, database_url: str | None = None, profile: Path | None = None
+) -> StormResult:
     arrivals = Arrivals()
-    with storyloom_server(arrivals.url, database_url) as (base, proc):
+    with storyloom_server(arrivals.url, database_url, profile) as (base, proc):
         client, post = _poster(base, {"Authorization": f"Bearer {TOKEN}"})
         with client:
             return storm(system, post, proc.pid, arrivals, count, timeout)
@@ -304,6 +314,43 @@ def report(results: list[StormResult]) -> None:
         )
 
 
+PROFILE_BUCKETS = (
+    ("sqlalchemy", ("(sqlalchemy/",)),
+    ("sqlite3 / psycopg driver", ("(sqlite3/", "(psycopg/", "execute (sqlalchemy/engine/default.py")),
+    ("pydantic / fastapi / starlette / uvicorn", ("(pydantic", "(fastapi/", "(starlette/", "(uvicorn/")),
+    ("httpx / httpcore", ("(httpx/", "(httpcore/")),
+    ("json", ("(json/",)),
+    ("dbos", ("(dbos/",)),
+)
+IDLE_FRAMES = ("wait (threading.py", "select (selectors.py", "(concurrent/futures/thread.py", "sleep")
+
+
+def summarize_profile(path: Path, top: int = 12) -> None:
+    """Share of the busy samples (idle waits left out) per library, and the hottest storyloom functions."""
+    busy = 0
+    buckets: dict[str, int] = {}
+    own: dict[str, int] = {}
+    for line in path.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        frames = stack.split(";")
+        if any(mark in frames[-1] for mark in IDLE_FRAMES):
+            continue
+        count = int(count_text)
+        busy += count
+        for name, needles in PROFILE_BUCKETS:
+            if any(n in frame for frame in frames for n in needles):
+                buckets[name] = buckets.get(name, 0) + count
+        ours = [f for f in frames if "(storyloom/" in f]
+        if ours:
+            own[ours[-1]] = own.get(ours[-1], 0) + count
+    print(f"profile {path}: {busy} busy samples")
+    for name, count in sorted(buckets.items(), key=lambda kv: -kv[1]):
+        print(f"  {100 * count / max(busy, 1):5.1f}%  in {name}")
+    print("  innermost storyloom frame:")
+    for frame, count in sorted(own.items(), key=lambda kv: -kv[1])[:top]:
+        print(f"  {100 * count / max(busy, 1):5.1f}%  {frame}")
+
+
 def idle_cpu(seconds: float) -> None:
     """CPU of an idle `storyloom run` (no receivers, no plans, no alerts) over `seconds`, after a settle."""
     with storyloom_server(None) as (_, proc):
@@ -311,7 +358,9 @@ def idle_cpu(seconds: float) -> None:
         before, started = cpu_seconds(proc.pid), time.monotonic()
         time.sleep(seconds)
         used, elapsed = cpu_seconds(proc.pid) - before, time.monotonic() - started
-    print(f"idle storyloom run: {used:.2f} s CPU over {elapsed:.0f} s = {100 * used / elapsed:.2f}% of a core")
+    print(
+        f"idle storyloom run: {used:.2f} s CPU over {elapsed:.0f} s = {100 * used / elapsed:.2f}% of a core"
+    )
 
 
 def main() -> None:
@@ -321,6 +370,7 @@ def main() -> None:
     parser.add_argument("--alerts", type=int, nargs="+", default=[2000], help="storm sizes, e.g. 2000 20000")
     parser.add_argument("--systems", nargs="+", default=["sqlite", "postgres", "alertmanager"])
     parser.add_argument("--timeout", type=float, default=600, help="seconds to wait for every arrival")
+    parser.add_argument("--profile", type=Path, help="py-spy the SQLite run: collapsed stacks to this file")
     parser.add_argument("--idle-cpu", type=float, metavar="SECONDS", help="also measure an idle run's CPU")
     args = parser.parse_args()
     print(f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
@@ -328,7 +378,9 @@ def main() -> None:
     for count in args.alerts:
         results: list[StormResult] = []
         if "sqlite" in args.systems:
-            results.append(run_storyloom("storyloom-sqlite", count, args.timeout))
+            results.append(run_storyloom("storyloom-sqlite", count, args.timeout, profile=args.profile))
+            if args.profile is not None:
+                summarize_profile(args.profile)
         if "postgres" in args.systems:
             if postgres_reachable():
                 with fresh_postgres() as url:

@@ -252,6 +252,7 @@ class DeliveryDispatcher(BackgroundLoop):
         flush_interval: float = 0.05,
         poll_interval: float = 0.1,
         max_batches: int = 4,
+        per_receiver: int = 32,
         limiter_factory: LimiterFactory | None = None,
         sleep: Sleep = asyncio.sleep,
         rng: Random | None = None,
@@ -266,6 +267,8 @@ class DeliveryDispatcher(BackgroundLoop):
         self.flush_interval = flush_interval
         self.poll_interval = poll_interval
         self.max_batches = max_batches
+        self.per_receiver = per_receiver
+        self._slots: dict[str, asyncio.Semaphore] = {}
         self.limiter_factory: LimiterFactory = limiter_factory or (lambda rate: RateLimiter(rate))
         self.limiters: dict[str, RateLimiter] = {}
         self._sleep = sleep
@@ -286,6 +289,10 @@ class DeliveryDispatcher(BackgroundLoop):
         wait = signals.waiter(DISPATCH_CHANNEL)
         inflight: set[asyncio.Task[None]] = set()
         self._client_for_loop()  # the pool (and its TLS context) is ready before the first delivery
+        try:
+            await asyncio.to_thread(self.take_back_predecessor_claims)
+        except Exception:
+            log.warning("could not take back the claims of this worker's previous process", exc_info=True)
         try:
             while not self._stop.is_set():
                 if len(inflight) >= self.max_batches:
@@ -314,6 +321,29 @@ class DeliveryDispatcher(BackgroundLoop):
         client, self._client, self._client_key = self._client, None, None
         if client is not None:
             await client.aclose()
+
+    def take_back_predecessor_claims(self) -> int:
+        """Release the claims an earlier process of this worker id left (it crashed or was killed), so its
+        deliveries are sent now rather than after `claim_ttl`. Worker ids are unique per live process
+        (DBOS recovery relies on the same), so a claim under this id and another pid is a dead one's."""
+        prefix = f"{self.rt.worker_id}:"
+        if not self.holder.startswith(prefix):
+            return 0
+        with self.rt.db.begin() as conn:
+            released = conn.execute(
+                update(deliveries)
+                .where(
+                    deliveries.c.claimed_by.startswith(prefix, autoescape=True),
+                    ~deliveries.c.claimed_by.startswith(f"{self.holder}/", autoescape=True),
+                    deliveries.c.status.in_(DUE_STATUSES),
+                )
+                .values(claimed_by=None, claim_expires_at=None)
+            ).rowcount
+        if released:
+            log.info(
+                "took back deliveries a previous process of this worker had claimed", deliveries=released
+            )
+        return int(released or 0)
 
     # one pass
 
@@ -405,10 +435,12 @@ class DeliveryDispatcher(BackgroundLoop):
         return Claim(token, jobs)
 
     def _ttl(self) -> timedelta:
-        """Long enough for the slowest send of a batch (its timeout and a rate-limit wait) and its record."""
+        """Long enough for the slowest send of a batch (its timeout and a rate-limit wait) and its record,
+        behind every request the claimed batches queue for one receiver's slots."""
         timeouts = [s.timeout for s in self.rt.alerting.receivers.values()]
         longest = max(timeouts, default=timedelta(seconds=10))
-        return max(self.claim_ttl, 2 * longest + timedelta(seconds=self.max_wait + 30))
+        rounds = -(-self.batch_size * self.max_batches // self.per_receiver)
+        return max(self.claim_ttl, (rounds + 1) * longest + timedelta(seconds=self.max_wait + 30))
 
     def _notice_reload(self) -> None:
         alerting = self.rt.alerting
@@ -440,7 +472,16 @@ class DeliveryDispatcher(BackgroundLoop):
             # A client of another (finished) event loop is simply dropped: its loop cannot close it now.
             self._client = self.client_factory(policy)
             self._client_key = key
+            self._slots = {}
         return self._client
+
+    def _slot(self, receiver: str) -> asyncio.Semaphore:
+        """At most `per_receiver` requests in flight to one receiver: they reuse the pool's keep-alive
+        connections instead of opening hundreds, and each request's timeout starts once it has a slot."""
+        slot = self._slots.get(receiver)
+        if slot is None:
+            slot = self._slots[receiver] = asyncio.Semaphore(self.per_receiver)
+        return slot
 
     def _limiter(self, spec: ReceiverSpec) -> RateLimiter:
         limiter = self.limiters.get(spec.name)
@@ -516,9 +557,12 @@ class DeliveryDispatcher(BackgroundLoop):
             await self._sleep(delay)
             if spec.name in disabled_now:
                 return Result(job, "unclaim")
-        attempt_at = self.clock.now()
-        signed = [sign_request(spec, r, job.webhook_id, attempt_at) for r in requests]
-        outcomes = await asyncio.gather(*(self._send(client, spec, r) for r in signed))
+        async with self._slot(spec.name):
+            if spec.name in disabled_now:  # a 410 came back while this request queued for a slot
+                return Result(job, "unclaim")
+            attempt_at = self.clock.now()
+            signed = [sign_request(spec, r, job.webhook_id, attempt_at) for r in requests]
+            outcomes = await asyncio.gather(*(self._send(client, spec, r) for r in signed))
         outcome = _combine(outcomes)
         if outcome.kind == "disable":
             disabled_now.add(spec.name)

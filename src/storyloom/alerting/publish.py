@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, insert, select, update
+from sqlalchemy import Connection, and_, bindparam, insert, select, update
 
 from storyloom import signals
 from storyloom.domain.alerts import FIRING, RESOLVED
 from storyloom.domain.alerts import fingerprint as label_fingerprint
 from storyloom.domain.catalog import CATALOG
 from storyloom.store.db import after_commit
-from storyloom.store.events import ALERT_STATE, record_event
+from storyloom.store.events import ALERT_STATE, record_events
 from storyloom.store.tables import alert_changes, alert_history, alerts
 
 NOTIFY_CHANNEL = "notify"
@@ -30,6 +30,8 @@ class AlertSignal:
     severity: str | None = None
     title: str | None = None
     source: str | None = None
+    annotations: Mapping[str, str] | None = None  # replaces the stored ones when given
+    starts_at: datetime | None = None  # an earlier start for an alert that fires now (ingest's startsAt)
 
 
 def alert_labels(signal: AlertSignal) -> dict[str, str]:
@@ -48,67 +50,81 @@ def alert_fingerprint(labels: Mapping[str, str]) -> str:
 
 def fire(conn: Connection, signal: AlertSignal, now: datetime) -> str:
     """Make the alert firing (insert, re-fire, or refresh); returns its fingerprint."""
-    labels = alert_labels(signal)
-    fp = alert_fingerprint(labels)
-    kind = CATALOG.get(signal.alert_id)
-    title = signal.title or (kind.title if kind else signal.alert_id)
-    row = conn.execute(select(alerts.c.status, alerts.c.severity).where(alerts.c.fingerprint == fp)).first()
-    values = {
-        "status": FIRING,
-        "severity": labels["severity"],
-        "title": title,
-        "description": signal.description,
-        "labels": labels,
-        "generated_at": now,
-        "updated_at": now,
-    }
-    if row is None:
-        conn.execute(
-            insert(alerts).values(
-                fingerprint=fp,
-                alert_id=signal.alert_id,
-                source=labels["source"],
-                plan_id=labels.get("plan_id"),
-                starts_at=now,
-                ends_at=None,
-                annotations={},
+    return fire_many(conn, [signal], now)[0]
+
+
+def fire_many(conn: Connection, signals_: Sequence[AlertSignal], now: datetime) -> list[str]:
+    """`fire` for a batch, in set-based statements: one lookup, one insert, one update per column set,
+    and the history, outbox and audit rows inserted together. Returns the fingerprints in input order.
+
+    An alert named twice in the batch ends as the last one says, with each change recorded in order.
+    """
+    prepared = [(signal, alert_labels(signal)) for signal in signals_]
+    fps = [alert_fingerprint(labels) for _, labels in prepared]
+    current = _current_states(conn, fps)
+    inserts: dict[str, dict[str, Any]] = {}
+    updates: dict[str, dict[str, Any]] = {}
+    changes: list[_Change] = []
+    for (signal, labels), fp in zip(prepared, fps, strict=True):
+        values = _firing_values(signal, labels, now)
+        state = current.get(fp)
+        becomes_firing = state is None or state[0] != FIRING
+        if becomes_firing:
+            values.update(starts_at=min(signal.starts_at or now, now), ends_at=None)
+        if signal.annotations is not None:
+            values["annotations"] = dict(signal.annotations)
+        if fp in inserts:
+            inserts[fp].update(values)
+        elif state is None:
+            inserts[fp] = {
+                "fingerprint": fp,
+                "alert_id": signal.alert_id,
+                "source": labels["source"],
+                "plan_id": labels.get("plan_id"),
+                "annotations": {},
                 **values,
+            }
+        else:
+            updates.setdefault(fp, {}).update(values)
+        if state is None:
+            changes.append(_Change(fp, FIRING, labels["severity"], "fired"))
+        elif state[0] != FIRING:
+            changes.append(_Change(fp, FIRING, labels["severity"], "fired again"))
+        elif state[1] != labels["severity"]:
+            changes.append(
+                _Change(fp, FIRING, labels["severity"], f"severity {state[1]} → {labels['severity']}")
             )
-        )
-        _changed(conn, fp, FIRING, labels["severity"], "fired", now)
-    elif row.status != FIRING:
-        conn.execute(
-            update(alerts).where(alerts.c.fingerprint == fp).values(starts_at=now, ends_at=None, **values)
-        )
-        _changed(conn, fp, FIRING, labels["severity"], "fired again", now)
-    else:
-        conn.execute(update(alerts).where(alerts.c.fingerprint == fp).values(**values))
-        if row.severity != labels["severity"]:
-            _changed(
-                conn, fp, FIRING, labels["severity"], f"severity {row.severity} → {labels['severity']}", now
-            )
-    return fp
+        current[fp] = (FIRING, labels["severity"])
+    if inserts:
+        conn.execute(insert(alerts), list(inserts.values()))
+    _update_by_fingerprint(conn, updates)
+    _record_changes(conn, changes, now)
+    return fps
 
 
 def resolve(
     conn: Connection, fingerprints: Iterable[str], now: datetime, reason: str = "cause cleared"
 ) -> int:
     """Resolve the firing alerts among `fingerprints`; returns how many changed."""
-    changed = 0
-    for fp in fingerprints:
-        row = conn.execute(
-            select(alerts.c.severity).where(and_(alerts.c.fingerprint == fp, alerts.c.status == FIRING))
-        ).first()
-        if row is None:
-            continue
+    return len(resolve_fingerprints(conn, fingerprints, now, reason))
+
+
+def resolve_fingerprints(
+    conn: Connection, fingerprints: Iterable[str], now: datetime, reason: str = "cause cleared"
+) -> list[str]:
+    """Resolve the firing alerts among `fingerprints` in set-based statements; returns the ones resolved."""
+    wanted = list(dict.fromkeys(fingerprints))
+    firing = [(fp, state[1]) for fp, state in _current_states(conn, wanted).items() if state[0] == FIRING]
+    if not firing:
+        return []
+    for chunk in _chunks([fp for fp, _ in firing]):
         conn.execute(
             update(alerts)
-            .where(alerts.c.fingerprint == fp)
+            .where(alerts.c.fingerprint.in_(chunk))
             .values(status=RESOLVED, ends_at=now, updated_at=now, generated_at=now)
         )
-        _changed(conn, fp, RESOLVED, row.severity, reason, now)
-        changed += 1
-    return changed
+    _record_changes(conn, [_Change(fp, RESOLVED, severity, reason) for fp, severity in firing], now)
+    return [fp for fp, _ in firing]
 
 
 def resolve_matching(
@@ -130,13 +146,91 @@ def resolve_matching(
     return resolve(conn, fps, now, reason)
 
 
-def _changed(conn: Connection, fp: str, status: str, severity: str, reason: str, now: datetime) -> None:
+@dataclass(frozen=True)
+class _Change:
+    fingerprint: str
+    status: str
+    severity: str
+    reason: str
+
+
+_CHUNK = 500  # fingerprints per IN (...) list: far below SQLite's and PostgreSQL's parameter limits
+
+
+def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
+    for start in range(0, len(items), _CHUNK):
+        yield items[start : start + _CHUNK]
+
+
+def _current_states(conn: Connection, fps: Sequence[str]) -> dict[str, tuple[str, str]]:
+    """(status, severity) of the stored alerts among `fps`."""
+    found: dict[str, tuple[str, str]] = {}
+    for chunk in _chunks(sorted(set(fps))):
+        rows = conn.execute(
+            select(alerts.c.fingerprint, alerts.c.status, alerts.c.severity).where(
+                alerts.c.fingerprint.in_(chunk)
+            )
+        )
+        found.update((r.fingerprint, (r.status, r.severity)) for r in rows)
+    return found
+
+
+def _firing_values(signal: AlertSignal, labels: Mapping[str, str], now: datetime) -> dict[str, Any]:
+    kind = CATALOG.get(signal.alert_id)
+    return {
+        "status": FIRING,
+        "severity": labels["severity"],
+        "title": signal.title or (kind.title if kind else signal.alert_id),
+        "description": signal.description,
+        "labels": dict(labels),
+        "generated_at": now,
+        "updated_at": now,
+    }
+
+
+def _update_by_fingerprint(conn: Connection, updates: Mapping[str, Mapping[str, Any]]) -> None:
+    """One executemany per set of changed columns (a re-fire also resets `starts_at` / `ends_at`)."""
+    by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for fp, values in updates.items():
+        by_columns.setdefault(tuple(sorted(values)), []).append({"_fp": fp, **values})
+    for columns, rows in by_columns.items():
+        stmt = (
+            update(alerts)
+            .where(alerts.c.fingerprint == bindparam("_fp"))
+            .values({c: bindparam(c) for c in columns})
+        )
+        conn.execute(stmt, rows)
+
+
+def _record_changes(conn: Connection, changes: Sequence[_Change], now: datetime) -> None:
+    """The history rows, the outbox rows the notifier consumes and the audit events, in one go each."""
+    if not changes:
+        return
     conn.execute(
-        insert(alert_history).values(fingerprint=fp, status=status, severity=severity, reason=reason, at=now)
+        insert(alert_history),
+        [
+            {
+                "fingerprint": c.fingerprint,
+                "status": c.status,
+                "severity": c.severity,
+                "reason": c.reason,
+                "at": now,
+            }
+            for c in changes
+        ],
     )
-    conn.execute(insert(alert_changes).values(fingerprint=fp, status=status, created_at=now))
-    record_event(
-        conn, ALERT_STATE, {"fingerprint": fp, "status": status, "severity": severity, "reason": reason}, now
+    conn.execute(
+        insert(alert_changes),
+        [{"fingerprint": c.fingerprint, "status": c.status, "created_at": now} for c in changes],
+    )
+    record_events(
+        conn,
+        ALERT_STATE,
+        [
+            {"fingerprint": c.fingerprint, "status": c.status, "severity": c.severity, "reason": c.reason}
+            for c in changes
+        ],
+        now,
     )
     after_commit(conn, _wake_notifier)
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import groupby
 from typing import Any
 
-from sqlalchemy import Connection, String, cast, select, update
+from sqlalchemy import Connection, String, cast, select
 
 from storyloom.alerting import publish
 from storyloom.alerting.notifier import mute_index, routes_for_alert
@@ -222,6 +223,8 @@ def _signal(index: int, posted: PostedAlert) -> publish.AlertSignal:
         severity=severity,
         title=title,
         source=INGEST_SOURCE,
+        annotations=_annotations(posted),
+        starts_at=posted.starts_at,
     )
 
 
@@ -234,19 +237,16 @@ def ingest_alerts(conn: Connection, posted: Sequence[PostedAlert], now: datetime
     items = [(posted_alert, _signal(i, posted_alert)) for i, posted_alert in enumerate(posted)]
     fired: list[str] = []
     resolved: list[str] = []
-    for item, signal in items:
-        if item.ends_at is not None and item.ends_at <= now:
-            fp = publish.alert_fingerprint(publish.alert_labels(signal))
-            if publish.resolve(conn, [fp], now, reason="resolved by ingest"):
-                resolved.append(fp)
-            continue
-        fp = publish.fire(conn, signal, now)
-        fired.append(fp)
-        values: dict[str, Any] = {"annotations": _annotations(item)}
-        row = conn.execute(select(alerts.c.starts_at).where(alerts.c.fingerprint == fp)).first()
-        if item.starts_at is not None and row is not None and row.starts_at == now and item.starts_at < now:
-            values["starts_at"] = item.starts_at
-        conn.execute(update(alerts).where(alerts.c.fingerprint == fp).values(**values))
+    # Consecutive alerts of the same kind go in one set-based call; the order between kinds is kept.
+    for resolving, run in groupby(
+        items, key=lambda item: item[0].ends_at is not None and item[0].ends_at <= now
+    ):
+        signals = [signal for _, signal in run]
+        if resolving:
+            fps = [publish.alert_fingerprint(publish.alert_labels(signal)) for signal in signals]
+            resolved += publish.resolve_fingerprints(conn, fps, now, reason="resolved by ingest")
+        else:
+            fired += publish.fire_many(conn, signals, now)
     return {"accepted": len(items), "fired": fired, "resolved": resolved}
 
 
