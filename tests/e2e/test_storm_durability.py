@@ -86,6 +86,8 @@ def test_acknowledged_alerts_survive_three_kills_and_resends_keep_their_webhook_
         def arrived() -> dict[str, set[str]]:
             ids: dict[str, set[str]] = {}
             for record in receiver.received():
+                if not isinstance(record["body"], dict):  # a request cut short by a kill
+                    continue
                 for alert in record["body"].get("alerts", []):
                     ids.setdefault(alert["labels"]["seq"], set()).add(record["headers"]["webhook-id"])
             return ids

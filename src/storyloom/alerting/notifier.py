@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import structlog
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, delete, func, insert, select
 
 from storyloom import signals
 from storyloom.alerting.notify import (
@@ -52,6 +52,7 @@ from storyloom.domain.matchers import as_matchers
 from storyloom.domain.routing import Route
 from storyloom.domain.silences import Silence
 from storyloom.runtime import Runtime
+from storyloom.store.bulk import KEY, update_many
 from storyloom.store.db import after_commit
 from storyloom.store.leases import hold_lease, release_lease
 from storyloom.store.tables import (
@@ -212,6 +213,7 @@ class Notifier(BackgroundLoop):
         self._routed_with: AlertingRuntime | None = None  # the config every firing alert was routed with
         self._routes: tuple[AlertingRuntime | None, dict[tuple[str, str], Route]] = (None, {})
         self._held = False
+        self._next_flush_at: datetime | None = None  # the earliest scheduled flush seen by the last pass
         super().__init__()
 
     # lifecycle
@@ -225,10 +227,19 @@ class Notifier(BackgroundLoop):
         self._held = False
 
     def run_pass(self) -> bool:
-        return self.tick().more
+        result = self.tick()
+        if result.consumed or result.flushed:
+            self.busy()
+        return result.more
 
     def interval(self) -> float:
         return self.poll_interval
+
+    def next_due(self) -> float | None:
+        """Until the earliest group flush this pass saw scheduled, so idling never delays a timer."""
+        if self._next_flush_at is None:
+            return None
+        return (self._next_flush_at - self.clock.now()).total_seconds()
 
     # one pass
 
@@ -274,12 +285,8 @@ class Notifier(BackgroundLoop):
                 return True, True
             if conn.execute(select(alert_changes.c.id).limit(1)).first() is not None:
                 return True, True
-            due = conn.execute(
-                select(aggregation_groups.c.group_key)
-                .where(aggregation_groups.c.next_flush_at <= now)
-                .limit(1)
-            ).first()
-            return due is not None, True
+            self._next_flush_at = conn.execute(select(func.min(aggregation_groups.c.next_flush_at))).scalar()
+            return self._next_flush_at is not None and self._next_flush_at <= now, True
 
     def _hold_lease(self, conn: Connection, now: datetime) -> bool:
         held = hold_lease(conn, LEASE_NAME, self.holder, now, self.lease_ttl)
@@ -295,24 +302,26 @@ class Notifier(BackgroundLoop):
     ) -> IngestContext:
         ctx = IngestContext(now=now, route=alerting.route, load_groups=lambda keys: _load_groups(conn, keys))
         run_stages(INGEST, ctx, changed)
-        for key, record in ctx.groups.items():
-            if key in ctx.existing:
-                conn.execute(
-                    update(aggregation_groups)
-                    .where(aggregation_groups.c.group_key == key)
-                    .values(next_flush_at=record.state.next_flush_at)
-                )
-            else:
-                conn.execute(
-                    insert(aggregation_groups).values(
-                        group_key=key,
-                        route_id=record.route_id,
-                        receiver=record.receiver,
-                        group_labels=record.group_labels,
-                        first_alert_at=record.state.first_alert_at,
-                        **_state_values(record.state),
-                    )
-                )
+        rescheduled = [
+            {KEY: key, "next_flush_at": record.state.next_flush_at}
+            for key, record in ctx.groups.items()
+            if key in ctx.existing
+        ]
+        update_many(conn, aggregation_groups, aggregation_groups.c.group_key, rescheduled)
+        created = [
+            {
+                "group_key": key,
+                "route_id": record.route_id,
+                "receiver": record.receiver,
+                "group_labels": record.group_labels,
+                "first_alert_at": record.state.first_alert_at,
+                **_state_values(record.state),
+            }
+            for key, record in ctx.groups.items()
+            if key not in ctx.existing
+        ]
+        if created:
+            conn.execute(insert(aggregation_groups), created)
         _add_members(conn, ctx.members, now)
         return ctx
 
@@ -365,17 +374,15 @@ class Notifier(BackgroundLoop):
         mutes = mute_index(conn, alerting, now)
         outbox: list[dict[str, Any]] = []
         dropped: list[tuple[str, str]] = []
+        states: list[dict[str, Any]] = []
         for group in due:
             fps = members.get(group.group_key, [])
             state, drop, delivery = self._flush_group(alerting, group, fps, current, mutes, now)
-            conn.execute(
-                update(aggregation_groups)
-                .where(aggregation_groups.c.group_key == group.group_key)
-                .values(**_state_values(state))
-            )
+            states.append({KEY: group.group_key, **_state_values(state)})
             dropped.extend((group.group_key, fp) for fp in drop)
             if delivery is not None:
                 outbox.append(delivery)
+        update_many(conn, aggregation_groups, aggregation_groups.c.group_key, states)
         _remove_members(conn, dropped)
         if outbox:
             conn.execute(insert(deliveries), outbox)

@@ -7,12 +7,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, insert, select, update
+from sqlalchemy import Connection, and_, insert, select, update
 
 from storyloom import signals
 from storyloom.domain.alerts import FIRING, RESOLVED
 from storyloom.domain.alerts import fingerprint as label_fingerprint
 from storyloom.domain.catalog import CATALOG
+from storyloom.store.bulk import KEY, update_many
 from storyloom.store.db import after_commit
 from storyloom.store.events import ALERT_STATE, record_events
 from storyloom.store.tables import alert_changes, alert_history, alerts
@@ -97,7 +98,7 @@ def fire_many(conn: Connection, signals_: Sequence[AlertSignal], now: datetime) 
         current[fp] = (FIRING, labels["severity"])
     if inserts:
         conn.execute(insert(alerts), list(inserts.values()))
-    _update_by_fingerprint(conn, updates)
+    update_many(conn, alerts, alerts.c.fingerprint, [{KEY: fp, **values} for fp, values in updates.items()])
     _record_changes(conn, changes, now)
     return fps
 
@@ -186,20 +187,6 @@ def _firing_values(signal: AlertSignal, labels: Mapping[str, str], now: datetime
         "generated_at": now,
         "updated_at": now,
     }
-
-
-def _update_by_fingerprint(conn: Connection, updates: Mapping[str, Mapping[str, Any]]) -> None:
-    """One executemany per set of changed columns (a re-fire also resets `starts_at` / `ends_at`)."""
-    by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-    for fp, values in updates.items():
-        by_columns.setdefault(tuple(sorted(values)), []).append({"_fp": fp, **values})
-    for columns, rows in by_columns.items():
-        stmt = (
-            update(alerts)
-            .where(alerts.c.fingerprint == bindparam("_fp"))
-            .values({c: bindparam(c) for c in columns})
-        )
-        conn.execute(stmt, rows)
 
 
 def _record_changes(conn: Connection, changes: Sequence[_Change], now: datetime) -> None:
