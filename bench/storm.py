@@ -68,6 +68,7 @@ class StormResult:
     p99: float
     peak_rss_mb: float
     added_rss_mb: float
+    cpu_seconds: float
 
 
 # --- process metrics ----------------------------------------------------------------------------------
@@ -153,6 +154,7 @@ def storm(
     prefix = f"{system[:2]}{count}-"
     sent: dict[str, float] = {}
     rss = PeakRss(pid)
+    cpu_before = cpu_seconds(pid)
     started = time.perf_counter()
     for first in range(0, count, BATCH):
         seqs = [f"{prefix}{n}" for n in range(first, min(count, first + BATCH))]
@@ -162,6 +164,7 @@ def storm(
     acknowledged = time.perf_counter()
     arrivals.wait_for(list(sent), timeout=timeout)
     rss.stop()
+    cpu_used = cpu_seconds(pid) - cpu_before
     times = {s: arrivals.times[s] for s in sent if s in arrivals.times}
     latencies = sorted((times[s] - sent[s]) * 1000 for s in times)
     last = max(times.values()) if times else started
@@ -176,6 +179,7 @@ def storm(
         _pct(latencies, 0.99),
         rss.peak,
         rss.peak - rss.idle,
+        cpu_used,
     )
 
 
@@ -310,7 +314,8 @@ def report(results: list[StormResult]) -> None:
             f"p95 {r.p95:,.0f} ms{_ratio(r.p95, p and p.p95)} | "
             f"p99 {r.p99:,.0f} ms{_ratio(r.p99, p and p.p99)} | "
             f"peak RSS {r.peak_rss_mb:,.0f} MB{_ratio(r.peak_rss_mb, p and p.peak_rss_mb)} | "
-            f"storm added {r.added_rss_mb:,.0f} MB{_ratio(r.added_rss_mb, p and p.added_rss_mb)}"
+            f"storm added {r.added_rss_mb:,.0f} MB{_ratio(r.added_rss_mb, p and p.added_rss_mb)} | "
+            f"CPU {r.cpu_seconds:,.1f} s{_ratio(r.cpu_seconds, p and p.cpu_seconds)}"
         )
 
 

@@ -253,7 +253,7 @@ class DeliveryDispatcher(BackgroundLoop):
         flush_interval: float = 0.05,
         poll_interval: float = 0.1,
         max_batches: int = 4,
-        per_receiver: int = 32,
+        per_receiver: int = 8,
         limiter_factory: LimiterFactory | None = None,
         sleep: Sleep = asyncio.sleep,
         rng: Random | None = None,

@@ -45,24 +45,33 @@ class Scheduler(BackgroundLoop):
         self.enqueue = enqueue  # (task_id, provider, first) → the engine's queue (idempotent by task id)
         self.poll_interval = poll_interval
         self._cursor = 0  # the last backlog row id of a full page of candidates (see claim_ready)
+        self._heartbeat_at: datetime | None = None
         super().__init__()
 
     def run_pass(self) -> bool:
-        self.tick()
+        if self.tick():
+            self.busy()
         return False
 
     def interval(self) -> float:
         return self.poll_interval
 
-    def tick(self) -> None:
+    def tick(self) -> int:
+        """One pass; returns how many tasks it claimed or handed over."""
         now = self.rt.clock.now()
         self.heartbeat(now)
         self.release_lore(now)
         self.auto_resume(now)
-        self.claim_ready(now)
-        self.hand_over(now)
+        return self.claim_ready(now) + self.hand_over(now)
 
     def heartbeat(self, now: datetime) -> None:
+        """Renew this worker's lease once a third of its TTL has passed (not a write every pass)."""
+        if (
+            self._heartbeat_at is not None
+            and self._heartbeat_at <= now < self._heartbeat_at + HEARTBEAT_TTL / 3
+        ):
+            return
+        self._heartbeat_at = now
         name = worker_lease(self.rt.worker_id)
         with self.rt.db.begin() as conn:
             conn.execute(delete(leases).where(leases.c.name == name))
