@@ -68,6 +68,7 @@ from storyloom.runtime import Runtime
 from storyloom.store.bulk import KEY, update_many
 from storyloom.store.db import after_commit
 from storyloom.store.events import DELIVERY_ACTION, record_event
+from storyloom.store.set_aside import set_aside
 from storyloom.store.tables import deliveries, delivery_attempts, receiver_states
 
 log = structlog.get_logger(__name__)
@@ -76,6 +77,7 @@ DISPATCH_CHANNEL = "dispatch"
 FAILING_ALERT = "delivery:failing"
 FAILURE_THRESHOLD = 5  # consecutive failed attempts that raise `delivery:failing`
 SELF_SKIP_REASON = "not sent to the failing receiver itself"
+SET_ASIDE_PASS = "delivery"
 
 PENDING, DELIVERED, FAILED, DEAD = "pending", "delivered", "failed", "dead"
 DUE_STATUSES = (PENDING, FAILED)
@@ -179,6 +181,7 @@ class Claim:
 class Result:
     """What became of one job. `kind` is an outcome kind when a request was tried, else one of
     `skipped` (own failing alert), `gone` (receiver left the config), `empty` (nothing to send),
+    `set_aside` (processing it raised: it goes `dead` with the error and is listed as set aside),
     `unclaim` (its receiver got disabled meanwhile) or `defer` (the rate limit's turn is later)."""
 
     job: Job
@@ -227,7 +230,13 @@ def without_own_failing_alerts(notification: Notification, receiver: str) -> Not
     return dataclasses.replace(notification, alerts=kept) if kept else None
 
 
-_METRIC_RESULT = {"disable": "disabled", "skipped": "skipped", "empty": "skipped", "gone": "dead"}
+_METRIC_RESULT = {
+    "disable": "disabled",
+    "skipped": "skipped",
+    "empty": "skipped",
+    "gone": "dead",
+    "set_aside": "dead",
+}
 
 
 # --- the dispatcher ---------------------------------------------------------------------------------
@@ -532,14 +541,9 @@ class DeliveryDispatcher(BackgroundLoop):
     ) -> Result:
         try:
             return await self._attempt_unguarded(job, alerting, client, disabled_now)
-        except Exception as exc:  # a bug must not leave the claim hanging until it expires
+        except Exception as exc:  # a row this pass cannot process: set it aside, the batch goes on
             log.exception("delivery attempt failed unexpectedly", delivery_id=job.delivery_id)
-            return Result(
-                job,
-                "retry",
-                SendOutcome("retry", error=f"internal error: {type(exc).__name__}"),
-                self.clock.now(),
-            )
+            return Result(job, "set_aside", note=f"set aside: internal error: {type(exc).__name__}: {exc}")
 
     async def _attempt_unguarded(
         self, job: Job, alerting: AlertingRuntime, client: httpx.AsyncClient, disabled_now: set[str]
@@ -636,8 +640,10 @@ class DeliveryDispatcher(BackgroundLoop):
                         values["next_attempt_at"] = now + timedelta(seconds=result.delay)
                     updates.append({KEY: job.delivery_id, **values})
                     continue
-                if result.outcome is None:  # settled without a request: skipped, gone or empty
+                if result.outcome is None:  # settled without a request: skipped, gone, empty or set aside
                     status = DELIVERED if result.kind == "empty" else DEAD
+                    if result.kind == "set_aside":
+                        set_aside(conn, SET_ASIDE_PASS, job.delivery_id, result.note or "internal error", now)
                     updates.append(
                         {
                             KEY: job.delivery_id,

@@ -55,6 +55,7 @@ from storyloom.runtime import Runtime
 from storyloom.store.bulk import KEY, update_many
 from storyloom.store.db import after_commit
 from storyloom.store.leases import hold_lease, release_lease
+from storyloom.store.set_aside import set_aside
 from storyloom.store.tables import (
     aggregation_groups,
     alert_changes,
@@ -68,6 +69,8 @@ from storyloom.store.tables import (
 log = structlog.get_logger(__name__)
 
 LEASE_NAME = "notifier"
+PASS_NAME = "notifier"  # set-aside alerts (by fingerprint)
+FLUSH_PASS_NAME = "notifier.flush"  # set-aside groups (by group key)
 DISPATCH_CHANNEL = "dispatch"
 PENDING = "pending"
 _CHUNK = 500  # ids per IN (...) list: far below SQLite's and PostgreSQL's parameter limits
@@ -83,12 +86,28 @@ def _chunks(items: Sequence[T], size: int = _CHUNK) -> Iterator[Sequence[T]]:
 # --- queries shared with the API and the health report ---------------------------------------------
 
 
-def load_alerts(conn: Connection, fingerprints: Collection[str]) -> dict[str, Alert]:
-    """The current state of these alerts, by fingerprint (unknown ones are left out)."""
+def _readable(rows: Iterable[Mapping[Any, Any]], unreadable: dict[str, str] | None) -> Iterator[Alert]:
+    """The rows as Alerts; a row that no longer parses is left out (and its error put in `unreadable`)."""
+    for row in rows:
+        try:
+            yield alert_from_row(row)
+        except Exception as exc:  # a poisoned row must not take its whole batch down
+            if unreadable is not None:
+                unreadable[row["fingerprint"]] = f"unreadable alert row: {type(exc).__name__}: {exc}"
+            else:
+                log.warning(
+                    "ignoring an unreadable alert row", fingerprint=row["fingerprint"], error=str(exc)
+                )
+
+
+def load_alerts(
+    conn: Connection, fingerprints: Collection[str], unreadable: dict[str, str] | None = None
+) -> dict[str, Alert]:
+    """The current state of these alerts, by fingerprint (unknown and unreadable ones are left out)."""
     found: dict[str, Alert] = {}
     for chunk in _chunks(sorted(set(fingerprints))):
-        for row in conn.execute(select(alerts).where(alerts.c.fingerprint.in_(chunk))).mappings():
-            found[row["fingerprint"]] = alert_from_row(row)
+        rows = conn.execute(select(alerts).where(alerts.c.fingerprint.in_(chunk))).mappings()
+        found.update((a.fingerprint, a) for a in _readable(rows, unreadable))
     return found
 
 
@@ -96,7 +115,7 @@ def firing_alerts(conn: Connection) -> list[Alert]:
     rows = conn.execute(
         select(alerts).where(alerts.c.status == FIRING).order_by(alerts.c.starts_at)
     ).mappings()
-    return [alert_from_row(row) for row in rows]
+    return list(_readable(rows, None))
 
 
 def silence_from_row(row: Mapping[Any, Any]) -> Silence | None:
@@ -349,8 +368,21 @@ class Notifier(BackgroundLoop):
         if not rows:
             return 0, False
         fingerprints = list(dict.fromkeys(r.fingerprint for r in rows))
-        current = load_alerts(conn, fingerprints)
-        self._ingest(conn, alerting, now, [current[fp] for fp in fingerprints if fp in current])
+        unreadable: dict[str, str] = {}
+        current = load_alerts(conn, fingerprints, unreadable)
+        for fp, error in unreadable.items():
+            set_aside(conn, PASS_NAME, fp, error, now)
+        changed = [current[fp] for fp in fingerprints if fp in current]
+        try:
+            with conn.begin_nested():
+                self._ingest(conn, alerting, now, changed)
+        except Exception:  # the set-based batch failed: isolate the alert that breaks it
+            for alert in changed:
+                try:
+                    with conn.begin_nested():
+                        self._ingest(conn, alerting, now, [alert])
+                except Exception as exc:
+                    set_aside(conn, PASS_NAME, alert.fingerprint, exc, now)
         for chunk in _chunks([r.id for r in rows]):
             conn.execute(delete(alert_changes).where(alert_changes.c.id.in_(chunk)))
         return len(rows), len(rows) >= self.change_batch
@@ -358,26 +390,34 @@ class Notifier(BackgroundLoop):
     # flush: due groups → deliveries
 
     def _flush(self, conn: Connection, alerting: AlertingRuntime, now: datetime) -> tuple[int, int, bool]:
-        due = [
-            group_from_row(r)
-            for r in conn.execute(
-                select(aggregation_groups)
-                .where(aggregation_groups.c.next_flush_at <= now)
-                .order_by(aggregation_groups.c.next_flush_at, aggregation_groups.c.group_key)
-                .limit(self.flush_batch)
-            ).mappings()
-        ]
+        rows = conn.execute(
+            select(aggregation_groups)
+            .where(aggregation_groups.c.next_flush_at <= now)
+            .order_by(aggregation_groups.c.next_flush_at, aggregation_groups.c.group_key)
+            .limit(self.flush_batch)
+        ).mappings()
+        due: list[GroupRecord] = []
+        states: list[dict[str, Any]] = []
+        for row in rows:
+            try:
+                due.append(group_from_row(row))
+            except Exception as exc:  # an unreadable group waits aside, the others flush
+                self._set_group_aside(conn, row["group_key"], exc, now, states)
         if not due:
-            return 0, 0, False
+            update_many(conn, aggregation_groups, aggregation_groups.c.group_key, states)
+            return len(states), 0, len(states) >= self.flush_batch
         members = _members_of(conn, [g.group_key for g in due])
         current = load_alerts(conn, [fp for fps in members.values() for fp in fps])
         mutes = mute_index(conn, alerting, now)
         outbox: list[dict[str, Any]] = []
         dropped: list[tuple[str, str]] = []
-        states: list[dict[str, Any]] = []
         for group in due:
             fps = members.get(group.group_key, [])
-            state, drop, delivery = self._flush_group(alerting, group, fps, current, mutes, now)
+            try:
+                state, drop, delivery = self._flush_group(alerting, group, fps, current, mutes, now)
+            except Exception as exc:  # this group cannot flush: it waits aside, the others go on
+                self._set_group_aside(conn, group.group_key, exc, now, states)
+                continue
             states.append({KEY: group.group_key, **_state_values(state)})
             dropped.extend((group.group_key, fp) for fp in drop)
             if delivery is not None:
@@ -386,7 +426,14 @@ class Notifier(BackgroundLoop):
         _remove_members(conn, dropped)
         if outbox:
             conn.execute(insert(deliveries), outbox)
-        return len(due), len(outbox), len(due) >= self.flush_batch
+        return len(due), len(outbox), len(states) >= self.flush_batch  # one state per group read
+
+    def _set_group_aside(
+        self, conn: Connection, key: str, error: Exception, now: datetime, states: list[dict[str, Any]]
+    ) -> None:
+        """Record the group as set aside and unschedule it (a new alert in it schedules it again)."""
+        set_aside(conn, FLUSH_PASS_NAME, key, error, now)
+        states.append({KEY: key, "next_flush_at": None})
 
     def _flush_group(
         self,

@@ -38,6 +38,17 @@ LATENCY = Histogram(
     registry=REGISTRY,
 )
 
+SET_ASIDE = Counter(
+    "storyloom_set_aside",
+    "Rows a background pass could not process and set aside (see GET /api/set-aside), by pass.",
+    ["pass"],
+    registry=REGISTRY,
+)
+
+
+def count_set_aside(pass_name: str) -> None:
+    SET_ASIDE.labels(pass_name).inc()
+
 
 def observe(receiver: str, result: str, latency_seconds: float | None) -> None:
     """Count one attempt (or a skip) and, when an HTTP request was made, its latency."""
@@ -50,3 +61,4 @@ def collect(_rt: Any = None) -> Iterable[Metric]:
     """The two families, for a custom Collector (`health.metrics`)."""
     yield from NOTIFICATIONS.collect()
     yield from LATENCY.collect()
+    yield from SET_ASIDE.collect()

@@ -1,0 +1,122 @@
+"""Poison-proof passes: a stored row the notifier cannot process is set aside with its error (API, metric)
+and the pass goes on: the next alert is still delivered."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import insert
+
+from storyloom.alerting import publish
+from storyloom.alerting.dispatcher import DeliveryDispatcher
+from storyloom.alerting.notifier import FLUSH_PASS_NAME, PASS_NAME, Notifier
+from storyloom.alerting.publish import AlertSignal
+from storyloom.api.app import create_app
+from storyloom.clock import FrozenClock
+from storyloom.health import metrics_delivery
+from storyloom.runtime import Runtime
+from storyloom.store.db import Database
+from storyloom.store.tables import aggregation_groups, alert_changes, alerts
+from tests.support.deliveries import SECRET, SECRET_ENV, PrivateReceiver, receiver, runtime, wall_clock
+from tests.support.receivers import standard_webhook
+from tests.support.server import ADMIN_TOKEN
+
+POISON_FP = "0" * 32
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    return wall_clock()
+
+
+@pytest.fixture
+def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[PrivateReceiver]:
+    monkeypatch.setenv(SECRET_ENV, SECRET)
+    monkeypatch.setenv("STORYLOOM_ADMIN_TOKEN", ADMIN_TOKEN)
+    with PrivateReceiver(standard_webhook(SECRET)) as srv:
+        yield srv
+
+
+@pytest.fixture
+def rt(db: Database, clock: FrozenClock, server: PrivateReceiver) -> Runtime:
+    return runtime(db, clock, receiver("ops", server.url_for("/hooks/ops")))
+
+
+def set_aside_count(pass_name: str) -> float:
+    value = metrics_delivery.REGISTRY.get_sample_value("storyloom_set_aside_total", {"pass": pass_name})
+    return value or 0.0
+
+
+def inject_poison(rt: Runtime, clock: FrozenClock) -> None:
+    """An alert row whose labels are no mapping (as a bad write or manual edit leaves it), with its change
+    row, and a due group whose labels are no mapping: straight into the database."""
+    now = clock.now()
+    with rt.db.begin() as conn:
+        conn.execute(
+            insert(alerts).values(
+                fingerprint=POISON_FP,
+                alert_id="poison",
+                status="firing",
+                severity="warning",
+                title="poison",
+                description="",
+                labels="not a mapping",
+                annotations={},
+                source="ingest",
+                starts_at=now,
+                generated_at=now,
+                updated_at=now,
+            )
+        )
+        conn.execute(insert(alert_changes).values(fingerprint=POISON_FP, status="firing", created_at=now))
+        conn.execute(
+            insert(aggregation_groups).values(
+                group_key="poisoned-group",
+                route_id="0",
+                receiver="ops",
+                group_labels="not a mapping",
+                first_alert_at=now,
+                next_flush_at=now,
+                last_firing=[],
+                last_resolved=[],
+            )
+        )
+
+
+def test_a_poisoned_row_is_set_aside_and_the_next_alert_is_still_delivered(
+    rt: Runtime, clock: FrozenClock, server: PrivateReceiver
+) -> None:
+    before = set_aside_count(PASS_NAME), set_aside_count(FLUSH_PASS_NAME)
+    inject_poison(rt, clock)
+    with rt.db.begin() as conn:
+        good = publish.fire(conn, AlertSignal("tool:failed", {"plan_id": "plan_1"}, "next one"), clock.now())
+
+    result = Notifier(rt).tick()
+    assert result.held and result.deliveries == 1
+    dispatcher = DeliveryDispatcher(rt)
+    assert asyncio.run(dispatcher.run_once()) == 1
+    server.wait_for(1)
+    assert [a["fingerprint"] for a in server.requests[0].json["alerts"]] == [good]
+
+    assert set_aside_count(PASS_NAME) == before[0] + 1
+    assert set_aside_count(FLUSH_PASS_NAME) == before[1] + 1
+    with TestClient(create_app(rt)) as client:
+        listed = client.get("/api/set-aside", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).json()
+        assert {(r["pass"], r["item"]) for r in listed} == {
+            (PASS_NAME, POISON_FP),
+            (FLUSH_PASS_NAME, "poisoned-group"),
+        }
+        assert all(r["error"] for r in listed)
+        metrics = client.get("/metrics", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).text
+        assert 'storyloom_set_aside_total{pass="notifier"}' in metrics
+
+    # The passes go on: the poison is not retried, a later alert flushes and is sent.
+    with rt.db.begin() as conn:
+        later = publish.fire(conn, AlertSignal("tool:timeout", {"plan_id": "plan_2"}, "later"), clock.now())
+    assert Notifier(rt).tick().deliveries == 1
+    assert asyncio.run(dispatcher.run_once()) == 1
+    server.wait_for(2)
+    assert [a["fingerprint"] for a in server.requests[1].json["alerts"]] == [later]
