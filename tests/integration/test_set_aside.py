@@ -112,6 +112,9 @@ def test_a_poisoned_row_is_set_aside_and_the_next_alert_is_still_delivered(
         assert all(r["error"] for r in listed)
         metrics = client.get("/metrics", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).text
         assert 'storyloom_set_aside_total{pass="notifier"}' in metrics
+        client.get(f"/login?token={ADMIN_TOKEN}", follow_redirects=False)  # (the overview reads the poison)
+        page = client.get("/deliveries").text
+        assert "Set aside by background passes" in page and POISON_FP in page and "poisoned-group" in page
 
     # The passes go on: the poison is not retried, a later alert flushes and is sent.
     with rt.db.begin() as conn:
