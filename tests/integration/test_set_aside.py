@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 
 from storyloom.alerting import publish
 from storyloom.alerting.dispatcher import DeliveryDispatcher
@@ -18,8 +18,10 @@ from storyloom.api.app import create_app
 from storyloom.clock import FrozenClock
 from storyloom.health import metrics_delivery
 from storyloom.runtime import Runtime
+from storyloom.store import set_aside
 from storyloom.store.db import Database
-from storyloom.store.tables import aggregation_groups, alert_changes, alerts
+from storyloom.store.tables import aggregation_groups, alert_changes, alerts, deliveries
+from tests.conftest import make_config
 from tests.support.deliveries import SECRET, SECRET_ENV, PrivateReceiver, receiver, runtime, wall_clock
 from tests.support.receivers import standard_webhook
 from tests.support.server import ADMIN_TOKEN
@@ -123,3 +125,30 @@ def test_a_poisoned_row_is_set_aside_and_the_next_alert_is_still_delivered(
     assert asyncio.run(dispatcher.run_once()) == 1
     server.wait_for(2)
     assert [a["fingerprint"] for a in server.requests[1].json["alerts"]] == [later]
+
+
+def test_an_alert_that_breaks_the_set_based_batch_is_isolated_and_the_rest_is_notified(
+    db: Database, clock: FrozenClock, server: PrivateReceiver
+) -> None:
+    """A lone surrogate in a label value (valid JSON) stores as an escaped JSON string, but its group key
+    (`group_by: ['...']`) cannot be written: the notifier's batch fails, is retried alert by alert, and
+    only that alert waits."""
+    alerting = {
+        "receivers": [receiver("ops", server.url_for("/hooks/ops"))],
+        "route": {"receiver": "ops", "group_by": ["..."], "group_wait": "0s"},
+    }
+    rt = Runtime(config=make_config(alerting=alerting), db=db, clock=clock)
+    with rt.db.begin() as conn:
+        signal = AlertSignal("tool:failed", {"plan_id": "plan_1", "tool": "\ud800"}, "poison")
+        poison = publish.fire(conn, signal, clock.now())
+        good = publish.fire(conn, AlertSignal("tool:failed", {"plan_id": "plan_1"}, "fine"), clock.now())
+
+    result = Notifier(rt).tick()
+
+    assert result.consumed == 2 and result.deliveries == 1
+    with rt.db.read() as conn:
+        carried = conn.execute(select(deliveries.c.fingerprints)).scalars().all()
+        listed = set_aside.list_set_aside(conn, PASS_NAME)
+    assert carried == [[good]]
+    assert [(r["item"], "UnicodeEncodeError" in r["error"]) for r in listed] == [(poison, True)]
+    assert Notifier(rt).tick().consumed == 0  # not retried pass after pass

@@ -55,7 +55,7 @@ from storyloom.runtime import Runtime
 from storyloom.store.bulk import KEY, update_many
 from storyloom.store.db import after_commit
 from storyloom.store.leases import hold_lease, release_lease
-from storyloom.store.set_aside import set_aside
+from storyloom.store.set_aside import set_aside, set_aside_items
 from storyloom.store.tables import (
     aggregation_groups,
     alert_changes,
@@ -344,17 +344,36 @@ class Notifier(BackgroundLoop):
         _add_members(conn, ctx.members, now)
         return ctx
 
+    def _ingest_isolated(
+        self, conn: Connection, alerting: AlertingRuntime, now: datetime, changed: list[Alert]
+    ) -> set[tuple[str, str]]:
+        """`_ingest` in one savepoint; when the set-based batch raises, alert by alert, setting aside the
+        ones that raise. Returns the (group key, fingerprint) memberships of the alerts that went in."""
+        try:
+            with conn.begin_nested():
+                return self._ingest(conn, alerting, now, changed).members
+        except Exception:
+            members: set[tuple[str, str]] = set()
+            for alert in changed:
+                try:
+                    with conn.begin_nested():
+                        members |= self._ingest(conn, alerting, now, [alert]).members
+                except Exception as exc:
+                    set_aside(conn, PASS_NAME, alert.fingerprint, exc, now)
+            return members
+
     def _reroute(self, conn: Connection, alerting: AlertingRuntime, now: datetime) -> None:
         """Route every firing alert with the current tree and leave the groups it no longer belongs to."""
-        ctx = self._ingest(conn, alerting, now, firing_alerts(conn))
+        aside = set_aside_items(conn, PASS_NAME)
+        members = self._ingest_isolated(
+            conn, alerting, now, [a for a in firing_alerts(conn) if a.fingerprint not in aside]
+        )
         current = conn.execute(
             select(group_members.c.group_key, group_members.c.fingerprint)
             .join(alerts, alerts.c.fingerprint == group_members.c.fingerprint)
             .where(alerts.c.status == FIRING)
         ).all()
-        stale = [
-            (r.group_key, r.fingerprint) for r in current if (r.group_key, r.fingerprint) not in ctx.members
-        ]
+        stale = [(r.group_key, r.fingerprint) for r in current if (r.group_key, r.fingerprint) not in members]
         _remove_members(conn, stale)
         if stale:
             log.info("alerts re-routed after a config change", left_groups=len(stale))
@@ -372,17 +391,7 @@ class Notifier(BackgroundLoop):
         current = load_alerts(conn, fingerprints, unreadable)
         for fp, error in unreadable.items():
             set_aside(conn, PASS_NAME, fp, error, now)
-        changed = [current[fp] for fp in fingerprints if fp in current]
-        try:
-            with conn.begin_nested():
-                self._ingest(conn, alerting, now, changed)
-        except Exception:  # the set-based batch failed: isolate the alert that breaks it
-            for alert in changed:
-                try:
-                    with conn.begin_nested():
-                        self._ingest(conn, alerting, now, [alert])
-                except Exception as exc:
-                    set_aside(conn, PASS_NAME, alert.fingerprint, exc, now)
+        self._ingest_isolated(conn, alerting, now, [current[fp] for fp in fingerprints if fp in current])
         for chunk in _chunks([r.id for r in rows]):
             conn.execute(delete(alert_changes).where(alert_changes.c.id.in_(chunk)))
         return len(rows), len(rows) >= self.change_batch
