@@ -54,6 +54,7 @@ format: install
 bench: install bench-deps
 	$(BIN)/python bench/pipeline.py
 	$(BIN)/python bench/alert_latency.py
+	$(BIN)/python bench/storm.py --alerts 2000
 	$(BIN)/python bench/health.py
 
 clean:
