@@ -1,5 +1,5 @@
-"""Poison-proof passes: a stored row the notifier cannot process is set aside with its error (API, metric)
-and the pass goes on: the next alert is still delivered."""
+"""Poison-proof passes: a stored row the notifier, the dispatcher or the scheduler cannot process is set
+aside with its error (API, console, metric) and the pass goes on: the next alert is still delivered."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 
 from storyloom.alerting import publish
 from storyloom.alerting.dispatcher import DeliveryDispatcher
@@ -16,13 +16,17 @@ from storyloom.alerting.notifier import FLUSH_PASS_NAME, PASS_NAME, Notifier
 from storyloom.alerting.publish import AlertSignal
 from storyloom.api.app import create_app
 from storyloom.clock import FrozenClock
+from storyloom.engine.scheduler import SET_ASIDE_PASS as SCHEDULER_PASS
+from storyloom.engine.scheduler import Scheduler
 from storyloom.health import metrics_delivery
 from storyloom.runtime import Runtime
+from storyloom.services.plans import list_backlog
 from storyloom.store import set_aside
 from storyloom.store.db import Database
-from storyloom.store.tables import aggregation_groups, alert_changes, alerts, deliveries
+from storyloom.store.tables import aggregation_groups, alert_changes, alerts, backlog_items, deliveries
 from tests.conftest import make_config
 from tests.support.deliveries import SECRET, SECRET_ENV, PrivateReceiver, receiver, runtime, wall_clock
+from tests.support.engine import seed_plan
 from tests.support.receivers import standard_webhook
 from tests.support.server import ADMIN_TOKEN
 
@@ -152,3 +156,36 @@ def test_an_alert_that_breaks_the_set_based_batch_is_isolated_and_the_rest_is_no
     assert carried == [[good]]
     assert [(r["item"], "UnicodeEncodeError" in r["error"]) for r in listed] == [(poison, True)]
     assert Notifier(rt).tick().consumed == 0  # not retried pass after pass
+
+
+def test_a_backlog_item_the_scheduler_cannot_judge_is_set_aside_and_the_others_are_claimed(
+    db: Database, clock: FrozenClock
+) -> None:
+    rt = Runtime(config=make_config(), db=db, clock=clock)
+    poisoned_plan, healthy_plan = seed_plan(rt), seed_plan(rt)
+    with rt.db.begin() as conn:
+        poisoned = (
+            conn.execute(
+                update(backlog_items)
+                .where(backlog_items.c.plan_id == poisoned_plan, backlog_items.c.status == "pending")
+                .values(inputs=5)  # not a list: the readiness check raises on it
+                .returning(backlog_items.c.id)
+            )
+            .scalars()
+            .all()
+        )
+    before = set_aside_count(SCHEDULER_PASS)
+    enqueued: list[str] = []
+    scheduler = Scheduler(rt, lambda task_id, _provider, _first: enqueued.append(task_id))
+
+    assert scheduler.claim_ready(clock.now()) == 1
+    assert scheduler.claim_ready(clock.now()) == 0  # set aside once, not re-judged pass after pass
+
+    with rt.db.read() as conn:
+        claimed = {
+            i["plan_id"] for p in (poisoned_plan, healthy_plan) for i in list_backlog(conn, p) if i["task_id"]
+        }
+        listed = set_aside.list_set_aside(conn, SCHEDULER_PASS)
+    assert claimed == {healthy_plan}
+    assert sorted(r["item"] for r in listed) == sorted(str(i) for i in poisoned)
+    assert set_aside_count(SCHEDULER_PASS) == before + len(poisoned)

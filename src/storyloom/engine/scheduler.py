@@ -7,7 +7,7 @@ Every claim is a conditional update, so any number of worker processes can run i
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,6 +20,7 @@ from storyloom.pipeline.runner import GATED_PHASES, change_status
 from storyloom.runtime import Runtime
 from storyloom.services.tasks import LIVE, SCHEDULER_CHANNEL, claim_for_task
 from storyloom.store.events import BACKLOG_ACTION, record_event
+from storyloom.store.set_aside import set_aside, set_aside_items
 from storyloom.store.tables import backlog_items, leases, lore_requirements, plans, tasks
 
 log = structlog.get_logger(__name__)
@@ -31,6 +32,24 @@ BATCH = 200
 
 def worker_lease(worker_id: str) -> str:
     return f"worker:{worker_id}"
+
+
+SET_ASIDE_PASS = "scheduler"  # backlog items (by row id) whose readiness cannot be computed
+
+
+def _readiness(
+    candidates: list[dict[str, Any]], producers: Mapping[str, Mapping[str, str]]
+) -> tuple[list[dict[str, Any]], list[tuple[dict[str, Any], Exception]]]:
+    """(the ready items, the items whose stored inputs make the check raise): one bad row waits aside."""
+    ready: list[dict[str, Any]] = []
+    broken: list[tuple[dict[str, Any], Exception]] = []
+    for item in candidates:
+        try:
+            if bl.is_ready(item["inputs"], producers[item["plan_id"]]):
+                ready.append(item)
+        except Exception as exc:
+            broken.append((item, exc))
+    return ready, broken
 
 
 class Scheduler(BackgroundLoop):
@@ -115,7 +134,12 @@ class Scheduler(BackgroundLoop):
                 )
             ):
                 producers[row.plan_id][row.backlog_id] = row.status
-        ready = [c for c in candidates if bl.is_ready(c["inputs"], producers[c["plan_id"]])]
+            aside = set_aside_items(conn, SET_ASIDE_PASS)
+        ready, broken = _readiness([c for c in candidates if str(c["id"]) not in aside], producers)
+        if broken:
+            with self.rt.db.begin() as conn:
+                for item, error in broken:
+                    set_aside(conn, SET_ASIDE_PASS, str(item["id"]), error, now)
         claimed = 0
         if ready:
             with self.rt.db.begin() as conn:

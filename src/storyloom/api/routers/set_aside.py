@@ -16,11 +16,13 @@ router = APIRouter(prefix="/api/set-aside", tags=["set-aside"])
 
 @router.get("")
 def list_set_aside(
-    pass_name: Literal["notifier", "notifier.flush", "delivery"] | None = Query(default=None, alias="pass"),
+    pass_name: Literal["notifier", "notifier.flush", "delivery", "scheduler"] | None = Query(
+        default=None, alias="pass"
+    ),
     limit: int = Query(default=500, ge=1, le=500),
     _: Actor = Depends(viewer),
     rt: Runtime = Depends(runtime),
 ) -> list[dict[str, Any]]:
-    """Newest first: `pass`, `item` (fingerprint, group key or delivery id), `error`, `at`."""
+    """Newest first: `pass`, `item` (fingerprint, group key, delivery id or backlog row id), `error`, `at`."""
     with rt.db.read() as conn:
         return set_aside.list_set_aside(conn, pass_name, limit)
