@@ -355,7 +355,8 @@ class DeliveryDispatcher(BackgroundLoop):
                 update(deliveries)
                 .where(
                     deliveries.c.claimed_by.startswith(prefix, autoescape=True),
-                    ~deliveries.c.claimed_by.startswith(f"{self.holder}/", autoescape=True),
+                    # not this process's: another dispatcher here (tests run several) is alive
+                    ~deliveries.c.claimed_by.startswith(f"{prefix}{os.getpid()}:", autoescape=True),
                     deliveries.c.status.in_(DUE_STATUSES),
                 )
                 .values(claimed_by=None, claim_expires_at=None)
