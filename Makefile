@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: run test test-fast test-postgres lint format install system-deps bench bench-deps clean
+.PHONY: run test test-fast test-postgres fuzz lint format install system-deps bench bench-deps soak clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,10 @@ test-postgres: install
 	STORYLOOM_TEST_DATABASE_URL="postgresql+psycopg://postgres@127.0.0.1:5432/$$db" $(BIN)/pytest -m "not browser" $(PYTEST_ARGS); \
 	rc=$$?; psql -h 127.0.0.1 -U postgres -d postgres -qc "DROP DATABASE IF EXISTS $$db WITH (FORCE)"; exit $$rc
 
+## A long schemathesis pass over every operation, with and without a token (a fresh seed each run).
+fuzz: install
+	STORYLOOM_FUZZ=long $(BIN)/pytest -q -p no:cacheprovider --timeout 7200 tests/integration/test_api_fuzz.py $(PYTEST_ARGS)
+
 lint: install
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
@@ -56,6 +60,10 @@ bench: install bench-deps
 	$(BIN)/python bench/alert_latency.py
 	$(BIN)/python bench/storm.py --alerts 2000
 	$(BIN)/python bench/health.py
+
+## kill -9 at 20 seeded random points while plans run and alerts fire (SOAK_ARGS="--seed N --kills K").
+soak: install
+	$(BIN)/python bench/soak.py $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,22 +1,36 @@
-"""Pipeline throughput: N plans on the offline provider (zero latency) through the DBOS engine, on SQLite.
+"""Pipeline throughput.
 
-Peer, measured in the same run: the same runner steps called directly in one thread (no DBOS, no queue),
-which is the floor the engine's durability and concurrency cost is measured against.
+Default: N plans on the offline provider (zero latency) through the DBOS engine, on SQLite. Peer, measured
+in the same run: the same runner steps called directly in one thread (no DBOS, no queue), which is the floor
+the engine's durability and concurrency cost is measured against.
 
     .venv/bin/python bench/pipeline.py --plans 50
+
+Scale-out (`--workers`): for each worker count, a fresh PostgreSQL database on the server of
+`--database-url`, that many real `storyloom worker` processes, and N plans whose every LLM call takes
+`--llm-latency` (the offline provider's `slow` fault). Prints plans per minute and the ratio to one worker.
+
+    .venv/bin/python bench/pipeline.py --workers 1,2,4 --plans 24 --llm-latency 2s \
+        --database-url postgresql+psycopg://postgres@127.0.0.1:5432/postgres
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-from sqlalchemy import func, select
+import yaml
+from sqlalchemy import create_engine, func, select, text
+from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -33,17 +47,19 @@ from storyloom.runtime import Runtime  # noqa: E402
 from storyloom.server import prepare  # noqa: E402
 from storyloom.services.catalog import create_agent, create_persona  # noqa: E402
 from storyloom.services.plans import PlanRequest, create_plan  # noqa: E402
-from storyloom.store.db import Database  # noqa: E402
-from storyloom.store.tables import backlog_items, planner_executions, plans, tasks  # noqa: E402
+from storyloom.store.db import Database, normalize_url  # noqa: E402
+from storyloom.store.tables import backlog_items, leases, planner_executions, plans, tasks  # noqa: E402
 
 CONFIG = {
     "pipeline": {"chapters": 3, "scenes_per_chapter": 2, "concurrency": 16, "critique": {"enabled": True}}
 }
 
 
-def _runtime(folder: Path) -> Runtime:
+def _runtime(folder: Path, url: str | None = None, config: dict | None = None) -> Runtime:
     rt = Runtime(
-        config=parse_config(CONFIG), db=Database(f"sqlite:///{folder / 'storyloom.db'}"), clock=SystemClock()
+        config=parse_config(config or CONFIG),
+        db=Database(url or f"sqlite:///{folder / 'storyloom.db'}"),
+        clock=SystemClock(),
     )
     prepare(rt)
     return rt
@@ -152,13 +168,120 @@ def run_direct(count: int, folder: Path) -> dict[str, float]:
     return _figures(rt, "direct", elapsed, count)
 
 
+def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.2)
+
+
+def _fresh_database(server_url: str, name: str) -> str:
+    admin = create_engine(
+        make_url(normalize_url(server_url)).set(database="postgres"), isolation_level="AUTOCOMMIT"
+    )
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return make_url(normalize_url(server_url)).set(database=name).render_as_string(hide_password=False)
+
+
+def run_workers(
+    workers: int, count: int, server_url: str, latency: str, concurrency: int, folder: Path
+) -> float:
+    """Plans per minute with `workers` real worker processes on a fresh PostgreSQL database."""
+    url = _fresh_database(server_url, f"storyloom_bench_w{workers}_{os.getpid()}")
+    config = {
+        "pipeline": {"chapters": 1, "scenes_per_chapter": 1, "concurrency": concurrency},
+        "llm": {"faults": [{"phase": "*", "mode": "slow", "delay": latency}]},
+    }
+    config_path = folder / f"workers-{workers}.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    rt = _runtime(folder, url, config)
+    env = {**os.environ, "STORYLOOM_DATABASE_URL": url, "STORYLOOM_DATA_DIR": str(folder)}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "storyloom", "worker", "--config", str(config_path)],
+            env={**env, "STORYLOOM_WORKER_ID": f"bench-{n}"},
+            stdout=subprocess.DEVNULL,
+            stderr=(folder / f"worker-{workers}-{n}.log").open("w"),
+        )
+        for n in range(workers)
+    ]
+    try:
+
+        def beating() -> bool:
+            with rt.db.read() as conn:
+                return (
+                    conn.execute(
+                        select(func.count()).select_from(leases).where(leases.c.name.like("worker:%"))
+                    ).scalar()
+                    == workers
+                )
+
+        _wait(beating, 120, f"{workers} workers to start")
+        started = time.monotonic()
+        _seed(rt, count)
+        _wait(lambda: not _incomplete(rt), 1800, f"{count} plans on {workers} workers")
+        elapsed = time.monotonic() - started
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            proc.wait(timeout=60)
+        rt.db.dispose()
+        _drop(server_url, url)
+    per_minute = count / elapsed * 60
+    print(f"{workers} worker(s): {count} plans in {elapsed:.1f}s = {per_minute:.1f} plans/min", flush=True)
+    return per_minute
+
+
+def _drop(server_url: str, url: str) -> None:
+    admin = create_engine(
+        make_url(normalize_url(server_url)).set(database="postgres"), isolation_level="AUTOCOMMIT"
+    )
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def scale_out(args: argparse.Namespace) -> None:
+    counts = [int(n) for n in args.workers.split(",")]
+    print(
+        f"scale-out: {args.plans} plans, {args.llm_latency} per LLM call, concurrency {args.concurrency} per worker",
+        flush=True,
+    )
+    with tempfile.TemporaryDirectory() as folder:
+        rates = {
+            n: run_workers(n, args.plans, args.database_url, args.llm_latency, args.concurrency, Path(folder))
+            for n in counts
+        }
+    for n, rate in rates.items():
+        print(f"{n} worker(s): {rate / rates[counts[0]]:.2f}x the plans per minute of {counts[0]} worker(s)")
+    if 1 in rates and 4 in rates:
+        ratio = rates[4] / rates[1]
+        print(f"target (4 workers >= 3.0x one worker): {ratio:.2f}x {'met' if ratio >= 3.0 else 'NOT met'}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--plans", type=int, default=50)
+    parser.add_argument("--workers", help="scale-out mode: worker counts to compare, e.g. 1,2,4")
+    parser.add_argument("--database-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument(
+        "--llm-latency", default="2s", help="scale-out mode: each LLM call's simulated latency"
+    )
+    parser.add_argument(
+        "--concurrency", type=int, default=4, help="scale-out mode: phases at once per worker"
+    )
     args = parser.parse_args()
     configure_logging(logging.WARNING)
+    if args.workers:
+        scale_out(args)
+        return
     with tempfile.TemporaryDirectory() as a, tempfile.TemporaryDirectory() as b:
         direct = run_direct(args.plans, Path(a))
         engine = run_engine(args.plans, Path(b))

@@ -46,8 +46,30 @@ def _write_private(path: Path, text: str) -> None:
 
 
 def with_demo_receiver(config: Config, *, server_url: str, inject_fault: bool = False) -> Config:
-    """Route every alert to the demo receiver of the server at `server_url`; `--demo` also injects a fault."""
+    """The demo receiver of the server at `server_url` beside the configured ones; `--demo` also injects a fault."""
     demo_secret()
+    config = with_demo_routing(config, server_url=server_url)
+    faults = config.llm.faults
+    if inject_fault and not faults:
+        faults = [FaultSpec(phase="scroll_refiner", mode="fail", times=3)]
+    return config.model_copy(update={"llm": config.llm.model_copy(update={"faults": faults})})
+
+
+def served_routing(config: Config) -> Config:
+    """The routing a server runs for this config file (the demo inbox added when `demo_receiver: true`).
+
+    Creates no secret: `storyloom routes test --config FILE` uses it to answer as the server would.
+    """
+    return with_demo_routing(config, server_url=config.public_url) if config.demo_receiver else config
+
+
+def with_demo_routing(config: Config, *, server_url: str) -> Config:
+    """Add the demo inbox beside the configured routing: it gets every notification, and so do they.
+
+    With no route, everything goes to the inbox. A route that already sends to the inbox is kept. Else the
+    configured root becomes the first child (with `continue`) of a new root, and the inbox the second: the
+    configured tree answers exactly as before, and the inbox is added after its receivers.
+    """
     receiver = ReceiverConfig(
         name=DEMO_RECEIVER,
         type="webhook",
@@ -68,16 +90,14 @@ def with_demo_receiver(config: Config, *, server_url: str, inject_fault: bool = 
     elif _routes_to(alerting.route, DEMO_RECEIVER):
         route = alerting.route
     else:
-        catch_all = RouteConfig.model_validate({"receiver": DEMO_RECEIVER, "continue": True})
-        route = alerting.route.model_copy(update={"routes": [catch_all, *alerting.route.routes]})
-    faults = config.llm.faults
-    if inject_fault and not faults:
-        faults = [FaultSpec(phase="scroll_refiner", mode="fail", times=3)]
+        configured = alerting.route.model_copy(update={"continue_": True})
+        route = alerting.route.model_copy(
+            update={"routes": [configured, RouteConfig(receiver=DEMO_RECEIVER)]}
+        )
     return config.model_copy(
         update={
             "demo_receiver": True,
             "alerting": alerting.model_copy(update={"receivers": receivers, "route": route}),
-            "llm": config.llm.model_copy(update={"faults": faults}),
         }
     )
 

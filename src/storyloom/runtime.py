@@ -48,7 +48,11 @@ class Runtime:
         """`self_url`: where this process serves HTTP, as it reaches itself (None for a worker)."""
         return cls(
             config=as_served(config, demo=demo, self_url=self_url),
-            db=Database(database_url(config)),
+            db=Database(
+                database_url(config),
+                pool_size=config.database.pool_size,
+                statement_timeout_ms=int(config.database.statement_timeout.total_seconds() * 1000),
+            ),
             config_path=config_path,
             clock=clock,
             demo=demo,
@@ -67,10 +71,10 @@ class Runtime:
             return ["(file): no config file was given at start, so there is nothing to reload"]
         try:
             new = as_served(load_config(self.config_path), demo=self.demo, self_url=self.self_url)
+            alerting = build_alerting(new, os.environ)
         except ConfigError as err:
             log.warning("config reload refused; keeping the last good config", problems=err.problems)
             return err.problems
-        alerting = build_alerting(new, os.environ)
         with self._lock:
             self.config = new
             self.alerting = alerting

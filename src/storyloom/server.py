@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import signal
 import socket
@@ -36,11 +37,11 @@ def build(rt: Runtime, *, api: bool, worker: bool) -> tuple[FastAPI | None, Engi
 
         @contextlib.asynccontextmanager
         async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-            engine.start()
+            await asyncio.to_thread(engine.start)  # DBOS refuses to register queues on a running event loop
             try:
                 yield
             finally:
-                engine.stop()
+                await asyncio.to_thread(engine.stop, drain=rt.config.cluster.drain_timeout.total_seconds())
 
         app.router.lifespan_context = lifespan
     return app, engine

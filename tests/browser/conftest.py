@@ -36,6 +36,21 @@ HELD_ALERT_ID = "console:held-delivery"  # routed to HELD_RECEIVER only; tests p
 DESKTOP = (1280, 900)
 PHONE = (390, 844)
 
+# Every console page, by name; `{plan_id}` and `{fingerprint}` are filled in by the `paths` fixture.
+PAGES = {
+    "login": "/login",
+    "overview": "/",
+    "plans": "/plans",
+    "plan": "/plans/{plan_id}?obligations=all",
+    "alerts": "/alerts?state=all",
+    "alert": "/alerts/{fingerprint}",
+    "silences": "/silences",
+    "routes": "/routes",
+    "deliveries": "/deliveries",
+    "inbox": "/inbox",
+    "runbook": "/runbooks/planner:phase-failed",
+    "not-found": "/runbooks/not-an-alert",
+}
 SKIP_REASON = (
     "Debian chromium is not installed at /usr/bin/chromium: `sudo apt-get install chromium` "
     "(or `make test` as root) to run the console's browser suite"
@@ -109,7 +124,7 @@ def server(
                 "group_wait": "0s",
                 "group_interval": "10s",
                 "repeat_interval": "4h",
-                # The demo adds its inbox as a `continue` catch-all child: this child sends here too.
+                # The demo adds its inbox beside this tree: every alert also reaches `demo-inbox`.
                 "routes": [
                     {"receiver": HELD_RECEIVER, "matchers": [f'alert_id="{HELD_ALERT_ID}"']},
                     {"receiver": DEAD_RECEIVER, "matchers": ['alert_id=~".+"']},
@@ -173,6 +188,15 @@ def cli_token(server: ServerProcess, role: str, name: str) -> str:
 @pytest.fixture(scope="package")
 def viewer_token(server: ServerProcess) -> str:
     return cli_token(server, "viewer", "v")
+
+
+@pytest.fixture(scope="package")
+def paths(server: ServerProcess, plan_id: str) -> dict[str, str]:
+    """Every page's path, with the demo plan and one of its failure alerts for the detail pages."""
+    alert = server.get("/api/alerts", status="all", alert_id="planner:phase-failed", plan_id=plan_id)[0]
+    return {
+        name: path.format(plan_id=plan_id, fingerprint=alert["fingerprint"]) for name, path in PAGES.items()
+    }
 
 
 @pytest.fixture(scope="package")

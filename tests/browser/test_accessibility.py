@@ -8,27 +8,13 @@ from typing import Any
 
 import pytest
 
-from tests.browser.conftest import DESKTOP, PHONE, playwright_sync_api, screenshot, signed_in_page
+from tests.browser.conftest import DESKTOP, PAGES, PHONE, playwright_sync_api, screenshot, signed_in_page
 from tests.support.server import ServerProcess
 
 expect = playwright_sync_api().expect
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
 
-PAGES = {
-    "login": "/login",
-    "overview": "/",
-    "plans": "/plans",
-    "plan": "/plans/{plan_id}?obligations=all",
-    "alerts": "/alerts?state=all",
-    "alert": "/alerts/{fingerprint}",
-    "silences": "/silences",
-    "routes": "/routes",
-    "deliveries": "/deliveries",
-    "inbox": "/inbox",
-    "runbook": "/runbooks/planner:phase-failed",
-    "not-found": "/runbooks/not-an-alert",
-}
 SIGNED_IN_PAGES = [name for name in PAGES if name != "login"]
 
 # What a screen reader gets from the DOM: text outside aria-hidden parts, and each control's name from
@@ -78,15 +64,6 @@ class PageAudits:
             screenshot(self.page, f"{name}-{self.width}")
             self.found[name] = self.page.evaluate(AUDIT)
         return self.found[name]
-
-
-@pytest.fixture(scope="module")
-def paths(server: ServerProcess, plan_id: str) -> dict[str, str]:
-    """Every page's path, with the demo plan and one of its failure alerts for the detail pages."""
-    alert = server.get("/api/alerts", status="all", alert_id="planner:phase-failed", plan_id=plan_id)[0]
-    return {
-        name: path.format(plan_id=plan_id, fingerprint=alert["fingerprint"]) for name, path in PAGES.items()
-    }
 
 
 @pytest.fixture(scope="module", params=[DESKTOP, PHONE], ids=lambda viewport: f"{viewport[0]}px")

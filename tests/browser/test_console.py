@@ -270,7 +270,7 @@ def require_api(server: ServerProcess, path: str) -> None:
     """Fail with the contract's words when an endpoint the console reads is not there."""
     status = server.client.get(path).status_code
     if status == 404:
-        pytest.fail(f"GET {path} answers 404: the console needs this endpoint (CONTRACTS §3)")
+        pytest.fail(f"GET {path} answers 404: the console needs this endpoint (docs/reference/http-api.md)")
 
 
 def test_the_ops_inbox_shows_verified_notifications(admin_page: Any, server: ServerProcess) -> None:

@@ -68,9 +68,9 @@ def refused(result: subprocess.CompletedProcess[str], status: int, detail: str) 
 
 
 def table_row(output: str, key: str) -> list[str]:
-    """The cells of the rich table row that contains `key`."""
+    """The cells of the piped (tab-separated) line that contains `key`."""
     line = next(line for line in output.splitlines() if key in line)
-    return [cell.strip() for cell in line.strip("│┃ ").split("│")]
+    return line.split("\t")
 
 
 def test_alerts_list_and_show(server: ServerProcess, operator: str) -> None:
@@ -78,19 +78,26 @@ def test_alerts_list_and_show(server: ServerProcess, operator: str) -> None:
 
     listed = ok(server.cli("alerts", "list", token=operator))
     assert table_row(listed, fingerprint)[:5] == [
+        fingerprint,
         "DiskFull",
         "firing",
         "error",
-        fingerprint,
         "plan_id=plan_cli",
     ]
-    as_json = json.loads(ok(server.cli("alerts", "list", "--json", token=operator)))
+    as_json = json.loads(ok(server.cli("alerts", "list", "--output", "json", token=operator)))
     assert [a["fingerprint"] for a in as_json] == [fingerprint]
-    assert ok(server.cli("alerts", "list", "--status", "resolved", token=operator)).strip() == "(no alerts)"
+    assert ok(server.cli("alerts", "list", "--status", "resolved", token=operator)) == ""
 
-    shown = json.loads(ok(server.cli("alerts", "show", fingerprint, token=operator)))
+    shown = json.loads(ok(server.cli("alerts", "show", fingerprint, "--output", "json", token=operator)))
     assert shown["fingerprint"] == fingerprint and shown["labels"]["plan_id"] == "plan_cli"
     assert [h["status"] for h in shown["history"]] == ["firing"]
+    human = [
+        line.split("\t")
+        for line in ok(server.cli("alerts", "show", fingerprint, token=operator)).splitlines()
+    ]
+    assert ["fingerprint", fingerprint] in human and ["alert_id", "DiskFull"] in human
+    assert ["labels", "plan_id", "plan_cli"] in human
+    assert [line[2] for line in human if line[0] == "history"] == ["firing"]
 
     refused(
         server.cli("alerts", "show", "0000000000000000", token=operator),
@@ -120,7 +127,7 @@ def test_silences_add_list_and_expire(server: ServerProcess, operator: str) -> N
     assert row[4:] == ["cli-op", "swapping the disk"]
 
     assert ok(server.cli("silences", "expire", silence_id, token=operator)).strip() == f"expired {silence_id}"
-    [expired] = json.loads(ok(server.cli("silences", "list", "--json", token=operator)))
+    [expired] = json.loads(ok(server.cli("silences", "list", "--output", "json", token=operator)))
     assert expired["id"] == silence_id and expired["status"] == "expired"
     assert table_row(ok(server.cli("silences", "list", token=operator)), silence_id)[1] == "expired"
 
@@ -149,7 +156,9 @@ def test_deliveries_list_and_replay(server: ServerProcess, operator: str, receiv
     assert replayed[:3] == ["replaying", dead["id"], "as"] and replayed[3].startswith("dlv_")
     [delivered] = wait_for(lambda: disk_full("delivered"), timeout=30, message="the replay to be delivered")
     assert delivered["id"] == replayed[3] and delivered["webhook_id"] == dead["webhook_id"]
-    listed = json.loads(ok(server.cli("deliveries", "list", "--receiver", "ops", "--json", token=operator)))
+    listed = json.loads(
+        ok(server.cli("deliveries", "list", "--receiver", "ops", "-o", "json", token=operator))
+    )
     assert {(d["id"], d["status"]) for d in listed} >= {(dead["id"], "dead"), (delivered["id"], "delivered")}
     [first, retry, replay] = [
         r for r in receiver.requests if r.json["group_labels"] == {"alert_id": "DiskFull"}

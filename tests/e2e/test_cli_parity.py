@@ -93,7 +93,9 @@ def test_cli_resume_list_resolve_and_errors(tmp_path: Path) -> None:
         )
         assert (action["actor"], action["source"], action["notes"]) == ("cli-op", "cli", "from the CLI")
 
-        listed = server.cli("obligations", "list", plan_id, "--status", "open", "--json", token=operator)
+        listed = server.cli(
+            "obligations", "list", plan_id, "--status", "open", "--output", "json", token=operator
+        )
         assert listed.returncode == 0, listed.stderr
         data = json.loads(listed.stdout)
         assert data["total"] >= 1 and all(o["status"] == "open" for o in data["items"])

@@ -46,7 +46,10 @@ def test_sigkill_mid_phase_resumes_at_the_interrupted_step(tmp_path: Path) -> No
     finally:
         server.stop()
 
-    restarted = ServerProcess(tmp_path / "data", config=config, port=server.port).start()
+    # without the fault: the interrupted attempt never finished, so it is attempt 1 again and would be slowed again
+    restarted = ServerProcess(
+        tmp_path / "data", config={**config, "llm": {"faults": []}}, port=server.port
+    ).start()
     try:
         wait_for(
             lambda: (
@@ -57,6 +60,9 @@ def test_sigkill_mid_phase_resumes_at_the_interrupted_step(tmp_path: Path) -> No
             message="plan complete after restart",
         )
         assert restarted.get(f"/api/fiction/plans/{plan_id}")["status"] == "complete"
+        attempts = {
+            i["backlog_id"]: i["attempts"] for i in restarted.get(f"/api/fiction/plans/{plan_id}/backlog")
+        }
     finally:
         restarted.stop()
 
@@ -73,6 +79,8 @@ def test_sigkill_mid_phase_resumes_at_the_interrupted_step(tmp_path: Path) -> No
         )
     # every phase succeeded exactly once: vision, completed before the crash, was not run again
     assert successes == {item: 1 for item in successes} and len(successes) == 6
+    # `attempts` counts attempts that ran: the one the kill cut off is not among them
+    assert attempts == {item: 1 for item in successes}
     # the interrupted phase resumed inside its own workflow (same task), not as a new task
     assert world_bible_tasks == [interrupted_task]
     db.dispose()

@@ -3,28 +3,16 @@ over what it stored returns the Storyloom series."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-import yaml
 
-from tests.support.server import ServerProcess, free_port, running_server, seed_author, wait_for
-
-PROMETHEUS = "/usr/bin/prometheus"
+from tests.support.prometheus import PrometheusProcess
+from tests.support.server import ServerProcess, running_server, seed_author, wait_for
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def prometheus_binary() -> str:
-    if not Path(PROMETHEUS).exists():
-        pytest.skip("prometheus not installed: make test installs Debian prometheus when run as root")
-    return PROMETHEUS
 
 
 @pytest.fixture
@@ -34,9 +22,7 @@ def server(tmp_path: Path) -> Iterator[ServerProcess]:
 
 
 @pytest.fixture
-def prometheus(prometheus_binary: str, server: ServerProcess, tmp_path: Path) -> Iterator[str]:
-    folder = tmp_path / "prometheus"
-    folder.mkdir()
+def prometheus(server: ServerProcess, tmp_path: Path) -> Iterator[PrometheusProcess]:
     config = {
         "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
         "scrape_configs": [
@@ -47,59 +33,14 @@ def prometheus(prometheus_binary: str, server: ServerProcess, tmp_path: Path) ->
             }
         ],
     }
-    (folder / "prometheus.yml").write_text(yaml.safe_dump(config))
-    port = free_port()
-    log = (folder / "prometheus.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            prometheus_binary,
-            f"--config.file={folder / 'prometheus.yml'}",
-            f"--storage.tsdb.path={folder / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--log.level=warn",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
+    prom = PrometheusProcess(tmp_path / "prometheus", config).start()
     try:
-
-        def ready() -> bool:
-            if proc.poll() is not None:
-                raise AssertionError(f"prometheus exited with {proc.returncode}:\n{_tail(folder)}")
-            try:
-                return httpx.get(f"{url}/-/ready", timeout=1.0).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_for(ready, timeout=60, message="prometheus /-/ready")
-        yield url
+        yield prom
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-        log.close()
-        shutil.rmtree(folder / "data", ignore_errors=True)
+        prom.stop()
 
 
-def _tail(folder: Path) -> str:
-    path = folder / "prometheus.log"
-    return path.read_text(errors="replace")[-3000:] if path.exists() else ""
-
-
-def query(url: str, promql: str) -> list[dict[str, Any]]:
-    response = httpx.get(f"{url}/api/v1/query", params={"query": promql}, timeout=5.0)
-    response.raise_for_status()
-    body = response.json()
-    assert body["status"] == "success", body
-    result: list[dict[str, Any]] = body["data"]["result"]
-    return result
-
-
-def test_prometheus_scrapes_storyloom(server: ServerProcess, prometheus: str) -> None:
+def test_prometheus_scrapes_storyloom(server: ServerProcess, prometheus: PrometheusProcess) -> None:
     persona_id, agent_id = seed_author(server)
     created = server.post(
         "/api/fiction/plans",
@@ -113,7 +54,7 @@ def test_prometheus_scrapes_storyloom(server: ServerProcess, prometheus: str) ->
     assert created.status_code == 201, created.text
 
     series = wait_for(
-        lambda: query(prometheus, "storyloom_backlog_items"),
+        lambda: prometheus.query("storyloom_backlog_items"),
         timeout=60,
         interval=0.25,
         message="Prometheus to store storyloom_backlog_items",
@@ -122,19 +63,19 @@ def test_prometheus_scrapes_storyloom(server: ServerProcess, prometheus: str) ->
     assert all(s["metric"]["job"] == "storyloom" for s in series)
 
     total = wait_for(
-        lambda: query(prometheus, "sum(storyloom_backlog_items) > 0"),
+        lambda: prometheus.query("sum(storyloom_backlog_items) > 0"),
         timeout=60,
         interval=0.25,
         message="sum(storyloom_backlog_items) > 0",
     )
     assert float(total[0]["value"][1]) >= 3  # the plan's three seeded items
 
-    targets = httpx.get(f"{prometheus}/api/v1/targets", timeout=5.0).json()["data"]["activeTargets"]
+    targets = httpx.get(f"{prometheus.url}/api/v1/targets", timeout=5.0).json()["data"]["activeTargets"]
     assert [t["health"] for t in targets] == ["up"], targets
     # the other families are exposed with their types (a histogram shows up once a phase has run)
-    assert query(prometheus, "storyloom_backlog_oldest_ready_age_seconds")
+    assert prometheus.query("storyloom_backlog_oldest_ready_age_seconds")
     assert wait_for(
-        lambda: query(prometheus, "sum by (phase) (storyloom_phase_duration_seconds_count)"),
+        lambda: prometheus.query("sum by (phase) (storyloom_phase_duration_seconds_count)"),
         timeout=60,
         interval=0.25,
         message="a phase duration histogram",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -15,7 +14,6 @@ from storyloom import signals
 from storyloom.alerting import publish
 from storyloom.alerting.notifier import Notifier
 from storyloom.alerting.publish import AlertSignal
-from storyloom.api.app import create_app
 from storyloom.clock import FrozenClock
 from storyloom.runtime import Runtime
 from storyloom.services.tokens import create_token
@@ -83,12 +81,6 @@ def token(rt: Runtime, role: str) -> dict[str, str]:
     with rt.db.begin() as conn:
         plain, _ = create_token(conn, name=f"{role}-token", role=role, agent_ids=[], now=rt.clock.now())
     return {"Authorization": f"Bearer {plain}"}
-
-
-@pytest.fixture
-def client(rt: Runtime) -> Iterator[TestClient]:
-    with TestClient(create_app(rt)) as c:
-        yield c
 
 
 @pytest.fixture
@@ -406,7 +398,10 @@ def test_v2_ingest_fires_and_resolves(
     assert client.get(f"/api/alerts/{fired[0]}", headers=viewer).json()["status"] == "resolved"
 
 
-def test_v2_ingest_is_all_or_nothing(client: TestClient, rt: Runtime, operator: dict[str, str]) -> None:
+def test_v2_ingest_keeps_the_valid_alerts_of_a_partly_bad_batch(
+    client: TestClient, rt: Runtime, operator: dict[str, str]
+) -> None:
+    """As Alertmanager does: the valid alerts are stored, the refused ones are named by index."""
     response = client.post(
         "/api/v2/alerts",
         headers=operator,
@@ -417,10 +412,11 @@ def test_v2_ingest_is_all_or_nothing(client: TestClient, rt: Runtime, operator: 
     )
     assert response.status_code == 422
     assert response.json()["errors"][0]["loc"] == ["body", 1, "labels"]
+    assert response.json()["accepted"] == 1 and response.json()["refused"] == [1]
     bad_severity = client.post(
         "/api/v2/alerts", headers=operator, json=[{"labels": {"alertname": "X", "severity": "page"}}]
     )
     assert bad_severity.status_code == 422
     assert client.post("/api/v2/alerts", headers=operator, json={"labels": {}}).status_code == 422
     with rt.db.read() as conn:
-        assert conn.execute(select(alerts)).first() is None
+        assert conn.execute(select(alerts.c.alert_id)).scalars().all() == ["Fine"]

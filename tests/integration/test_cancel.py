@@ -6,11 +6,11 @@ import threading
 from typing import Any
 
 import pytest
+import structlog
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from storyloom.alerting.publish import AlertSignal, fire
-from storyloom.api.app import create_app
 from storyloom.pipeline.dispatcher import ToolDispatcher
 from storyloom.pipeline.llm.base import LLMRequest, LLMResponse
 from storyloom.pipeline.providers import build_provider
@@ -23,11 +23,6 @@ from storyloom.store.events import BACKLOG_ACTION, BACKLOG_TELEMETRY
 from storyloom.store.tables import checkpoints, planner_executions, tasks
 from tests.support.health_seed import item as item_row
 from tests.support.plan_seed import PROBLEM, World, events_of, firing, seed_world, set_item, token
-
-
-@pytest.fixture
-def client(rt: Runtime) -> TestClient:
-    return TestClient(create_app(rt))
 
 
 @pytest.fixture
@@ -58,9 +53,26 @@ def test_cancel_a_failed_item_cancels_its_checkpoint_resolves_its_alerts_and_is_
     headers = {**token(rt, "operator", name="ops-jane"), "X-Console-Client": "storyloom-console"}
     body = {"agent_id": world.author_agent, "notes": "the premise changed"}
 
-    response = client.post(cancel_path(world.plan_id, "vision-plan"), json=body, headers=headers)
+    with structlog.testing.capture_logs() as logs:
+        response = client.post(cancel_path(world.plan_id, "vision-plan"), json=body, headers=headers)
 
     assert response.status_code == 200, response.text
+    [logged] = [entry for entry in logs if entry["event"] == "operator action"]
+    assert logged == {
+        "event": "operator action",
+        "log_level": "info",
+        "action": "cancel",
+        "actor": "ops-jane",
+        "actor_id": logged["actor_id"],
+        "source": "console",
+        "agent_id": world.author_agent,
+        "persona_id": world.author_persona,
+        "plan_id": world.plan_id,
+        "backlog_id": "vision-plan",
+        "task_id": logged["task_id"],
+        "previous_status": "failed",
+        "status": "cancelled",
+    }
     assert response.json()["backlog_item"]["status"] == "cancelled"
     assert response.json()["cancelled_task_id"] is None, "its task had already finished"
     with rt.db.read() as conn:

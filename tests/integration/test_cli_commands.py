@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 from alembic.script import ScriptDirectory
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner, Result
@@ -64,7 +65,8 @@ def test_db_upgrade_creates_the_schema_in_wal_mode_and_is_idempotent(tmp_path: P
 
 @pytest.fixture
 def world(rt: Runtime, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
-    """A seeded plan, and the CLI's HTTP client talking to the app in-process with a viewer token."""
+    """A seeded plan, and the CLI's HTTP client talking to the app in-process with a viewer token (the
+    server's log lines are captured, so the CLI's stdout holds only what the CLI printed)."""
     web = create_app(rt)
     monkeypatch.setattr(
         base.httpx,
@@ -72,7 +74,8 @@ def world(rt: Runtime, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
         lambda base_url, timeout, headers: TestClient(web, base_url=base_url, headers=headers),
     )
     monkeypatch.setenv("STORYLOOM_TOKEN", token(rt, "viewer")["Authorization"].removeprefix("Bearer "))
-    yield seed_world(rt)
+    with structlog.testing.capture_logs():
+        yield seed_world(rt)
 
 
 def _cli(*args: str) -> Result:
@@ -84,19 +87,39 @@ def _json(result: Result) -> Any:
     return json.loads(result.stdout)
 
 
+def _lines(result: Result) -> list[list[str]]:
+    """Piped output: one tab-separated line per row."""
+    assert result.exit_code == 0, result.output
+    return [line.split("\t") for line in result.stdout.splitlines()]
+
+
 def test_plan_list_shows_each_plan_with_its_counts(world: World) -> None:
-    [plan] = _json(_cli("plan", "list", "--json"))
+    [plan] = _json(_cli("plan", "list", "--output", "json"))
     assert plan["plan_id"] == world.plan_id and plan["name"] == "Ash Lantern"
     assert plan["status"] == "in_progress" and plan["counts"] == {"pending": 3}
 
-    table = _cli("plan", "list")
+    # stdout is not a terminal here: whole values, tab-separated, no header
+    assert _lines(_cli("plan", "list")) == [
+        [
+            world.plan_id,
+            "Ash Lantern",
+            "in_progress",
+            world.author_persona,
+            world.author_agent,
+            "offline",
+            "m1",
+            "pending=3",
+        ]
+    ]
+    table = _cli("plan", "list", "--output", "table")
     assert table.exit_code == 0, table.output
     assert "plans" in table.stdout and "Ash Lantern" in table.stdout and "pending=3" in table.stdout
+    assert "\t" not in table.stdout
 
 
 def test_plan_show_prints_the_plan_with_its_checkpoints_and_backlog(rt: Runtime, world: World) -> None:
     set_item(rt, world.plan_id, "vision-plan", "complete", checkpoint="complete")
-    shown = _json(_cli("plan", "show", world.plan_id))
+    shown = _json(_cli("plan", "show", world.plan_id, "--output", "json"))
     assert shown["plan_id"] == world.plan_id and shown["agent_id"] == world.author_agent
     assert [c["phase"] for c in shown["checkpoints"]] == ["vision"]
     assert [(i["backlog_id"], i["status"]) for i in shown["backlog"]] == [
@@ -105,17 +128,63 @@ def test_plan_show_prints_the_plan_with_its_checkpoints_and_backlog(rt: Runtime,
         ("iteration-plan", "pending"),
     ]
 
+    lines = _lines(_cli("plan", "show", world.plan_id))
+    fields = {line[0]: line[1] for line in lines if len(line) == 2}
+    assert fields["plan_id"] == world.plan_id and fields["status"] == "in_progress"
+    assert fields["agent_id"] == world.author_agent and fields["counts"] == "complete=1 pending=2"
+    assert [(line[1], line[2], line[5]) for line in lines if line[0] == "backlog"] == [
+        ("vision-plan", "complete", "vision"),
+        ("world-bible", "pending", "world_bible"),
+        ("iteration-plan", "pending", "iterative"),
+    ]
+    assert [line[1:4] for line in lines if line[0] == "checkpoints"] == [
+        [shown["checkpoints"][0]["phase_key"], "vision", "complete"]
+    ]
+
+    human = _cli("plan", "show", world.plan_id, "--output", "table")
+    assert human.exit_code == 0, human.output
+    assert "checkpoints" in human.stdout and "backlog" in human.stdout and "{" not in human.stdout
+
 
 def test_backlog_list_filters_by_status(rt: Runtime, world: World) -> None:
     set_item(rt, world.plan_id, "vision-plan", "complete")
-    everything = _json(_cli("backlog", "list", world.plan_id, "--json"))
+    everything = _json(_cli("backlog", "list", world.plan_id, "--output", "json"))
     assert [i["backlog_id"] for i in everything] == ["vision-plan", "world-bible", "iteration-plan"]
-    pending = _json(_cli("backlog", "list", world.plan_id, "--status", "pending", "--json"))
+    pending = _json(_cli("backlog", "list", world.plan_id, "--status", "pending", "-o", "json"))
     assert [i["backlog_id"] for i in pending] == ["world-bible", "iteration-plan"]
 
-    table = _cli("backlog", "list", world.plan_id, "--status", "complete")
-    assert table.exit_code == 0, table.output
-    assert "vision-plan" in table.stdout and "world-bible" not in table.stdout
+    [line] = _lines(_cli("backlog", "list", world.plan_id, "--status", "complete"))
+    assert line[:2] == ["vision-plan", "complete"] and line[4] == "vision"
+    assert line[5:8] == [world.author_agent, "offline", "m1"]
+    assert _cli("backlog", "list", world.plan_id, "--status", "failed").stdout == "", "nothing: no line"
+
+
+def test_backlog_resume_defaults_agent_provider_and_model_like_the_console(
+    rt: Runtime, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first resume on a plan takes the item's agent, provider and model; a later one the last resume's
+    (the operator's latest choice that worked); explicit options win over both."""
+    monkeypatch.setenv("STORYLOOM_TOKEN", token(rt, "operator", name="ops")["Authorization"].split()[1])
+    set_item(rt, world.plan_id, "vision-plan", "complete")
+    set_item(rt, world.plan_id, "world-bible", "failed")
+
+    first = _cli("backlog", "resume", world.plan_id, "world-bible", "--model", "m9")
+    assert first.exit_code == 0, first.output
+    assert first.stdout.startswith("resumed world-bible as task task_")
+    assert f"as agent {world.author_agent} on offline/m9 (defaults from the item)" in first.stderr
+
+    set_item(rt, world.plan_id, "world-bible", "complete")
+    set_item(rt, world.plan_id, "iteration-plan", "failed")
+    second = _cli("backlog", "resume", world.plan_id, "iteration-plan", "--output", "json")
+    assert second.exit_code == 0, second.output
+    assert json.loads(second.stdout)["backlog_item"]["model"] == "m9"
+    assert "defaults from the last resume on this plan (world-bible by ops)" in second.stderr
+
+    actions = _json(_cli("backlog", "actions", world.plan_id, "--output", "json"))
+    assert [(a["backlog_id"], a["agent_id"], a["provider"], a["model"]) for a in actions[:2]] == [
+        ("iteration-plan", world.author_agent, "offline", "m9"),
+        ("world-bible", world.author_agent, "offline", "m9"),
+    ]
 
 
 def test_an_unknown_plan_exits_1_with_the_apis_message(world: World) -> None:

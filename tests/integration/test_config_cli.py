@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -44,6 +45,12 @@ def _receiver(**extra: object) -> dict[str, object]:
             "health.stale_in_progress: invalid duration '2 hours'",
         ),
         ({"llm": {"provider": "gemini"}}, "llm.provider: Input should be 'offline' or 'openai'"),
+        (
+            {"health": {"evaluate_every": "99999999999999999999999s"}},
+            "health.evaluate_every: duration '99999999999999999999999s' is too long",
+        ),
+        ({"pipeline": {"phase_timeout": "0s"}}, "pipeline.phase_timeout: must be longer than 0s"),
+        ({"unknown key": 1}, "['unknown key']: unknown key"),
         (
             {"pipeline": {"provider_rate_limits": {"openai": "fast"}}},
             "pipeline.provider_rate_limits.openai: Input should be a valid number",
@@ -151,6 +158,14 @@ def test_routes_test_matches_the_documented_table(
     result = runner.invoke(app, ["routes", "test", "--config", str(EXAMPLES / example), *pairs])
     assert result.exit_code == 0, result.output
     assert result.output.split() == receivers
+
+
+def test_routes_test_prints_the_same_receivers_as_json_with_output_json() -> None:
+    example, labels, receivers = _readme_rows()[0]
+    pairs = [f"{k}={v}" for k, v in labels.items()]
+    result = runner.invoke(app, ["routes", "test", "--config", str(EXAMPLES / example), *pairs, "-o", "json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["receivers"] == receivers
 
 
 def test_the_table_covers_every_example() -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +18,7 @@ from storyloom.demo import DEMO_RECEIVER, DEMO_SECRET_ENV
 from storyloom.runtime import Runtime
 from storyloom.services.tokens import create_token
 from storyloom.store.db import Database
+from tests.support.server import free_port
 
 SECRET = Path(__file__).resolve().parents[2] / "docs" / "examples" / "secrets" / "ops-webhook.whsec"
 
@@ -79,4 +83,54 @@ def test_reload_keeps_what_the_process_adds_to_the_file(
     assert rt.reload() == []
     assert rt.alerting.public_url == "https://storyloom.example.org"
     assert rt.alerting.receivers[DEMO_RECEIVER].url == f"{served}/api/demo/receiver"  # self-delivery
+    rt.db.dispose()
+
+
+def test_a_demo_whose_inbox_egress_refuses_is_refused_at_start_and_on_reload(
+    tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The demo inbox is this server, on loopback: `allow_loopback: false` cannot serve it. Config lines,
+    never a traceback, at start; on reload the last good config stays."""
+    monkeypatch.setenv("STORYLOOM_DATABASE_URL", database_url)
+    monkeypatch.setenv(DEMO_SECRET_ENV, SECRET.read_text().strip())
+    receiver = {"name": "hosted", "url": "https://hooks.example.com/h", "secret_file": str(SECRET)}
+    hosted = {
+        "alerting": {
+            "egress": {"allow_loopback": False},
+            "receivers": [receiver],
+            "route": {"receiver": "hosted"},
+        }
+    }
+    path = tmp_path / "storyloom.yaml"
+    path.write_text(yaml.safe_dump(hosted))
+    env = {**os.environ, "STORYLOOM_DATA_DIR": str(tmp_path), "STORYLOOM_DATABASE_URL": database_url}
+    started = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "storyloom",
+            "run",
+            "--demo",
+            "--config",
+            str(path),
+            "--port",
+            str(free_port()),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    refusal = "alerting.receivers[1].url: url http://127.0.0.1:"
+    assert started.returncode == 1, started.stdout + started.stderr
+    assert refusal in started.stdout and "set alerting.egress.allow_loopback: true" in started.stdout
+    assert "Traceback" not in started.stdout + started.stderr
+
+    path.write_text(yaml.safe_dump(_config("first")))
+    rt = Runtime.open(load_config(path), config_path=path, demo=True, self_url="http://127.0.0.1:9123")
+    path.write_text(yaml.safe_dump(hosted))
+    problems = rt.reload()
+    assert any(line.startswith(refusal) for line in problems), problems
+    assert sorted(rt.alerting.receivers) == [DEMO_RECEIVER, "first"]  # the last good config stays
     rt.db.dispose()

@@ -67,8 +67,10 @@ def world(rt: Runtime) -> dict[str, Any]:
 
 
 @pytest.fixture
-def client(rt: Runtime) -> TestClient:
-    return TestClient(create_app(rt), follow_redirects=False)
+def client(client: TestClient) -> TestClient:
+    """The shared client, not following redirects: these tests look at where the console sends the browser."""
+    client.follow_redirects = False
+    return client
 
 
 def _set_cookies(response: Any) -> dict[str, str]:

@@ -6,11 +6,11 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
+import structlog
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from storyloom.alerting.dispatcher import DeliveryDispatcher
-from storyloom.api.app import create_app
 from storyloom.clock import FrozenClock
 from storyloom.runtime import Runtime
 from storyloom.services.tokens import create_token
@@ -54,12 +54,6 @@ def rt(db: Database, clock: FrozenClock, server: PrivateReceiver, monkeypatch: p
         receiver("ops", server.url_for("/ops"), retry={"schedule": ["0s", "0s"]}),
         receiver("pager", server.url_for("/pager")),
     )
-
-
-@pytest.fixture
-def client(rt: Runtime) -> Iterator[TestClient]:
-    with TestClient(create_app(rt)) as c:
-        yield c
 
 
 def headers(rt: Runtime, role: str, name: str | None = None) -> dict[str, str]:
@@ -182,9 +176,23 @@ def test_a_replay_is_logged_once_per_plan_its_alerts_concern(rt: Runtime, client
         make_alert(now, plan_id="plan_a", backlog_id="scroll-2", agent_id="agent_a", task_id="task_2"),
         make_alert(now, plan_id="plan_b", backlog_id="vision-plan", agent_id="agent_b"),
     )
+    with structlog.testing.capture_logs() as logs:
+        replay = client.post(f"/api/deliveries/{original}/replay", headers=headers(rt, "operator", "ops-lee"))
+    assert replay.status_code == 202
+    [line] = [entry for entry in logs if entry["event"] == "operator action"]
     assert (
-        client.post(f"/api/deliveries/{original}/replay", headers=headers(rt, "operator")).status_code == 202
-    )
+        line["action"],
+        line["delivery_id"],
+        line["new_delivery_id"],
+        line["receiver"],
+        line["actor"],
+    ) == (
+        "replay",
+        original,
+        replay.json()["id"],
+        "pager",
+        "ops-lee",
+    ), "one line for the replay, however many plans its action log names"
     with rt.db.read() as conn:
         logged = {
             row.plan_id: row.payload

@@ -4,27 +4,33 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
 from datetime import timedelta
 
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
-from storyloom.alerting import signing
+from storyloom.alerting import publish, signing
 from storyloom.alerting.dispatcher import DeliveryDispatcher
 from storyloom.alerting.egress import EgressPolicy
+from storyloom.alerting.notifier import Notifier, routes_for_alert
+from storyloom.alerting.publish import AlertSignal
+from storyloom.alerting.setup import build_alerting, routing_without_secrets
 from storyloom.api.app import create_app
 from storyloom.clock import FrozenClock
 from storyloom.demo import DEMO_RECEIVER, DEMO_SECRET_ENV, with_demo_receiver
 from storyloom.runtime import Runtime
+from storyloom.services.alerts import match_routes
 from storyloom.services.tokens import create_token
 from storyloom.store.db import Database
+from storyloom.store.tables import deliveries
 from tests.conftest import make_config
 from tests.support.deliveries import delivery, enqueue
 
 DEMO_SECRET = "whsec_" + base64.b64encode(b"demo-receiver-test-secret-012345").decode()
 OTHER_SECRET = "whsec_" + base64.b64encode(b"somebody-elses-secret-0123456789").decode()
+URL = "http://127.0.0.1:8700"
 BODY = json.dumps({"version": "1", "type": "storyloom.alerts", "alerts": []}).encode()
 
 
@@ -37,12 +43,6 @@ def _secret(monkeypatch: pytest.MonkeyPatch) -> None:
 def rt(db: Database, clock: FrozenClock) -> Runtime:
     config = with_demo_receiver(make_config(), server_url="http://127.0.0.1:8700")
     return Runtime(config=config, db=db, clock=clock)
-
-
-@pytest.fixture
-def client(rt: Runtime) -> Iterator[TestClient]:
-    with TestClient(create_app(rt)) as c:
-        yield c
 
 
 @pytest.fixture
@@ -141,3 +141,71 @@ async def test_the_dispatcher_delivers_to_the_demo_receiver(
         [kept] = client.get("/api/demo/inbox", headers=viewer).json()
     assert kept["signature_valid"] is True and kept["webhook_id"] == row["webhook_id"]
     assert kept["body"]["receiver"] == DEMO_RECEIVER and kept["body"]["routing_key"] == "demo"
+
+
+# --- the demo inbox sits beside the configured routing ---------------------------------------------
+
+OPS_AND_PAGER = {
+    "receivers": [
+        {"name": "ops", "url": "http://127.0.0.1:9000/ops"},
+        {"name": "pager", "url": "http://127.0.0.1:9000/pager"},
+    ],
+    "route": {
+        "receiver": "ops",
+        "group_by": ["alert_id"],
+        "group_wait": "0s",
+        "routes": [{"matchers": ['severity=~"error|critical"'], "receiver": "pager"}],
+    },
+}
+ROUTED = [
+    ({"alert_id": "obligation:open", "severity": "info"}, ["ops"]),
+    ({"alert_id": "planner:phase-failed", "severity": "error"}, ["pager"]),
+]
+
+
+@pytest.mark.parametrize(("labels", "configured"), ROUTED)
+def test_the_configured_routing_answers_as_before_and_the_inbox_is_added(
+    labels: dict[str, str], configured: list[str]
+) -> None:
+    plain = build_alerting(make_config(alerting=OPS_AND_PAGER), {})
+    with_inbox = routing_without_secrets(
+        with_demo_receiver(make_config(alerting=OPS_AND_PAGER), server_url=URL)
+    )
+    assert match_routes(plain, labels)["receivers"] == configured
+    assert match_routes(with_inbox, labels)["receivers"] == [*configured, DEMO_RECEIVER]
+
+
+def test_a_route_that_already_sends_to_the_inbox_is_kept() -> None:
+    alerting = {
+        "receivers": [
+            *OPS_AND_PAGER["receivers"],
+            {"name": DEMO_RECEIVER, "url": f"{URL}/api/demo/receiver"},
+        ],
+        "route": {
+            "receiver": "ops",
+            "routes": [{"matchers": ['severity="info"'], "receiver": DEMO_RECEIVER}],
+        },
+    }
+    config = with_demo_receiver(make_config(alerting=alerting), server_url=URL)
+    answer = match_routes(
+        routing_without_secrets(config), {"alert_id": "obligation:open", "severity": "info"}
+    )
+    assert answer["receivers"] == [DEMO_RECEIVER]
+
+
+def test_every_notification_goes_to_the_configured_receivers_and_to_the_inbox(
+    db: Database, clock: FrozenClock
+) -> None:
+    config = with_demo_receiver(make_config(alerting=OPS_AND_PAGER), server_url=URL)
+    rt = Runtime(config=config, db=db, clock=clock)
+    with rt.db.begin() as conn:
+        for labels, _ in ROUTED:
+            publish.fire(
+                conn, AlertSignal(labels["alert_id"], {"plan_id": "plan_1"}, "it broke"), clock.now()
+            )
+    assert Notifier(rt).tick().deliveries == 4
+    with rt.db.read() as conn:
+        rows = conn.execute(select(deliveries.c.receiver, deliveries.c.fingerprints)).all()
+        routed = {fp: routes_for_alert(conn, fp) for _, fps in rows for fp in fps}
+    assert sorted(r.receiver for r in rows) == [DEMO_RECEIVER, DEMO_RECEIVER, "ops", "pager"]
+    assert sorted(routed.values()) == [["ops", DEMO_RECEIVER], ["pager", DEMO_RECEIVER]]

@@ -3,7 +3,6 @@ fires, resolves or sends anything."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -12,7 +11,6 @@ from fastapi.testclient import TestClient
 from sqlalchemy import insert
 
 from storyloom.alerting.notifier import Notifier
-from storyloom.api.app import create_app
 from storyloom.clock import FrozenClock
 from storyloom.health.evaluate import evaluate
 from storyloom.runtime import Runtime
@@ -97,12 +95,6 @@ def rt(db: Database, clock: FrozenClock) -> Runtime:
     )
     seed_templates_now(runtime)
     return runtime
-
-
-@pytest.fixture
-def client(rt: Runtime) -> Iterator[TestClient]:
-    with TestClient(create_app(rt)) as c:
-        yield c
 
 
 @pytest.fixture

@@ -15,11 +15,14 @@ from storyloom.domain.alerts import FIRING, RESOLVED
 from storyloom.engine.health_schedule import SCHEDULE_NAME
 from storyloom.health import evaluate as ev
 from storyloom.health.evaluate import evaluate
+from storyloom.health.report import planner_health
 from storyloom.runtime import Runtime
+from storyloom.services.actors import Actor
+from storyloom.services.backlog import resume_item
 from storyloom.store.db import Database
 from storyloom.store.tables import alerts, lore_requirements, persona_obligations, planner_templates
 from tests.conftest import make_config
-from tests.support.engine import running
+from tests.support.engine import ShiftedClock, item_statuses, running
 from tests.support.health_seed import (
     add_execution,
     add_executions,
@@ -211,7 +214,7 @@ def test_recent_failures_fire_then_resolve_when_the_window_passes(hrt: Runtime, 
     alert = only(hrt, "planner:recent-failures")
     assert alert["severity"] == "error"
     assert alert["labels"]["plan_id"] == plan["id"]
-    assert alert["description"].startswith("2 failed planner execution(s)")
+    assert alert["description"].startswith("2 failed planner execution(s) of 1 item(s)")
 
     add_execution(hrt, plan["id"], outcome="failed")
     evaluate(hrt)
@@ -221,6 +224,80 @@ def test_recent_failures_fire_then_resolve_when_the_window_passes(hrt: Runtime, 
     evaluate(hrt)
     assert not firing(hrt, "planner:recent-failures")
     assert status_of(hrt, alert["fingerprint"]) == RESOLVED
+
+
+def test_recent_failures_count_only_items_not_completed_since(hrt: Runtime, clock: FrozenClock) -> None:
+    plan = new_plan(hrt)
+    add_executions(hrt, plan["id"], 2, backlog_id="vision-plan", outcome="failed")
+    add_execution(hrt, plan["id"], backlog_id="world-bible", outcome="failed")
+    add_execution(hrt, plan["id"], backlog_id="iteration-plan", outcome="failed")
+    set_item(hrt, plan["id"], "vision-plan", status="failed")
+    set_item(hrt, plan["id"], "world-bible", status="failed")
+    evaluate(hrt)
+    alert = only(hrt, "planner:recent-failures")
+    assert alert["description"].startswith("4 failed planner execution(s) of 3 item(s)")
+
+    set_item(hrt, plan["id"], "vision-plan", status="complete")  # its retry or resume succeeded
+    set_item(hrt, plan["id"], "iteration-plan", status="cancelled")
+    clock.advance(hrt.config.health.evaluate_every)
+    evaluate(hrt)
+    assert only(hrt, "planner:recent-failures")["description"].startswith(
+        "1 failed planner execution(s) of 1 item(s)"
+    ), "the failed world-bible item still counts"
+
+    set_item(hrt, plan["id"], "world-bible", status="pending")  # resumed, not yet run again
+    clock.advance(hrt.config.health.evaluate_every)
+    evaluate(hrt)
+    assert only(hrt, "planner:recent-failures")["description"].startswith("1 failed")
+
+    set_item(hrt, plan["id"], "world-bible", status="complete")
+    clock.advance(hrt.config.health.evaluate_every)
+    evaluate(hrt)
+    assert not firing(hrt, "planner:recent-failures")
+    assert status_of(hrt, alert["fingerprint"]) == RESOLVED
+
+
+def test_failures_of_an_item_that_is_gone_still_count(hrt: Runtime) -> None:
+    plan = new_plan(hrt)
+    add_execution(hrt, plan["id"], backlog_id="scroll-9", outcome="failed")  # no such item
+    evaluate(hrt)
+    assert only(hrt, "planner:recent-failures")["description"].startswith("1 failed")
+
+
+def test_a_plan_completed_after_a_resume_is_healthy_within_two_evaluation_intervals(db: Database) -> None:
+    """The demo's story: a phase fails for good, the operator resumes it, the plan completes; health goes
+    back to healthy at the next evaluations instead of staying degraded for the failure window."""
+    config = make_config(
+        pipeline={"chapters": 1, "scenes_per_chapter": 1, "retry_backoff": "10ms"},
+        llm={"faults": [{"phase": "scroll_refiner", "mode": "fail", "times": 3}]},
+    )
+    clock = ShiftedClock()
+    with running(db, config, clock) as rt:
+        plan = new_plan(rt)
+        wait_for(
+            lambda: item_statuses(rt, plan["id"]).get("scroll-1") == "failed",
+            timeout=60,
+            message="scroll-1 failed",
+        )
+        evaluate(rt)
+        assert firing(rt, "planner:recent-failures")
+        assert planner_health(rt)["status"] == "degraded"
+
+        actor = Actor(name="alice", actor_id="tok_alice", role="operator")
+        body = {"agent_id": plan["agent_id"], "provider": "offline", "model": "m1"}
+        resume_item(rt.db, plan["id"], "scroll-1", body, actor, clock.now(), rt.config)
+        wait_for(
+            lambda: set(item_statuses(rt, plan["id"]).values()) == {"complete"},
+            timeout=60,
+            message="every item complete after the resume",
+        )
+        for _ in range(2):
+            clock.advance(rt.config.health.evaluate_every)
+            evaluate(rt)
+        assert not firing(rt, "planner:recent-failures")
+        report = planner_health(rt)
+        assert report["status"] == "healthy", [(a["alert_id"], a["severity"]) for a in report["alerts"]]
+        assert report["telemetry"]["outcome_counts"]["failed"] == 3, "the history is kept"
 
 
 def test_no_executions_is_info_and_resolves_at_the_first_execution(hrt: Runtime) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -14,6 +13,7 @@ from sqlalchemy import insert
 
 from storyloom.api.app import create_app
 from storyloom.clock import FrozenClock
+from storyloom.config import Config
 from storyloom.health import metrics
 from storyloom.runtime import Runtime
 from storyloom.services.tokens import create_token
@@ -22,11 +22,12 @@ from storyloom.store.tables import deliveries
 from tests.conftest import make_config
 from tests.support.health_seed import add_execution, new_plan, raise_alert, seed_templates_now, set_item
 
+OPS = {"receivers": [{"name": "ops", "url": "http://127.0.0.1:9000/ops"}], "route": {"receiver": "ops"}}
+
 
 @pytest.fixture
-def client(rt: Runtime) -> Iterator[TestClient]:
-    with TestClient(create_app(rt)) as c:
-        yield c
+def config() -> Config:
+    return make_config(alerting=OPS)
 
 
 def scrape(client: TestClient, headers: dict[str, str] | None = None) -> dict[str, Any]:
@@ -170,6 +171,16 @@ def test_extra_collectors_are_included(rt: Runtime, client: TestClient) -> None:
     assert samples(families["storyloom_test_extra"]) == {(("receiver", "ops"),): 1.0}
 
 
+def test_open_by_default_and_the_openapi_document_says_so(client: TestClient) -> None:
+    assert client.get("/metrics").status_code == 200
+    operation = client.get("/openapi.json").json()["paths"]["/metrics"]["get"]
+    assert {} in operation["security"] and {"HTTPBearer": []} in operation["security"]
+    assert (
+        "Open by default" in operation["description"] and "metrics_require_token" in operation["description"]
+    )
+    assert "401" in operation["responses"]
+
+
 def test_a_token_can_be_required(db: Database, clock: FrozenClock) -> None:
     rt = Runtime(config=make_config(metrics_require_token=True), db=db, clock=clock)
     with rt.db.begin() as conn:
@@ -183,12 +194,84 @@ def test_a_token_can_be_required(db: Database, clock: FrozenClock) -> None:
 def test_the_dispatcher_counters_are_included(client: TestClient) -> None:
     from storyloom.health import metrics_delivery
 
-    metrics_delivery.observe("metrics-test-receiver", "delivered", 0.02)
+    metrics_delivery.observe("ops", "delivered", 0.02)
     families = scrape(client)
     assert families["storyloom_notifications"].type == "counter"
     sent = samples(families["storyloom_notifications"], "storyloom_notifications_total")
-    assert sent[(("receiver", "metrics-test-receiver"), ("result", "delivered"))] >= 1
+    assert sent[(("receiver", "ops"), ("result", "delivered"))] >= 1
     latency = families["storyloom_notification_latency_seconds"]
     assert latency.type == "histogram"
     counts = samples(latency, "storyloom_notification_latency_seconds_count")
-    assert counts[(("receiver", "metrics-test-receiver"),)] >= 1
+    assert counts[(("receiver", "ops"),)] >= 1
+
+
+# --- bounded label sets ----------------------------------------------------------------------------
+
+
+def series(client: TestClient) -> list[str]:
+    """Every sample line of a scrape (one per series)."""
+    text = client.get("/metrics").text
+    return [line for line in text.splitlines() if line and not line.startswith("#")]
+
+
+def test_label_sets_stay_bounded_whatever_is_ingested(rt: Runtime, client: TestClient) -> None:
+    """Thousands of distinct ingested alert names and receivers that are gone add no series."""
+    from storyloom.health import metrics_delivery
+
+    operator = {"Authorization": f"Bearer {token(rt, 'operator')}"}
+
+    def ingest(first: int, count: int) -> None:
+        batch = [
+            {"labels": {"alertname": f"DiskFull{i}", "instance": f"host-{i}", "severity": "warning"}}
+            for i in range(first, first + count)
+        ]
+        assert client.post("/api/v2/alerts", json=batch, headers=operator).status_code == 200
+
+    def deliver(receiver: str, i: int) -> None:
+        with rt.db.begin() as conn:
+            conn.execute(
+                insert(deliveries).values(
+                    id=f"d-{receiver}-{i}",
+                    webhook_id=f"w-{receiver}-{i}",
+                    receiver=receiver,
+                    receiver_type="webhook",
+                    group_key="g",
+                    status="pending",
+                    alert_status="firing",
+                    fingerprints=[],
+                    notification={},
+                    attempts=0,
+                    created_at=rt.clock.now(),
+                )
+            )
+        metrics_delivery.observe(receiver, "retry", 0.01)
+
+    ingest(0, 2)
+    deliver("ops", 0)
+    deliver("removed-by-reload-0", 0)
+    before = series(client)
+    for first in range(2, 3002, 500):
+        ingest(first, 500)
+    for i in range(1, 50):
+        deliver(f"removed-by-reload-{i}", i)
+    after = series(client)
+
+    assert len(after) == len(before), sorted(set(after) - set(before))[:10]
+    families = scrape(client)
+    alerts = samples(families["storyloom_alerts"])
+    assert alerts == {(("alert_id", "external"), ("severity", "warning"), ("status", "firing")): 3002.0}
+    queued = samples(families["storyloom_deliveries"])
+    assert queued == {
+        (("receiver", "ops"), ("status", "pending")): 1.0,
+        (("receiver", "other"), ("status", "pending")): 50.0,
+    }
+    attempts = samples(families["storyloom_notifications"], "storyloom_notifications_total")
+    assert {labels[0] for labels in attempts} <= {("receiver", "ops"), ("receiver", "other")}
+    assert attempts[(("receiver", "other"), ("result", "retry"))] >= 50
+    assert "DiskFull" not in "".join(after) and "removed-by-reload" not in "".join(after)
+
+
+def token(rt: Runtime, role: str) -> str:
+    with rt.db.begin() as conn:
+        plain, _ = create_token(conn, name=role, role=role, agent_ids=[], now=rt.clock.now())
+    return plain

@@ -8,10 +8,10 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+import structlog
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
-from storyloom.api.app import create_app
 from storyloom.runtime import Runtime
 from storyloom.services.obligations import (
     emit_hook,
@@ -23,11 +23,6 @@ from storyloom.store.tables import persona_obligations, workflow_events
 from tests.support.plan_seed import PROBLEM, World, firing, iso, seed_world, snapshot, token
 
 H = timedelta(hours=1)
-
-
-@pytest.fixture
-def client(rt: Runtime) -> TestClient:
-    return TestClient(create_app(rt))
 
 
 @pytest.fixture
@@ -412,3 +407,21 @@ def test_resolve_action_is_logged_with_backlog_action_kind(
             )
         ]
     assert "dismiss" in kinds
+
+
+def test_resolve_and_dismiss_each_write_one_server_log_line(
+    rt: Runtime, client: TestClient, world: World
+) -> None:
+    headers = token(rt, "operator", name="ops-kim")
+    with structlog.testing.capture_logs() as logs:
+        client.post(resolve_path(world), json=body(world, notes="paid in full"), headers=headers)
+        client.post(
+            resolve_path(world, world.obligations[1]), json=body(world, action="dismiss"), headers=headers
+        )
+    actions = [entry for entry in logs if entry["event"] == "operator action"]
+    assert [(a["action"], a["obligation_id"], a["actor"], a["agent_id"], a["plan_id"]) for a in actions] == [
+        ("resolve", world.obligations[0], "ops-kim", world.character_agent, world.plan_id),
+        ("dismiss", world.obligations[1], "ops-kim", world.character_agent, world.plan_id),
+    ]
+    assert "notes" not in actions[0] and "paid in full" not in str(actions)
+    assert not any(headers["Authorization"].split()[1] in str(entry) for entry in logs)

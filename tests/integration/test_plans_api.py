@@ -8,7 +8,6 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from storyloom.api.app import create_app
 from storyloom.runtime import Runtime
 from storyloom.services.tokens import create_token
 from storyloom.store.events import BACKLOG_ACTION
@@ -23,11 +22,6 @@ def _token(rt: Runtime, role: str, agent_ids: list[str] | None = None) -> dict[s
             conn, name=f"{role}-user", role=role, agent_ids=agent_ids or [], now=rt.clock.now()
         )
     return {"Authorization": f"Bearer {token}"}
-
-
-@pytest.fixture
-def client(rt: Runtime) -> TestClient:
-    return TestClient(create_app(rt))
 
 
 @pytest.fixture

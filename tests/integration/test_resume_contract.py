@@ -37,11 +37,6 @@ H = timedelta(hours=1)
 
 
 @pytest.fixture
-def client(rt: Runtime) -> TestClient:
-    return TestClient(create_app(rt))
-
-
-@pytest.fixture
 def world(rt: Runtime) -> World:
     return seed_world(rt)
 

@@ -31,6 +31,7 @@ SECRET = "whsec_" + base64.b64encode(b"storyloom-test-secret-0123456789").decode
 OLD_SECRET = "whsec_" + base64.b64encode(b"storyloom-old-secret-0123456789!").decode()
 PD_KEY = "0123456789abcdef0123456789abcdef"
 LOOPBACK = EgressPolicy(allow_loopback=True)
+HOSTED = EgressPolicy(allow_loopback=False, allow_private=False)
 
 
 def alert(status: str = "firing", plan_id: str = "plan-1") -> Alert:
@@ -217,10 +218,10 @@ async def test_a_url_that_cannot_work_is_dead_at_once(client: httpx.AsyncClient,
     assert outcome.kind == "dead" and "invalid receiver url" in (outcome.error or "")
 
 
-async def test_the_default_client_refuses_loopback_before_connecting() -> None:
+async def test_a_hosted_policy_refuses_loopback_before_connecting() -> None:
     with ReceiverServer() as server:
         receiver = spec(server.url_for("/hook"))
-        async with make_client() as strict:
+        async with make_client(HOSTED) as strict:
             outcome = await send(strict, receiver, one(receiver))
         assert outcome.kind == "dead" and "allow_loopback" in (outcome.error or "")
         assert server.requests == []
@@ -231,7 +232,7 @@ async def test_a_host_name_is_resolved_checked_and_pinned() -> None:
         receiver = spec(f"http://receiver.test:{server.port}/hook")
         async with make_client(LOOPBACK, resolver=lambda host, port: ["127.0.0.1"]) as pinned:
             assert (await send(pinned, receiver, one(receiver))).kind == "delivered"
-        async with make_client(EgressPolicy(), resolver=lambda host, port: ["127.0.0.1"]) as strict:
+        async with make_client(HOSTED, resolver=lambda host, port: ["127.0.0.1"]) as strict:
             outcome = await send(strict, receiver, one(receiver))
         assert outcome.kind == "dead" and "receiver.test resolves to 127.0.0.1" in (outcome.error or "")
         assert [r.headers["host"] for r in server.requests] == [f"receiver.test:{server.port}"]

@@ -115,6 +115,7 @@ def add_execution(
     rt: Runtime,
     plan_id: str,
     *,
+    backlog_id: str = "vision-plan",
     outcome: str = "success",
     latency_ms: float = 1000.0,
     finished_at: datetime | None = None,
@@ -130,7 +131,7 @@ def add_execution(
         conn.execute(
             insert(planner_executions).values(
                 plan_id=plan_id,
-                backlog_id="vision-plan",
+                backlog_id=backlog_id,
                 task_id=task_id,
                 attempt=1,
                 planner_name="Vision Planner",

@@ -4,7 +4,7 @@
         [--statuses 500,410]
 
 It verifies every Standard Webhooks signature with the `standardwebhooks` library, appends one JSON line
-per request to `--out` (`{"path", "headers", "body", "signature_valid", "status"}`), and answers with the
+per request to `--out` (`{"path", "headers", "body", "signature_valid", "complete", "status"}`), and answers with the
 scripted `--statuses` in order, then 200 (or 401 when the signature is invalid).
 """
 
@@ -34,7 +34,8 @@ def serve(port: int, secret: str | None, out: Path, statuses: list[int]) -> None
         protocol_version = "HTTP/1.1"
 
         def do_POST(self) -> None:
-            raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length)
             headers = {k.lower(): v for k, v in self.headers.items()}
             valid = False
             if webhook is not None:
@@ -54,6 +55,7 @@ def serve(port: int, secret: str | None, out: Path, statuses: list[int]) -> None
                     "headers": headers,
                     "body": body,
                     "signature_valid": valid,
+                    "complete": len(raw) == length,  # false when the sender died mid-request
                     "status": status,
                 }
                 with out.open("a") as handle:

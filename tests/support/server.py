@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
+import pty
+import re
+import select
 import signal
 import socket
+import struct
 import subprocess
 import sys
+import termios
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,6 +23,7 @@ import httpx
 import yaml
 
 ADMIN_TOKEN = "sl_test_admin_token_0123456789abcdef"
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
 def free_port() -> int:
@@ -137,13 +144,57 @@ class ServerProcess:
 
     def cli(self, *args: str, token: str | None = None) -> subprocess.CompletedProcess[str]:
         """`storyloom ARGS` against this server as the holder of `token`, never of the admin token."""
-        env = {k: v for k, v in self.env.items() if k != "STORYLOOM_ADMIN_TOKEN"}
-        env.update(STORYLOOM_URL=self.url, COLUMNS="200")
-        if token:
-            env["STORYLOOM_TOKEN"] = token
+        env = {**self.cli_env(token), "COLUMNS": "200"}
         return subprocess.run(
             [sys.executable, "-m", "storyloom", *args], env=env, capture_output=True, text=True, timeout=60
         )
+
+    def cli_env(self, token: str | None) -> dict[str, str]:
+        env = {k: v for k, v in self.env.items() if k != "STORYLOOM_ADMIN_TOKEN"}
+        env["STORYLOOM_URL"] = self.url
+        if token:
+            env["STORYLOOM_TOKEN"] = token
+        return env
+
+    def cli_in_terminal(self, *args: str, token: str, columns: int = 80, timeout: float = 60) -> str:
+        """`storyloom ARGS` with stdout and stderr on a pseudo-terminal `columns` wide, as a person types it;
+        returns what the terminal showed, without colour codes."""
+        env = {**self.cli_env(token), "TERM": "xterm", "NO_COLOR": "1"}
+        env.pop("COLUMNS", None)
+        controller, terminal = pty.openpty()
+        fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "storyloom", *args],
+            env=env,
+            stdin=terminal,
+            stdout=terminal,
+            stderr=terminal,
+            close_fds=True,
+        )
+        os.close(terminal)
+        shown = bytearray()
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                ready, _, _ = select.select([controller], [], [], 0.5)
+                if not ready:
+                    if proc.poll() is not None:
+                        break
+                    continue
+                try:
+                    chunk = os.read(controller, 65536)
+                except OSError:  # the terminal closed: the command has exited
+                    break
+                if not chunk:
+                    break
+                shown += chunk
+            proc.wait(timeout=max(deadline - time.monotonic(), 1))
+        finally:
+            os.close(controller)
+            if proc.poll() is None:
+                proc.kill()
+        assert proc.returncode == 0, shown.decode(errors="replace")
+        return ANSI_ESCAPE.sub("", shown.decode(errors="replace")).replace("\r\n", "\n")
 
     def create_token(self, role: str, name: str) -> str:
         """`storyloom token create` on this server's database, as an operator would; returns the token."""

@@ -23,6 +23,8 @@ from storyloom.alerting.egress import (
 )
 
 PUBLIC = "93.184.215.14"
+STRICT = EgressPolicy(allow_loopback=False, allow_private=False)  # a hosted setup
+OPEN = EgressPolicy(allow_loopback=True, allow_private=True)
 
 
 def no_lookup(host: str, port: int) -> list[str]:
@@ -36,14 +38,14 @@ def resolving_to(*addresses: str) -> Resolver:
     return resolve
 
 
-def refused(url: str, **kwargs: Any) -> str:
+def refused(url: str, policy: EgressPolicy | None = None, **kwargs: Any) -> str:
     with pytest.raises(EgressRefused) as info:
-        check_url(url, **kwargs)
+        check_url(url, policy or EgressPolicy(), **kwargs)
     return str(info.value)
 
 
 def test_metadata_message_names_the_url_and_the_rule() -> None:
-    message = refused("http://169.254.169.254/", allow_loopback=True, allow_private=True, resolver=no_lookup)
+    message = refused("http://169.254.169.254/", OPEN, resolver=no_lookup)
     assert message == f"url http://169.254.169.254/ is refused: {NEVER_METADATA}"
 
 
@@ -75,7 +77,7 @@ def test_metadata_message_names_the_url_and_the_rule() -> None:
     ],
 )
 def test_never_allowed_even_with_everything_allowed(url: str) -> None:
-    message = refused(url, allow_loopback=True, allow_private=True, resolver=no_lookup)
+    message = refused(url, OPEN, resolver=no_lookup)
     assert "never allowed" in message
     assert message.startswith(f"url {url} is refused: ")
 
@@ -100,15 +102,12 @@ def test_never_allowed_even_with_everything_allowed(url: str) -> None:
         ("http://012.1/", "allow_private"),  # octal 10, then 0.0.1
     ],
 )
-def test_loopback_and_private_are_opt_in_and_the_message_says_how(url: str, hint: str) -> None:
-    message = refused(url, resolver=no_lookup)
+def test_loopback_and_private_can_be_turned_off_and_the_message_says_how(url: str, hint: str) -> None:
+    message = refused(url, STRICT, resolver=no_lookup)
     assert f"set alerting.egress.{hint}: true to allow it" in message
-    check_url(
-        url,
-        allow_loopback=hint == "allow_loopback",
-        allow_private=hint == "allow_private",
-        resolver=resolving_to("127.0.0.1"),
-    )
+    only_this = EgressPolicy(allow_loopback=hint == "allow_loopback", allow_private=hint == "allow_private")
+    check_url(url, only_this, resolver=resolving_to("127.0.0.1"))
+    check_url(url, resolver=resolving_to("127.0.0.1"))  # self-hosted receivers: allowed by default
 
 
 @pytest.mark.parametrize(
@@ -140,11 +139,11 @@ def test_malformed_urls_say_what_is_wrong(url: str, message: str) -> None:
 
 def test_every_resolved_address_is_checked() -> None:
     check_url("https://hooks.example.com/x", resolver=resolving_to(PUBLIC, "2606:4700::1111"))
-    message = refused("https://hooks.example.com/x", resolver=resolving_to(PUBLIC, "10.0.0.7"))
+    message = refused("https://hooks.example.com/x", STRICT, resolver=resolving_to(PUBLIC, "10.0.0.7"))
     assert "hooks.example.com resolves to 10.0.0.7" in message and "allow_private" in message
     message = refused(
         "https://hooks.example.com/x",
-        allow_private=True,
+        OPEN,
         resolver=resolving_to(PUBLIC, "::ffff:169.254.169.254"),
     )
     assert NEVER_METADATA in message
@@ -161,11 +160,11 @@ def test_resolution_failures_are_their_own_kind() -> None:
     # Config checks may skip the lookup; literals and known names are still judged.
     check_url("https://nowhere.example/", resolve=False, resolver=fail)
     with pytest.raises(EgressRefused):
-        check_url("http://metadata.google.internal/", resolve=False, allow_private=True)
+        check_url("http://metadata.google.internal/", OPEN, resolve=False)
 
 
 def test_resolve_checked_returns_what_to_connect_to() -> None:
-    policy = EgressPolicy(allow_loopback=True)
+    policy = EgressPolicy(allow_loopback=True, allow_private=False)
     assert resolve_checked("hooks.example.com", 443, policy, resolving_to("127.0.0.1")) == ["127.0.0.1"]
     assert resolve_checked("0x7f.1", 80, policy, no_lookup) == ["127.0.0.1"]
     with pytest.raises(EgressRefused, match="allow_private"):
@@ -180,14 +179,14 @@ async def test_the_client_checks_again_when_it_connects() -> None:
         return next(answers)
 
     check_url("http://rebind.example/", resolver=rebinding)
-    transport = GuardedTransport(EgressPolicy(allow_loopback=True, allow_private=True), resolver=rebinding)
+    transport = GuardedTransport(OPEN, resolver=rebinding)
     async with httpx.AsyncClient(transport=transport) as client:
         with pytest.raises(EgressRefused, match=r"host rebind\.example is refused: .*never allowed"):
             await client.post("http://rebind.example/hook", content=b"{}")
 
 
 async def test_the_client_refuses_numeric_host_spellings() -> None:
-    transport = GuardedTransport(EgressPolicy(), resolver=no_lookup)
+    transport = GuardedTransport(STRICT, resolver=no_lookup)
     async with httpx.AsyncClient(transport=transport) as client:
         for url in ("http://2852039166/", "http://0x7f.1/", "http://[::ffff:7f00:1]/"):
             with pytest.raises(EgressRefused):
@@ -252,7 +251,7 @@ def test_no_spelling_of_a_never_address_gets_through(data: st.DataObject, ip: ip
     host = data.draw(st.one_of(ipv4_spellings(ip), ipv6_spellings(ip).map(lambda h: f"[{h}]")))
     # Refused for what it is, or (for spellings httpx itself rejects) as an invalid URL.
     with pytest.raises(EgressRefused, match=r"never allowed|not a valid"):
-        check_url(f"http://{host}/", allow_loopback=True, allow_private=True, resolver=no_lookup)
+        check_url(f"http://{host}/", OPEN, resolver=no_lookup)
 
 
 @given(st.data(), addresses_in(OPT_IN))
@@ -261,7 +260,7 @@ def test_no_spelling_of_a_loopback_or_private_address_gets_through(
 ) -> None:
     host = data.draw(st.one_of(ipv4_spellings(ip), ipv6_spellings(ip).map(lambda h: f"[{h}]")))
     with pytest.raises(EgressRefused, match=r"allow_loopback|allow_private|not a valid"):
-        check_url(f"http://{host}/", resolver=no_lookup)
+        check_url(f"http://{host}/", STRICT, resolver=no_lookup)
 
 
 @given(st.data(), st.integers(0, 2**32 - 1).map(ipaddress.IPv4Address))

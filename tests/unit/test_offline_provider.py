@@ -22,8 +22,8 @@ from storyloom.domain.phases import (
     salient_terms_for_scene,
     validate_output,
 )
-from storyloom.pipeline.llm.base import LLMRequest, LLMTimeout, LLMUnavailable, Provider
-from storyloom.pipeline.llm.offline import FaultSpec, OfflineProvider
+from storyloom.pipeline.llm.base import LLMError, LLMRequest, LLMTimeout, LLMUnavailable, Provider
+from storyloom.pipeline.llm.offline import FaultSpec, InjectedBug, OfflineProvider
 
 PLAN = {"premise": "a cartographer maps a city that rewrites itself", "plan_name": "Paper Tides"}
 BACKLOG = {
@@ -181,6 +181,14 @@ def test_fail_applies_for_the_first_times_attempts() -> None:
     assert validate_output("scroll_refiner", provider.complete(req(Phase.SCROLL_REFINER, attempt=3)).text).ok
     # other phases are untouched
     assert provider.complete(req(Phase.VISION)).text
+
+
+def test_raise_is_an_unexpected_error_not_a_provider_error() -> None:
+    provider = OfflineProvider([FaultSpec(phase="vision", mode="raise", times=1)])
+    with pytest.raises(InjectedBug, match=r"injected fault: vision .* attempt 1 raised") as info:
+        provider.complete(req(Phase.VISION, attempt=1))
+    assert not isinstance(info.value, LLMError)
+    assert provider.complete(req(Phase.VISION, attempt=2)).text
 
 
 def test_fault_without_times_applies_to_every_attempt_and_star_to_every_phase() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from storyloom.alerting.egress import check_url
+from storyloom.alerting.egress import EgressPolicy, check_url
 from storyloom.server import self_url
 
 
@@ -25,4 +25,6 @@ def test_wildcard_binds_are_reached_through_loopback(host: str, expected: str) -
 
 @pytest.mark.parametrize("wildcard", ["0.0.0.0", "::"])
 def test_the_egress_policy_lets_a_wildcard_server_deliver_to_itself(wildcard: str) -> None:
-    check_url(f"{self_url(wildcard, 8701)}/api/demo/receiver", allow_loopback=True, resolve=False)
+    check_url(
+        f"{self_url(wildcard, 8701)}/api/demo/receiver", EgressPolicy(allow_private=False), resolve=False
+    )

@@ -1,4 +1,7 @@
-"""Where webhooks may go: refuse link-local, cloud metadata and (unless allowed) loopback and private hosts.
+"""Where webhooks may go: refuse link-local and cloud metadata always, loopback and private hosts on request.
+
+Self-hosted receivers usually live on loopback or a private network, so both are allowed by default
+(`DEFAULT_EGRESS`, the single source of the `alerting.egress` defaults); a hosted setup turns them off.
 
 Two checks use the same rules. `check_url` runs when a receiver is configured and says what to fix.
 `GuardedNetworkBackend` runs inside the HTTP client at every new connection: it resolves the host once,
@@ -69,8 +72,12 @@ class EgressUnresolved(EgressRefused):
 class EgressPolicy:
     """`alerting.egress` of the config. Link-local, metadata, multicast and 0.0.0.0 are always refused."""
 
-    allow_loopback: bool = False
-    allow_private: bool = False
+    allow_loopback: bool = True
+    allow_private: bool = True
+
+
+DEFAULT_EGRESS = EgressPolicy()
+"""The one default: the config model, the checks and the HTTP client all start from it."""
 
 
 def system_resolver(host: str, port: int) -> list[str]:
@@ -222,8 +229,7 @@ def resolve_checked(
 
 def check_url(
     url: str,
-    allow_loopback: bool = False,
-    allow_private: bool = False,
+    policy: EgressPolicy = DEFAULT_EGRESS,
     *,
     resolver: Resolver | None = None,
     resolve: bool = True,
@@ -233,7 +239,6 @@ def check_url(
     Host names are resolved (with `resolver`, default `socket.getaddrinfo`) and every address checked;
     EgressUnresolved (a subclass) means the name did not resolve. `resolve=False` checks literals only.
     """
-    policy = EgressPolicy(allow_loopback=allow_loopback, allow_private=allow_private)
     try:
         parsed = httpx.URL(url)
     except (httpx.InvalidURL, TypeError, ValueError) as exc:
@@ -324,7 +329,10 @@ class GuardedNetworkBackend(httpcore.AsyncNetworkBackend):
 
 
 class GuardedTransport(httpx.AsyncHTTPTransport):
-    """httpx's pooled transport over a GuardedNetworkBackend; no proxies from the environment."""
+    """httpx's pooled transport over a GuardedNetworkBackend; no proxies from the environment.
+
+    `connector` is the backend that opens the checked connections (default: anyio's).
+    """
 
     def __init__(
         self,
@@ -332,6 +340,7 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
         *,
         limits: httpx.Limits | None = None,
         resolver: Resolver | None = None,
+        connector: httpcore.AsyncNetworkBackend | None = None,
     ) -> None:
         limits = limits or httpx.Limits(
             max_connections=100, max_keepalive_connections=20, keepalive_expiry=30
@@ -342,5 +351,5 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,
-            network_backend=GuardedNetworkBackend(policy, resolver),
+            network_backend=GuardedNetworkBackend(policy, resolver, connector),
         )

@@ -346,7 +346,7 @@ FLUSH: tuple[Stage[FlushContext], ...] = (
 
 
 def notification_json(notification: Notification) -> dict[str, Any]:
-    """What `deliveries.notification` holds: the CONTRACTS §7 body, plus what rebuilding it needs."""
+    """What `deliveries.notification` holds: the webhook body (docs/reference/payloads.md) and what rebuilds it."""
     return {
         "notification_id": notification.notification_id,
         "source": notification.source,

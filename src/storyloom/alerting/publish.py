@@ -65,7 +65,7 @@ def fire_many(conn: Connection, signals_: Sequence[AlertSignal], now: datetime) 
     current = _current_states(conn, fps)
     inserts: dict[str, dict[str, Any]] = {}
     updates: dict[str, dict[str, Any]] = {}
-    changes: list[_Change] = []
+    changes: list[StateChange] = []
     for (signal, labels), fp in zip(prepared, fps, strict=True):
         values = _firing_values(signal, labels, now)
         state = current.get(fp)
@@ -88,18 +88,18 @@ def fire_many(conn: Connection, signals_: Sequence[AlertSignal], now: datetime) 
         else:
             updates.setdefault(fp, {}).update(values)
         if state is None:
-            changes.append(_Change(fp, FIRING, labels["severity"], "fired"))
+            changes.append(StateChange(fp, FIRING, labels["severity"], "fired"))
         elif state[0] != FIRING:
-            changes.append(_Change(fp, FIRING, labels["severity"], "fired again"))
+            changes.append(StateChange(fp, FIRING, labels["severity"], "fired again"))
         elif state[1] != labels["severity"]:
             changes.append(
-                _Change(fp, FIRING, labels["severity"], f"severity {state[1]} → {labels['severity']}")
+                StateChange(fp, FIRING, labels["severity"], f"severity {state[1]} → {labels['severity']}")
             )
         current[fp] = (FIRING, labels["severity"])
     if inserts:
         conn.execute(insert(alerts), list(inserts.values()))
     update_many(conn, alerts, alerts.c.fingerprint, [{KEY: fp, **values} for fp, values in updates.items()])
-    _record_changes(conn, changes, now)
+    record_changes(conn, changes, now)
     return fps
 
 
@@ -124,7 +124,7 @@ def resolve_fingerprints(
             .where(alerts.c.fingerprint.in_(chunk))
             .values(status=RESOLVED, ends_at=now, updated_at=now, generated_at=now)
         )
-    _record_changes(conn, [_Change(fp, RESOLVED, severity, reason) for fp, severity in firing], now)
+    record_changes(conn, [StateChange(fp, RESOLVED, severity, reason) for fp, severity in firing], now)
     return [fp for fp, _ in firing]
 
 
@@ -148,7 +148,9 @@ def resolve_matching(
 
 
 @dataclass(frozen=True)
-class _Change:
+class StateChange:
+    """One alert's move to `status`, as its history, the notifier's outbox and the audit log record it."""
+
     fingerprint: str
     status: str
     severity: str
@@ -189,8 +191,8 @@ def _firing_values(signal: AlertSignal, labels: Mapping[str, str], now: datetime
     }
 
 
-def _record_changes(conn: Connection, changes: Sequence[_Change], now: datetime) -> None:
-    """The history rows, the outbox rows the notifier consumes and the audit events, in one go each."""
+def record_changes(conn: Connection, changes: Sequence[StateChange], now: datetime) -> None:
+    """Write history, outbox rows and audit events for many changes at once (one statement per table)."""
     if not changes:
         return
     conn.execute(

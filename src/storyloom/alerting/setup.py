@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
 from storyloom.alerting.egress import EgressRefused, EgressUnresolved, check_url
 from storyloom.alerting.receivers.base import ReceiverSpec
-from storyloom.config import AlertingConfig, Config, RouteConfig
+from storyloom.config import AlertingConfig, Config, ConfigError, RouteConfig
 from storyloom.domain.inhibition import InhibitRule
 from storyloom.domain.matchers import Matcher, parse_matcher
-from storyloom.domain.routing import Route, RouteSpec, build_route_tree, receivers_for
+from storyloom.domain.routing import Route, RouteSpec, build_route_tree
 from storyloom.domain.slo import SloThreshold
 
 SECRET_PREFIX = "whsec_"
@@ -72,8 +73,10 @@ def _secret(
     elif secret_file:
         try:
             value = Path(secret_file).read_text().strip()
-        except OSError as exc:
-            problems.add(f"{path}.secret_file", f"cannot read {secret_file}: {exc.strerror or exc}")
+        except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
+            problems.add(
+                f"{path}.secret_file", f"cannot read {secret_file}: {getattr(exc, 'strerror', None) or exc}"
+            )
             return None
     if value and required_format:
         for part in value.split():
@@ -115,7 +118,7 @@ def _build(config: Config, env: Mapping[str, str], *, resolve: bool) -> tuple[Al
         if rc.name in receivers:
             problems.add(f"{path}.name", f"receiver name {rc.name!r} is used twice")
         try:
-            check_url(rc.url, alerting.egress.allow_loopback, alerting.egress.allow_private, resolve=resolve)
+            check_url(rc.url, alerting.egress.policy(), resolve=resolve)
         except EgressUnresolved:
             pass  # a name that does not resolve now may later; the sender checks again at send time
         except EgressRefused as exc:
@@ -207,23 +210,32 @@ def alerting_problems(config: Config, env: Mapping[str, str]) -> list[str]:
 
 
 def build_alerting(config: Config, env: Mapping[str, str]) -> AlertingRuntime:
+    """The runtime of a served config; ConfigError (the `config check` lines) when what the process adds
+    to the file, such as the demo receiver, cannot work (e.g. loopback refused by `alerting.egress`)."""
     runtime, problems = _build(config, env, resolve=False)
     if problems:
-        raise ValueError("; ".join(problems))
+        raise ConfigError(problems)
     return runtime
 
 
-def receivers_for_labels(config: Config, labels: Mapping[str, str]) -> list[str]:
-    route = build_alerting(config, {**_placeholder_env(config)}).route
-    return receivers_for(route, labels) if route else []
+class SecretPlaceholders(Mapping[str, str]):
+    """The process environment, with a well-formed placeholder for every unset variable.
+
+    Routing needs no secrets: `routes test --config FILE` reads a file whose secrets are not exported here.
+    """
+
+    PLACEHOLDER = SECRET_PREFIX + "cm91dGVzLXRlc3QtcGxhY2Vob2xkZXI="
+
+    def __getitem__(self, name: str) -> str:
+        return os.environ.get(name) or self.PLACEHOLDER
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(os.environ)
+
+    def __len__(self) -> int:
+        return len(os.environ)
 
 
-def _placeholder_env(config: Config) -> dict[str, str]:
-    """Routing does not need secrets: `routes test` works without them being exported."""
-    import os
-
-    env = dict(os.environ)
-    for rc in config.alerting.receivers:
-        if rc.secret_env and not env.get(rc.secret_env):
-            env[rc.secret_env] = SECRET_PREFIX + "cm91dGVzLXRlc3QtcGxhY2Vob2xkZXI="
-    return env
+def routing_without_secrets(config: Config) -> AlertingRuntime:
+    """The alerting runtime of `config` for routing questions: its receivers' secrets need not be exported."""
+    return build_alerting(config, SecretPlaceholders())

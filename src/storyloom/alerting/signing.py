@@ -1,4 +1,4 @@
-"""Standard Webhooks signatures: sign what we send, verify what we receive (CONTRACTS §7).
+"""Standard Webhooks signatures: sign what we send, verify what we receive (docs/reference/payloads.md).
 
 The signed content is `"{webhook-id}.{webhook-timestamp}.{body}"`, the MAC is HMAC-SHA256 keyed with the
 base64-decoded part of a `whsec_<base64>` secret, and the header carries `v1,<base64 MAC>`. During a

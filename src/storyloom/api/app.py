@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from storyloom import __version__
-from storyloom.api import problems
+from storyloom.api import docs, openapi, problems, security_headers
+from storyloom.api.limits import BodyLimit
+from storyloom.api.query import check_parameters
+from storyloom.api.responses import ReadableJSONResponse
 from storyloom.api.routers import alerts, catalog, config, ingest, plans, routes, silences, system
 from storyloom.api.routers import backlog as backlog_routes
 from storyloom.api.routers import deliveries as delivery_routes
@@ -48,11 +51,22 @@ def create_app(rt: Runtime, *, engine: Any = None) -> FastAPI:
         title="Storyloom",
         version=__version__,
         description="Operations layer for AI fiction pipelines: plans, backlog, alerts, routing, deliveries.",
+        default_response_class=ReadableJSONResponse,
+        dependencies=[Depends(check_parameters)],
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.runtime = rt
     app.state.engine = engine
     problems.install(app)
+    # Outermost last: a crash anywhere (the body cap included) still answers problem+json, and every
+    # answer, refusals and crashes too, carries the security headers.
+    app.add_middleware(BodyLimit, limit=lambda: rt.config.limits.max_body_bytes)
+    app.add_middleware(problems.CatchAll)
+    security_headers.install(app)
     for router in ROUTERS:
         app.include_router(router)
+    openapi.install(app)
+    docs.install(app)
     app.mount("/static", StaticFiles(directory=console_pages.STATIC_DIR), name="static")
     return app

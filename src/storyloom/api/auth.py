@@ -1,16 +1,24 @@
-"""Bearer tokens (and the console's session cookie with CSRF) → an Actor with a role."""
+"""Bearer tokens (and the console's session cookie with CSRF) → an Actor with a role.
+
+Failed bearer tokens and sign-ins spend their client's allowance (`security.failed_auth`); a client with
+none left gets 429 with `Retry-After`, except with a valid token, which always works.
+"""
 
 from __future__ import annotations
 
 import hmac
+import threading
 from collections.abc import Callable
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.exceptions import HTTPException
 
+from storyloom.api.auth_failures import FailedAuthLimiter, client_key
 from storyloom.runtime import Runtime
 from storyloom.services.actors import Actor
 from storyloom.services.errors import ServiceError
+from storyloom.services.sessions import actor_for_session
 from storyloom.services.tokens import authenticate
 
 SESSION_COOKIE = "storyloom_session"
@@ -19,6 +27,7 @@ CSRF_HEADER = "x-csrf-token"
 CONSOLE_HEADER = "x-console-client"
 CLI_HEADER = "x-storyloom-client"
 _SAFE = {"GET", "HEAD", "OPTIONS"}
+_limiter_lock = threading.Lock()
 
 bearer = HTTPBearer(auto_error=False, description="An API token from `storyloom token create`")
 
@@ -46,30 +55,67 @@ def request_source(request: Request) -> str:
     return "api"
 
 
+def failed_auth_limiter(request: Request) -> FailedAuthLimiter:
+    """The app's one limiter, made on first use."""
+    state = request.app.state
+    with _limiter_lock:
+        limiter: FailedAuthLimiter | None = getattr(state, "failed_auth_limiter", None)
+        if limiter is None:
+            limiter = state.failed_auth_limiter = FailedAuthLimiter()
+    return limiter
+
+
+def token_actor(request: Request, token: str, source: str) -> Actor:
+    """The token's actor; an invalid one spends the client's allowance: 401, or 429 once none is left."""
+    rt = runtime(request)
+    with rt.db.begin() as conn:
+        actor = authenticate(conn, token, source=source, now=rt.clock.now())
+    if actor is not None:
+        return actor
+    limiter = failed_auth_limiter(request)
+    client = client_key(request.client.host if request.client else None)
+    policy = rt.config.security.failed_auth
+    now = rt.clock.now()
+    wait = limiter.retry_after(client, now, policy)
+    if wait is not None:
+        raise HTTPException(
+            429,
+            f"too many failed authentications from {client}: retry in {wait} s with a valid token",
+            headers={"Retry-After": str(wait)},
+        )
+    limiter.record_failure(client, now, policy)
+    raise Unauthorized("invalid or revoked token")
+
+
 def current_actor(
     request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)
 ) -> Actor:
     """Authenticate by bearer token; the console's cookie session also works, with CSRF on unsafe methods."""
-    rt = runtime(request)
-    token = credentials.credentials if credentials else None
-    via_cookie = False
-    if token is None:
-        token = request.cookies.get(SESSION_COOKIE)
-        via_cookie = token is not None
-    if not token:
+    source = request_source(request)
+    if credentials is not None:
+        actor = token_actor(request, credentials.credentials, source)
+    else:
+        actor = _cookie_actor(request, source)
+    request.state.actor = actor
+    return actor
+
+
+def _cookie_actor(request: Request, source: str) -> Actor:
+    session_id = request.cookies.get(SESSION_COOKIE)
+    if not session_id:
         raise Unauthorized(
             "missing bearer token: send `Authorization: Bearer <token>` (see `storyloom token create`)"
         )
-    if via_cookie and request.method not in _SAFE:
+    if request.method not in _SAFE:
         sent = request.headers.get(CSRF_HEADER, "")
         expected = request.cookies.get(CSRF_COOKIE, "")
         if not expected or not hmac.compare_digest(sent.encode(), expected.encode()):
             raise RoleForbidden("CSRF check failed: reload the console page and try again")
+    rt = runtime(request)
     with rt.db.begin() as conn:
-        actor = authenticate(conn, token, source=request_source(request), now=rt.clock.now())
+        actor = actor_for_session(conn, session_id, source=source, now=rt.clock.now())
     if actor is None:
-        raise Unauthorized("invalid or revoked token")
-    request.state.actor = actor
+        raise Unauthorized("the console session has expired or was signed out: sign in again")
     return actor
 
 

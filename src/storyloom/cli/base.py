@@ -1,15 +1,13 @@
-"""Shared CLI plumbing: the Typer app, an API client, and error printing."""
+"""Shared CLI plumbing: the Typer app, an API client, and error printing (output formats: `output.py`)."""
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any, NoReturn
 
 import httpx
 import typer
 from rich.console import Console
-from rich.table import Table
 
 app = typer.Typer(
     help="Storyloom: the operations layer for AI fiction pipelines.",
@@ -69,23 +67,3 @@ class ApiClient:
 
     def delete(self, path: str) -> Any:
         return self.request("DELETE", path)
-
-
-def print_json(data: Any) -> None:
-    console.print_json(json.dumps(data, default=str))
-
-
-def print_table(rows: list[dict[str, Any]], columns: list[str], title: str | None = None) -> None:
-    if not rows:
-        console.print(f"(no {title or 'rows'})")
-        return
-    table = Table(title=title, show_lines=False)
-    for column in columns:
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        table.add_row(*["" if row.get(c) is None else str(row.get(c)) for c in columns])
-    console.print(table)
-
-
-def output_option() -> Any:
-    return typer.Option(False, "--json", help="Print JSON instead of a table.")

@@ -1,8 +1,10 @@
-"""Commands that work on the local database or config: db, token, config check, routes test."""
+"""Commands that work on the local database or config: db, token, config check."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import NoReturn
 
 import typer
 
@@ -10,24 +12,28 @@ from storyloom.cli.base import console, fail
 from storyloom.config import Config, ConfigError, load_config
 
 
-def load_or_fail(path: Path | None) -> Config:
+def load_or_fail(path: Path | None, env: Mapping[str, str] | None = None) -> Config:
+    """The config (env: where `secret_env` variables are read), or exit 1 printing the `config check` lines."""
     try:
-        return load_config(path)
+        return load_config(path, env=env)
     except ConfigError as err:
-        for line in err.problems:
-            typer.echo(line)
-        raise typer.Exit(1) from None
+        refuse(err)
+
+
+def refuse(err: ConfigError) -> NoReturn:
+    """Print the `config check` lines of a config that cannot be used, and exit 1 (no traceback)."""
+    for line in err.problems:
+        typer.echo(line)
+    raise typer.Exit(1) from None
 
 
 def register(app: typer.Typer) -> None:
     db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
     token_app = typer.Typer(help="API tokens.", no_args_is_help=True)
     config_app = typer.Typer(help="Configuration.", no_args_is_help=True)
-    routes_app = typer.Typer(help="Alert routing.", no_args_is_help=True)
     app.add_typer(db_app, name="db")
     app.add_typer(token_app, name="token")
     app.add_typer(config_app, name="config")
-    app.add_typer(routes_app, name="routes")
 
     @db_app.command("upgrade")
     def db_upgrade(config: Path | None = typer.Option(None, "--config", envvar="STORYLOOM_CONFIG")) -> None:
@@ -69,20 +75,3 @@ def register(app: typer.Typer) -> None:
         """Validate a config: prints `ok`, or one `<yaml.path>: <message>` line per problem."""
         load_or_fail(file)
         typer.echo("ok")
-
-    @routes_app.command("test")
-    def routes_test(
-        labels: list[str] = typer.Argument(..., help="label=value pairs"),
-        config: Path = typer.Option(..., "--config", envvar="STORYLOOM_CONFIG"),
-    ) -> None:
-        """Print the receivers an alert with these labels reaches, in routing order."""
-        from storyloom.alerting.setup import receivers_for_labels
-
-        parsed: dict[str, str] = {}
-        for pair in labels:
-            key, sep, value = pair.partition("=")
-            if not sep or not key:
-                fail(f"invalid label {pair!r}: write label=value")
-            parsed[key] = value.strip('"')
-        for name in receivers_for_labels(load_or_fail(config), parsed):
-            typer.echo(name)

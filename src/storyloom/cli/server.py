@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import threading
 from pathlib import Path
 from typing import Any
@@ -11,8 +12,10 @@ from typing import Any
 import typer
 
 from storyloom.cli.base import console, fail
-from storyloom.cli.local import load_or_fail
+from storyloom.cli.local import load_or_fail, refuse
+from storyloom.config import ConfigError
 from storyloom.runtime import Runtime
+from storyloom.services.tokens import admin_token_problem
 
 
 def config_option() -> Any:
@@ -29,12 +32,22 @@ def port_option() -> Any:
     return typer.Option(8700, "--port", min=1, max=65535, help="port the HTTP server listens on")
 
 
-def _runtime(config_path: Path | None, demo: bool, self_url: str | None = None) -> Runtime:
+def _runtime(
+    config_path: Path | None, demo: bool, self_url: str | None = None, *, worker_id: str = "local"
+) -> Runtime:
+    """`worker_id` is the default when STORYLOOM_WORKER_ID is unset: `run` is one process, so "local"
+    lets a restart recover its own work at once; each `worker` must be unique in its cluster."""
     from storyloom.logs import configure_logging
 
     configure_logging()
-    rt = Runtime.open(load_or_fail(config_path), config_path=config_path, demo=demo, self_url=self_url)
-    rt.worker_id = os.environ.get("STORYLOOM_WORKER_ID", "local")
+    problem = admin_token_problem(os.environ)
+    if problem:
+        fail(problem)
+    try:
+        rt = Runtime.open(load_or_fail(config_path), config_path=config_path, demo=demo, self_url=self_url)
+    except ConfigError as err:  # what the process adds to the file (the demo receiver) cannot work
+        refuse(err)
+    rt.worker_id = os.environ.get("STORYLOOM_WORKER_ID") or worker_id
     return rt
 
 
@@ -83,18 +96,22 @@ def register(app: typer.Typer) -> None:
 
     @app.command("worker")
     def worker(config: Path | None = config_option()) -> None:
-        """The engine, scheduler and alerting loops only."""
+        """The engine, scheduler and alerting loops only (many may run against one PostgreSQL).
+
+        Its id is STORYLOOM_WORKER_ID, else host-pid. SIGTERM drains: phases in flight finish (up to
+        cluster.drain_timeout), nothing new starts.
+        """
         from storyloom.server import build, install_sighup, prepare
 
-        rt = _runtime(config, False)
+        rt = _runtime(config, False, worker_id=f"{socket.gethostname()}-{os.getpid()}")
         prepare(rt)
         _, engine = build(rt, api=False, worker=True)
         assert engine is not None
         stop = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())  # drain: finish what runs, take nothing new
         signal.signal(signal.SIGINT, lambda *_: stop.set())
         install_sighup(rt)
         engine.start()
         console.print(f"Storyloom worker {rt.worker_id} running", highlight=False)
         stop.wait()
-        engine.stop()
+        engine.stop(drain=rt.config.cluster.drain_timeout.total_seconds())

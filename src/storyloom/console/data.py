@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from storyloom.alerting.notifier import routes_for_alert
+from storyloom.domain.readable import readable_map
 from storyloom.runtime import Runtime
 from storyloom.services import alerts as alert_service
 from storyloom.services import catalog, plans
@@ -126,7 +127,10 @@ class Reader:
                     alerts.c.fingerprint.in_(fingerprints)
                 )
             )
-            carried = {r.fingerprint: {"alert_id": r.alert_id, "labels": r.labels or {}} for r in found}
+            carried = {
+                r.fingerprint: {"alert_id": r.alert_id, "labels": readable_map(r.labels, "labels")[0]}
+                for r in found
+            }
         for row in rows:
             row["alerts"] = [
                 {"fingerprint": fp, **carried.get(fp, {"alert_id": "?", "labels": {}})}

@@ -1,7 +1,8 @@
-"""The Ops console's pages (CONTRACTS §10): server-rendered Jinja2 over the API, updated live over SSE.
+"""The Ops console's pages (docs/reference/http-api.md): server-rendered Jinja2 over the API, updated live over SSE.
 
-Sign-in keeps the API token in an HttpOnly, SameSite=Strict cookie; state-changing requests from the
-console carry the CSRF cookie's value back in a header (fetches) or a hidden field (forms).
+Sign-in opens a server-side session (services/sessions.py) whose random id, never the API token, is kept in
+an HttpOnly, SameSite=Strict cookie; state-changing requests from the console carry the CSRF cookie's value
+back in a header (fetches) or a hidden field (forms).
 """
 
 from __future__ import annotations
@@ -19,18 +20,20 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from jinja2 import Undefined
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 
-from storyloom.api.auth import CSRF_COOKIE, CSRF_HEADER, SESSION_COOKIE
+from storyloom.api.auth import CSRF_COOKIE, CSRF_HEADER, SESSION_COOKIE, Unauthorized, token_actor
 from storyloom.api.routers.events import health_status
 from storyloom.console import charts
 from storyloom.console.data import DELIVERY_STATUSES, Reader, Who
 from storyloom.console.runbooks import render_runbook
+from storyloom.domain.readable import showable
 from storyloom.domain.routing import receivers_for
 from storyloom.health.report import planner_health
 from storyloom.runtime import Runtime
 from storyloom.services.actors import Actor
 from storyloom.services.errors import NotFound, ServiceError
-from storyloom.services.tokens import authenticate
+from storyloom.services.sessions import actor_for_session, open_session, revoke_session
 
 HERE = Path(__file__).resolve().parent
 STATIC_DIR = HERE / "static"
@@ -38,7 +41,6 @@ templates = Jinja2Templates(directory=str(HERE / "templates"))
 
 router = APIRouter(include_in_schema=False)
 
-SESSION_SECONDS = 12 * 3600
 SEVERITIES = ("critical", "error", "warning", "info")
 PHASES = ("vision", "world_bible", "iterative", "chapter_architect", "scroll_refiner", "scene_weaver")
 RESUMABLE = ("failed", "blocked", "cancelled", "in_progress")
@@ -126,6 +128,15 @@ def first_of(*values: Any) -> Any:
     return None
 
 
+def _showable(value: Any) -> Any:
+    """Every `{{ value }}` a page prints encodes: lone surrogates and NUL show as U+FFFD (Markup stays Markup)."""
+    if isinstance(value, str):
+        shown = showable(value)
+        return value if shown is value else type(value)(shown)
+    return value
+
+
+templates.env.finalize = _showable
 templates.env.filters.update(ts=ts, seconds=seconds, ms=ms, pct=pct, icon=icon)
 templates.env.globals.update(
     icon=icon,
@@ -145,47 +156,75 @@ def _rt(request: Request) -> Runtime:
     return rt
 
 
-def _authenticate(request: Request, token: str) -> Actor | None:
+def _session_actor(request: Request, session_id: str) -> Actor | None:
     rt = _rt(request)
     with rt.db.begin() as conn:
-        return authenticate(conn, token, source="console", now=rt.clock.now())
+        return actor_for_session(conn, session_id, source="console", now=rt.clock.now())
 
 
 async def session_actor(request: Request) -> Actor | None:
     """The console session's actor; a bearer token works too (scripts and curl read pages like the API)."""
-    token = request.cookies.get(SESSION_COOKIE)
-    if not token:
-        scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
-        token = credentials.strip() if scheme.lower() == "bearer" else ""
+    session_id = request.cookies.get(SESSION_COOKIE)
+    if session_id:
+        return await run_in_threadpool(_session_actor, request, session_id)
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    token = credentials.strip() if scheme.lower() == "bearer" else ""
     if not token:
         return None
-    return await run_in_threadpool(_authenticate, request, token)
+    try:
+        return await run_in_threadpool(token_actor, request, token, "console")
+    except Unauthorized:
+        return None
 
 
 def _secure(request: Request) -> bool:
-    return request.url.scheme == "https"
+    """Secure cookies when the console is served, or publicly reached, over https."""
+    return request.url.scheme == "https" or _rt(request).config.public_url.startswith("https://")
 
 
-def _set_session(response: Response, request: Request, token: str) -> None:
+def _signed_in(request: Request, token: str, next_: str | None) -> Response:
+    """Check the token (a wrong one spends the client's failure allowance), open a session, set its cookies.
+
+    A refusal is the login page: 401, or 429 with `Retry-After` once the client is limited (problem+json
+    for a client that does not ask for HTML).
+    """
+    rt = _rt(request)
+    try:
+        actor = token_actor(request, token, "console")
+    except Unauthorized:
+        return _login_page(request, error="That token is invalid or revoked.", status=401, next_=next_)
+    except HTTPException as exc:
+        if "text/html" not in request.headers.get("accept", ""):
+            raise
+        headers = dict(exc.headers or {})
+        return _login_page(
+            request,
+            error=f"Too many failed sign-ins from your address: try again in {headers.get('Retry-After')} s.",
+            status=exc.status_code,
+            next_=next_,
+            headers=headers,
+        )
+    ttl = rt.config.security.session_ttl
+    with rt.db.begin() as conn:
+        session_id = open_session(conn, token, actor, ttl=ttl, now=rt.clock.now())
+    response = RedirectResponse(_safe_next(next_), status_code=303)
     secure = _secure(request)
+    max_age = int(ttl.total_seconds())
     response.set_cookie(
-        SESSION_COOKIE,
-        token,
-        max_age=SESSION_SECONDS,
-        httponly=True,
-        samesite="strict",
-        secure=secure,
-        path="/",
+        SESSION_COOKIE, session_id, max_age=max_age, httponly=True, samesite="strict", secure=secure, path="/"
     )
     response.set_cookie(
         CSRF_COOKIE,
         secrets.token_urlsafe(24),
-        max_age=SESSION_SECONDS,
+        max_age=max_age,
         httponly=False,  # the console's scripts read it to send it back as X-CSRF-Token
         samesite="strict",
         secure=secure,
         path="/",
     )
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
 
 
 def _safe_next(target: str | None) -> str:
@@ -208,7 +247,12 @@ def _csrf_ok(request: Request, sent: str | None) -> bool:
 
 
 def _login_page(
-    request: Request, *, error: str | None = None, status: int = 200, next_: str = "/"
+    request: Request,
+    *,
+    error: str | None = None,
+    status: int = 200,
+    next_: str | None = "/",
+    headers: dict[str, str] | None = None,
 ) -> Response:
     csrf = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(24)
     response = templates.TemplateResponse(
@@ -216,6 +260,7 @@ def _login_page(
         "login.html",
         {"error": error, "csrf": csrf, "next": _safe_next(next_), "title": "Sign in", "nav": "login"},
         status_code=status,
+        headers=headers,
     )
     if not request.cookies.get(CSRF_COOKIE):
         response.set_cookie(
@@ -228,16 +273,7 @@ def _login_page(
 async def login_form(request: Request, token: str | None = None, next: str | None = None) -> Response:
     """The sign-in form; `?token=` (the URL `storyloom run --demo` prints) signs in and goes to `/`."""
     if token:
-        actor = await run_in_threadpool(_authenticate, request, token)
-        if actor is None:
-            return _login_page(
-                request, error="That token is invalid or revoked.", status=401, next_=next or "/"
-            )
-        response = RedirectResponse(_safe_next(next), status_code=303)
-        _set_session(response, request, token)
-        response.headers["Cache-Control"] = "no-store"
-        response.headers["Referrer-Policy"] = "no-referrer"
-        return response
+        return await run_in_threadpool(_signed_in, request, token, next)
     return _login_page(request, next_=next or "/")
 
 
@@ -257,18 +293,23 @@ async def login_submit(
         return _login_page(
             request, error="Paste an API token (storyloom token create).", status=422, next_=next
         )
-    actor = await run_in_threadpool(_authenticate, request, token)
-    if actor is None:
-        return _login_page(request, error="That token is invalid or revoked.", status=401, next_=next)
-    response = RedirectResponse(_safe_next(next), status_code=303)
-    _set_session(response, request, token)
-    return response
+    return await run_in_threadpool(_signed_in, request, token, next)
+
+
+def _sign_out(request: Request) -> None:
+    session_id = request.cookies.get(SESSION_COOKIE)
+    if session_id:
+        rt = _rt(request)
+        with rt.db.begin() as conn:
+            revoke_session(conn, session_id, now=rt.clock.now())
 
 
 @router.post("/logout")
 async def logout(request: Request, csrf_token: str = Form("")) -> Response:
+    """Revoke the session server-side (a copied cookie stops working too) and clear the cookies."""
     if not _csrf_ok(request, csrf_token):
         return HTMLResponse("CSRF check failed: reload the page and sign out again.", status_code=403)
+    await run_in_threadpool(_sign_out, request)
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(
         SESSION_COOKIE, path="/", httponly=True, samesite="strict", secure=_secure(request)

@@ -1,4 +1,4 @@
-"""Alert identity and the notification a receiver gets (CONTRACTS §6, §7)."""
+"""Alert identity and the notification a receiver gets (docs/reference/payloads.md)."""
 
 from __future__ import annotations
 

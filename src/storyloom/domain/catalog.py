@@ -1,4 +1,4 @@
-"""The alert catalog (CONTRACTS §6): every alert id Storyloom raises, its default severity and source."""
+"""The alert catalog (docs/reference/alerts.md): every alert id raised, its default severity and source."""
 
 from __future__ import annotations
 

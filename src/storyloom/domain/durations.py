@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import re
+import reprlib
 from datetime import timedelta
 
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
@@ -11,12 +13,12 @@ _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 60480
 
 def parse_duration(text: str | int | float) -> timedelta:
     """Parse `1h30m`-style strings; bare numbers are seconds. Raises ValueError saying what is accepted."""
-    if isinstance(text, bool):
+    if isinstance(text, bool) or not isinstance(text, str | int | float):
         raise ValueError("expected a duration like 500ms, 30s, 5m, 2h or 1d")
     if isinstance(text, int | float):
         if text < 0:
             raise ValueError("a duration cannot be negative")
-        return timedelta(seconds=float(text))
+        return _seconds(text, text)
     value = text.strip()
     if value == "0":
         return timedelta(0)
@@ -28,7 +30,17 @@ def parse_duration(text: str | int | float) -> timedelta:
         pos = match.end()
     if pos != len(value) or not value:
         raise ValueError(f"invalid duration {text!r}: expected a duration like 500ms, 30s, 5m, 2h or 1d")
-    return timedelta(seconds=total)
+    return _seconds(total, text)
+
+
+def _seconds(seconds: float, text: str | int | float) -> timedelta:
+    """A timedelta, or ValueError for what no timedelta holds (too long, not a number)."""
+    if math.isnan(seconds):
+        raise ValueError("a duration must be a number of seconds or a string like 30s, not nan")
+    try:
+        return timedelta(seconds=seconds)
+    except OverflowError:
+        raise ValueError(f"duration {reprlib.repr(text)} is too long") from None
 
 
 def format_duration(delta: timedelta) -> str:

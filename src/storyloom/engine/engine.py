@@ -17,8 +17,9 @@ from storyloom import __version__
 from storyloom.config import data_dir
 from storyloom.engine import health_schedule, workflows
 from storyloom.engine.scheduler import Scheduler
+from storyloom.engine.takeover import runs_phases
 from storyloom.pipeline.dispatcher import ToolDispatcher
-from storyloom.pipeline.providers import Providers
+from storyloom.pipeline.providers import PROVIDER_NAMES, Providers
 from storyloom.pipeline.runner import PhaseRunner
 from storyloom.runtime import Runtime
 from storyloom.store.db import is_sqlite
@@ -70,7 +71,7 @@ class Engine:
         self.providers = Providers(lambda: rt.config)
         self.dispatcher = ToolDispatcher(rt.db, lambda: rt.config, rt.clock, self.providers)
         self.runner = PhaseRunner(rt.db, lambda: rt.config, rt.clock, self.dispatcher, rt.worker_id)
-        self.scheduler = Scheduler(rt, self.enqueue)
+        self.scheduler = Scheduler(rt, self.enqueue, recover=self.recover)
         self.health_schedule = health_schedule.HealthSchedule(rt)
         self._loop_factories = loops or []
         self._loops: list[Loop] = []
@@ -97,6 +98,8 @@ class Engine:
             )
         )
         DBOS.launch()
+        for provider in PROVIDER_NAMES:  # every worker serves every queue, so any can run a recovered task
+            self.queue(provider)
         self._running = True
         self.scheduler.start()
         self.health_schedule.start()
@@ -130,17 +133,32 @@ class Engine:
         with SetWorkflowID(task_id), SetEnqueueOptions(priority=FIRST if first else NORMAL):
             self.queue(provider).enqueue(workflows.run_task, task_id)
 
+    def recover(self, executor_id: str) -> list[str]:
+        """Hand a silent worker's pending DBOS workflows back (queued ones return to their queue)."""
+        return [handle.workflow_id for handle in DBOS._recover_pending_workflows([executor_id])]
+
     def ready(self) -> bool:
         return self._running
 
-    def stop(self) -> None:
+    def stop(self, drain: float = 0) -> None:
+        """Stop; with `drain` seconds, first let the phases in flight finish while taking nothing new.
+
+        Draining keeps the heartbeat going (the phases are still ours), stops the loops (the delivery
+        dispatcher finishes the sends it has started), and lets DBOS stop dequeuing and wait for its active
+        workflows. What is still running after `drain` is handed over: the lease expires at once.
+        """
         self._running = False
+        self.scheduler.draining = True
         for loop in reversed(self._loops):
             loop.stop()
-        self.scheduler.stop()
         self.health_schedule.stop()
+        drain = drain if drain > 0 and runs_phases(self.rt, self.rt.worker_id) else 0
+        if drain:
+            log.info("draining: finishing the phases in flight, taking nothing new", seconds=drain)
+        DBOS.destroy(workflow_completion_timeout_sec=math.ceil(drain))
+        self.runner.stopping.set()  # from here a step's error comes from the teardown, not from its phase
+        self.scheduler.stop()
         self.dispatcher.close()
-        DBOS.destroy(workflow_completion_timeout_sec=0)
         if self._system_engine is not None:
             self._system_engine.dispose()
         log.info("engine stopped")

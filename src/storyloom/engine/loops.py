@@ -9,12 +9,13 @@ from storyloom.runtime import Runtime
 
 
 def worker_loops() -> list[Callable[[Runtime], Loop]]:
-    """Notify pipeline and delivery dispatcher: each takes the Runtime and starts a thread.
+    """Alert expiry, notify pipeline and delivery dispatcher: each takes the Runtime and starts a thread.
 
     The health evaluation is not a loop: the engine schedules it as a DBOS workflow.
     """
     from storyloom.alerting.dispatcher import DeliveryDispatcher
+    from storyloom.alerting.expiry import AlertExpiry
     from storyloom.alerting.notifier import Notifier
 
-    loops: list[Callable[[Runtime], Loop]] = [Notifier, DeliveryDispatcher]
+    loops: list[Callable[[Runtime], Loop]] = [AlertExpiry, Notifier, DeliveryDispatcher]
     return loops

@@ -1,5 +1,6 @@
-"""The backlog scheduler: turns ready items into queued tasks, hands queued tasks to the engine,
-auto-resumes items whose worker died, and releases lore-blocked items once their lore is ready.
+"""The backlog scheduler: beats for its worker (and takes over silent ones), turns ready items into queued
+tasks, hands queued tasks to the engine, auto-resumes items whose worker died, and releases lore-blocked
+items once their lore is ready.
 
 Every claim is a conditional update, so any number of worker processes can run it at once.
 """
@@ -12,26 +13,22 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import and_, delete, insert, or_, select, update
+from sqlalchemy import and_, or_, select, update
 
 from storyloom.background import BackgroundLoop
 from storyloom.domain import backlog as bl
+from storyloom.engine.takeover import Liveness, Recover, live_workers, no_workflows
 from storyloom.pipeline.runner import GATED_PHASES, change_status
 from storyloom.runtime import Runtime
 from storyloom.services.tasks import LIVE, SCHEDULER_CHANNEL, claim_for_task
 from storyloom.store.events import BACKLOG_ACTION, record_event
 from storyloom.store.set_aside import set_aside, set_aside_items
-from storyloom.store.tables import backlog_items, leases, lore_requirements, plans, tasks
+from storyloom.store.tables import backlog_items, lore_requirements, plans, tasks
 
 log = structlog.get_logger(__name__)
 
-HEARTBEAT_TTL = timedelta(seconds=30)
 REENQUEUE_AFTER = timedelta(seconds=30)
 BATCH = 200
-
-
-def worker_lease(worker_id: str) -> str:
-    return f"worker:{worker_id}"
 
 
 SET_ASIDE_PASS = "scheduler"  # backlog items (by row id) whose readiness cannot be computed
@@ -58,13 +55,21 @@ class Scheduler(BackgroundLoop):
     stop_timeout = 10.0
 
     def __init__(
-        self, rt: Runtime, enqueue: Callable[[str, str, bool], None], *, poll_interval: float = 0.2
+        self,
+        rt: Runtime,
+        enqueue: Callable[[str, str, bool], None],
+        *,
+        recover: Recover = no_workflows,
+        poll_interval: float = 0.2,
     ) -> None:
         self.rt = rt
         self.enqueue = enqueue  # (task_id, provider, first) → the engine's queue (idempotent by task id)
+        self.liveness = Liveness(rt, recover)
+        self.draining = (
+            False  # set by a drain: keep beating (the phases in flight are ours), take nothing new
+        )
         self.poll_interval = poll_interval
         self._cursor = 0  # the last backlog row id of a full page of candidates (see claim_ready)
-        self._heartbeat_at: datetime | None = None
         super().__init__()
 
     def run_pass(self) -> bool:
@@ -72,31 +77,22 @@ class Scheduler(BackgroundLoop):
             self.busy()
         return False
 
+    def after_stop(self) -> None:
+        self.liveness.leave(self.rt.clock.now())
+
     def interval(self) -> float:
         return self.poll_interval
 
     def tick(self) -> int:
         """One pass; returns how many tasks it claimed or handed over."""
         now = self.rt.clock.now()
-        self.heartbeat(now)
+        if self.draining:
+            self.liveness.beat_on_time(now)
+            return 0
+        self.liveness.tick(now)
         self.release_lore(now)
         self.auto_resume(now)
         return self.claim_ready(now) + self.hand_over(now)
-
-    def heartbeat(self, now: datetime) -> None:
-        """Renew this worker's lease once a third of its TTL has passed (not a write every pass)."""
-        if (
-            self._heartbeat_at is not None
-            and self._heartbeat_at <= now < self._heartbeat_at + HEARTBEAT_TTL / 3
-        ):
-            return
-        self._heartbeat_at = now
-        name = worker_lease(self.rt.worker_id)
-        with self.rt.db.begin() as conn:
-            conn.execute(delete(leases).where(leases.c.name == name))
-            conn.execute(
-                insert(leases).values(name=name, holder=self.rt.worker_id, expires_at=now + HEARTBEAT_TTL)
-            )
 
     def claim_ready(self, now: datetime) -> int:
         """Give ready pending items without a live task a queued task, a page of candidates per call.
@@ -183,12 +179,8 @@ class Scheduler(BackgroundLoop):
     def auto_resume(self, now: datetime) -> int:
         """Items stuck `in_progress` past `auto_resume_after` whose worker is gone go back to pending."""
         cutoff = now - self.rt.config.pipeline.auto_resume_after
+        alive = live_workers(self.rt, now)
         with self.rt.db.read() as conn:
-            alive = set(
-                conn.execute(
-                    select(leases.c.holder).where(leases.c.name.like("worker:%"), leases.c.expires_at > now)
-                ).scalars()
-            )
             stuck = [
                 dict(r)
                 for r in conn.execute(

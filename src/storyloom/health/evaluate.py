@@ -1,4 +1,4 @@
-"""The scheduled health evaluation: raises and resolves the evaluated alerts of the catalog (CONTRACTS §6).
+"""The scheduled health evaluation: raises and resolves the catalog's evaluated alerts (docs/reference/alerts.md).
 
 `evaluate(rt)` is one pass inside one transaction: every rule computes the alerts it wants firing from SQL
 aggregates, then the pass reconciles them with what fires now (fire the new ones, refresh changed ones,
@@ -70,7 +70,7 @@ def _plan_labels(row: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _item_labels(item: Mapping[str, Any]) -> dict[str, Any]:
-    """The §6 labels of a backlog item (the same keys the planner runner uses)."""
+    """The alert labels of a backlog item (the same keys the planner runner uses)."""
     return {
         "plan_id": item["plan_id"],
         "backlog_id": item["backlog_id"],
@@ -92,8 +92,9 @@ def rule_recent_failures(conn: Connection, config: Config, now: datetime) -> lis
         AlertSignal(
             RECENT_FAILURES,
             _plan_labels(row),
-            f"{row['failures']} failed planner execution(s) of plan {row['plan_id']} within the last "
-            f"{format_duration(window)}; the latest finished at {rfc3339(row['last_failure_at'])}",
+            f"{row['failures']} failed planner execution(s) of {row['items']} item(s) of plan {row['plan_id']} "
+            f"not completed since, within the last {format_duration(window)}; the latest finished at "
+            f"{rfc3339(row['last_failure_at'])}",
         )
         for row in q.recent_failures_by_plan(conn, now - window)
     ]

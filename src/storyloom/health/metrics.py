@@ -1,4 +1,4 @@
-"""Prometheus metrics (CONTRACTS §9), computed from the database at scrape time by a custom Collector.
+"""Prometheus metrics (docs/reference/metrics.md), computed from the database at scrape time (a custom Collector).
 
 Gauges (`storyloom_backlog_items`, `storyloom_backlog_oldest_ready_age_seconds`, `storyloom_alerts`,
 `storyloom_deliveries`) are GROUP BY counts over indexed columns at each scrape. The execution-derived
@@ -6,6 +6,10 @@ series (`storyloom_phase_duration_seconds` histogram, `storyloom_critique_total`
 `storyloom_llm_tokens_total`) are counters: SQL aggregates (bucket counts with SUM(CASE ...)) kept as
 running totals by `health.totals.IncrementalTotals`, so after the first scrape of a process a scrape
 only aggregates the executions recorded since. Every process serves the same database-wide totals.
+
+Label values stay bounded whatever is ingested: an alert id outside Storyloom's catalog (an alert posted
+to `/api/v2/alerts` by Prometheus or another source) is counted under `alert_id="external"`, and a
+receiver that is not configured now (removed by a reload) under `receiver="other"`.
 
 The delivery dispatcher's own counters (`storyloom_notifications_total`,
 `storyloom_notification_latency_seconds`) are included when `storyloom.health.metrics_delivery` is
@@ -25,10 +29,13 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import Collector
-from sqlalchemy import case, func, select
+from sqlalchemy import ColumnElement, case, func, literal, select
 
 from storyloom.domain import backlog as bl
+from storyloom.domain.catalog import CATALOG
 from storyloom.health import queries as q
+from storyloom.health.metrics_cluster import cluster_families
+from storyloom.health.metrics_delivery import OTHER_RECEIVER
 from storyloom.health.totals import IncrementalTotals
 from storyloom.runtime import Runtime
 from storyloom.store.tables import alerts, deliveries, planner_executions
@@ -37,6 +44,7 @@ log = structlog.get_logger(__name__)
 
 PHASE_BUCKETS_S = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 TOKEN_KINDS = ("prompt", "completion", "critique")
+EXTERNAL_ALERT_ID = "external"
 
 _pe = planner_executions.c
 EXECUTIONS = IncrementalTotals(
@@ -97,6 +105,11 @@ def execution_families(totals: dict[tuple[str, ...], list[float]]) -> Iterator[M
     yield family
 
 
+def _known_or(column: ColumnElement[str], known: list[str], other: str) -> ColumnElement[str]:
+    """The column's value when it is one of `known`, else `other`: one bounded label value for the rest."""
+    return case((column.in_(known), column), else_=literal(other)).label(column.name)
+
+
 def _le(value: float) -> str:
     return repr(float(value))
 
@@ -117,15 +130,15 @@ class StoryloomCollector(Collector):
             totals = EXECUTIONS.read(conn, now)
             counts = q.status_counts(conn)
             queue = q.queue_stats(conn)
+            alert_id = _known_or(alerts.c.alert_id, sorted(CATALOG), EXTERNAL_ALERT_ID)
             alert_rows = conn.execute(
-                select(alerts.c.alert_id, alerts.c.severity, alerts.c.status, func.count()).group_by(
-                    alerts.c.alert_id, alerts.c.severity, alerts.c.status
+                select(alert_id, alerts.c.severity, alerts.c.status, func.count()).group_by(
+                    alert_id, alerts.c.severity, alerts.c.status
                 )
             ).all()
+            receiver = _known_or(deliveries.c.receiver, sorted(rt.alerting.receivers), OTHER_RECEIVER)
             delivery_rows = conn.execute(
-                select(deliveries.c.receiver, deliveries.c.status, func.count()).group_by(
-                    deliveries.c.receiver, deliveries.c.status
-                )
+                select(receiver, deliveries.c.status, func.count()).group_by(receiver, deliveries.c.status)
             ).all()
         yield from execution_families(totals)
         backlog = GaugeMetricFamily("storyloom_backlog_items", "Backlog items by status.", labels=["status"])
@@ -154,6 +167,7 @@ class StoryloomCollector(Collector):
         for receiver, status, count in delivery_rows:
             delivery_family.add_metric([str(receiver), str(status)], int(count))
         yield delivery_family
+        yield from cluster_families(rt, now)
         for extra in extra_collectors(rt):
             try:
                 yield from extra()

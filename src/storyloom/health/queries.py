@@ -396,16 +396,35 @@ def plans_with_stale_world_bible(
 # --- executions --------------------------------------------------------------------------------------
 
 
+FIXED_ITEMS = (bl.COMPLETE, bl.CANCELLED)
+
+
 def recent_failures_by_plan(conn: Connection, since: datetime) -> list[dict[str, Any]]:
-    """Failed executions finished since `since`, per plan (index on outcome, finished_at)."""
+    """Unfixed failed executions finished since `since`, per plan (index on outcome, finished_at).
+
+    A failure is fixed once its item has completed or was cancelled since: a retry or a resume that
+    succeeded leaves nothing to act on. Failures of an item that is gone still count (never hide one).
+    """
+    pe = planner_executions.c
+    item = backlog_items.c
     failed = (
         select(
-            planner_executions.c.plan_id,
+            pe.plan_id,
             func.count().label("failures"),
-            func.max(planner_executions.c.finished_at).label("last_failure_at"),
+            func.count(func.distinct(pe.backlog_id)).label("items"),
+            func.max(pe.finished_at).label("last_failure_at"),
         )
-        .where(planner_executions.c.outcome == "failed", planner_executions.c.finished_at >= since)
-        .group_by(planner_executions.c.plan_id)
+        .select_from(
+            planner_executions.outerjoin(
+                backlog_items, and_(item.plan_id == pe.plan_id, item.backlog_id == pe.backlog_id)
+            )
+        )
+        .where(
+            pe.outcome == "failed",
+            pe.finished_at >= since,
+            or_(item.status.is_(None), item.status.not_in(FIXED_ITEMS)),
+        )
+        .group_by(pe.plan_id)
         .subquery()
     )
     rows = conn.execute(

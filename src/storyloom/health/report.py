@@ -1,4 +1,4 @@
-"""The PlannerHealth report (CONTRACTS §5): one read-only picture of planners, backlog, telemetry, SLOs
+"""The PlannerHealth report (docs/reference/payloads.md): one read-only picture of planners, backlog, telemetry, SLOs
 and the firing alerts with where they were routed.
 
 Reading it never fires, resolves or sends anything: evaluated alerts change only in the scheduled
@@ -14,7 +14,8 @@ from typing import Any
 
 from sqlalchemy import Connection, case, func, select
 
-from storyloom.alerting.notify import alert_from_row, enrich
+from storyloom.alerting.notify import enrich
+from storyloom.alerting.readable import readable_alert
 from storyloom.domain.alerts import FIRING, rfc3339
 from storyloom.domain.catalog import Severity
 from storyloom.domain.durations import format_duration
@@ -48,7 +49,7 @@ _RANK = {s.value: s.rank for s in Severity}
 
 
 def status_for(firing: Iterable[tuple[str, str]], *, template_missing: bool = False) -> str:
-    """§5 status from (alert_id, severity) of the firing alerts.
+    """The report's status (docs/reference/payloads.md) from (alert_id, severity) of the firing alerts.
 
     critical: a missing planner template, or `backlog:contract-drift` at error or above;
     degraded: any other firing alert of warning or above; healthy otherwise (info alerts do not count).
@@ -258,7 +259,7 @@ def _alerts_and_routes(
             .limit(ALERT_LIMIT - len(rows))
         ).mappings()
     alerting = rt.alerting
-    shown = [enrich(alert_from_row(row), alerting, now) for row in rows]
+    shown = [enrich(readable_alert(row).alert, alerting, now) for row in rows]
     sent_to = routed_receivers(conn, [a.fingerprint for a in shown])
     payloads, routes = [], []
     for alert in shown:
@@ -298,7 +299,7 @@ def _round(value: float | None, digits: int = 3) -> float | None:
 
 
 def planner_health(rt: Runtime) -> dict[str, Any]:
-    """The §5 report, read in one read transaction."""
+    """The PlannerHealth report, read in one read transaction."""
     now = rt.clock.now()
     health = rt.config.health
     slo = health.slo

@@ -10,6 +10,8 @@ from storyloom.pipeline.llm.base import Provider
 from storyloom.pipeline.llm.offline import OfflineProvider
 from storyloom.pipeline.llm.openai_provider import OpenAIProvider
 
+PROVIDER_NAMES = ("offline", "openai")
+
 
 class Providers:
     """`providers("offline")` → a provider for the config in force; cached per config object."""

@@ -7,6 +7,7 @@ Each step is its own transaction and is idempotent by `task_id`, so a step re-ru
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,6 +16,7 @@ from typing import Any
 import structlog
 from pydantic import BaseModel
 from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy.exc import StatementError
 
 from storyloom.alerting.publish import AlertSignal, fire, resolve_matching
 from storyloom.clock import Clock
@@ -75,8 +77,14 @@ class AttemptOutcome:
     error: str | None = None
 
 
+def describe_error(exc: BaseException) -> str:
+    """`Type: message` of an unexpected error; a database error's driver message, without its SQL and parameters."""
+    cause = exc.orig if isinstance(exc, StatementError) and exc.orig is not None else exc
+    return f"{type(cause).__name__}: {cause}"[:2000]
+
+
 def item_labels(item: dict[str, Any], task_id: str | None = None) -> dict[str, Any]:
-    """The §6 identifying labels of a backlog item's alerts."""
+    """The identifying labels of a backlog item's alerts (docs/reference/payloads.md)."""
     return {
         "plan_id": item["plan_id"],
         "backlog_id": item["backlog_id"],
@@ -128,6 +136,8 @@ class PhaseRunner:
         self.clock = clock
         self.dispatcher = dispatcher
         self.worker_id = worker_id
+        # Set when the engine stops: an error raised under a stopping engine is not the phase's failure.
+        self.stopping = threading.Event()
 
     # --- start -------------------------------------------------------------------------------------
 
@@ -194,12 +204,13 @@ class PhaseRunner:
             if task["status"] == "cancelled":
                 return AttemptOutcome(CANCELLED, error="the item was cancelled")
             item = self._item(conn, task["plan_id"], task["backlog_id"])
+            recorded = self._recorded_attempt(conn, task_id, attempt, item["phase"])
+            if recorded is not None:
+                return recorded
             conn.execute(
-                update(backlog_items)
-                .where(backlog_items.c.id == item["id"])
-                .values(attempts=backlog_items.c.attempts + 1, updated_at=started)
+                update(backlog_items).where(backlog_items.c.id == item["id"]).values(updated_at=started)
             )
-            item_attempt = item["attempts"] + 1
+            item_attempt = item["attempts"] + 1  # `attempts` grows when this attempt's execution is recorded
             plan = get_plan(conn, item["plan_id"])
             spec = ph.phase_spec(item["phase"])
             template = self._template(conn, spec.template_id)
@@ -213,6 +224,47 @@ class PhaseRunner:
         except PromptRenderError as exc:
             return run.record(FATAL, error=str(exc))
         return run.execute(prompt, context, cfg, usage)
+
+    def _recorded_attempt(
+        self, conn: Connection, task_id: str, attempt: int, phase: str
+    ) -> AttemptOutcome | None:
+        """What an attempt already recorded, when its step runs again after a crash; None if it never ran.
+
+        Running it again could give another outcome (a fault that applied to the first run, a provider
+        that answers differently) while its execution row keeps the first: the item would complete on an
+        output no execution records. A recorded success is rebuilt from the answer in its transcript that
+        gave the output (`diagnostics.output_answer`); failing that, the attempt runs again (its record is
+        then a no-op).
+        """
+        row = conn.execute(
+            select(
+                planner_executions.c.outcome, planner_executions.c.error, planner_executions.c.diagnostics
+            ).where(planner_executions.c.task_id == task_id, planner_executions.c.attempt == attempt)
+        ).first()
+        if row is None:
+            return None
+        if row.outcome == "cancelled":
+            return AttemptOutcome(CANCELLED, error=row.error)
+        if row.outcome == "failed":
+            return AttemptOutcome((row.diagnostics or {}).get("kind", RETRY), error=row.error)
+        answers = (
+            conn.execute(
+                select(transcripts.c.content)
+                .where(
+                    transcripts.c.task_id == task_id,
+                    transcripts.c.attempt == attempt,
+                    transcripts.c.role == "assistant",
+                )
+                .order_by(transcripts.c.id)
+            )
+            .scalars()
+            .all()
+        )
+        answer = int((row.diagnostics or {}).get("output_answer") or 0)
+        if not 0 < answer <= len(answers):
+            return None
+        result = ph.validate_output(phase, answers[answer - 1])
+        return AttemptOutcome(OK, output=_output(result)) if result.ok else None
 
     def _template(self, conn: Connection, template_id: str) -> str | None:
         return conn.execute(
@@ -363,12 +415,19 @@ class PhaseRunner:
         return added
 
     def fail(self, task_id: str, error: str) -> None:
+        """Mark the item failed and fire `planner:phase-failed` in one transaction; a replay is a no-op.
+
+        An item still `pending` (its `start` step raised) goes through `in_progress` first, so its
+        telemetry tells the whole story.
+        """
         now = self.clock.now()
         with self.db.begin() as conn:
             task = conn.execute(select(tasks).where(tasks.c.task_id == task_id)).mappings().one()
             item = self._item(conn, task["plan_id"], task["backlog_id"], lock=True)
-            if item["task_id"] != task_id or item["status"] != bl.IN_PROGRESS:
+            if item["task_id"] != task_id or item["status"] not in (bl.PENDING, bl.IN_PROGRESS):
                 return
+            if item["status"] == bl.PENDING:
+                item = change_status(conn, item, bl.IN_PROGRESS, "phase-start", now, worker_id=self.worker_id)
             change_status(conn, item, bl.FAILED, "phase-failed", now, last_error=error[:4000], worker_id=None)
             self._finish_task(conn, task_id, "failed", now)
             self._checkpoint(conn, item, "failed", task_id, "failed", now)
@@ -459,6 +518,11 @@ class PhaseRunner:
             )
 
 
+def _output(result: ph.ValidationResult) -> Any:
+    """A validated phase output as the JSON the `complete` step stores."""
+    return result.value.model_dump(mode="json") if isinstance(result.value, BaseModel) else result.value
+
+
 def _task_status(conn: Connection, task_id: str) -> str | None:
     return conn.execute(select(tasks.c.status).where(tasks.c.task_id == task_id)).scalar()
 
@@ -526,6 +590,7 @@ class _Attempt:
             if not result.ok:
                 self.diagnostics["validation_errors"] = result.errors
                 return self.record(RETRY, error="invalid output: " + "; ".join(result.errors[:10]))
+            self.diagnostics["output_answer"] = 1  # which assistant answer of the transcript the output is
             while self.critique_status != ph.CritiqueStatus.DISABLED:
                 verdict = ph.critique(
                     self.spec.phase,
@@ -552,10 +617,15 @@ class _Attempt:
                 revised = ph.validate_output(self.spec.phase, response.text, salient_terms=salient)
                 if revised.ok:
                     result = revised
+                    self.diagnostics["output_answer"] = self.critique_count + 1
         except DispatchError as exc:
             return self.record(RETRY if exc.retryable else FATAL, error=str(exc))
-        output = result.value.model_dump(mode="json") if isinstance(result.value, BaseModel) else result.value
-        return self.record(OK, output=output)
+        except Exception as exc:
+            if self.runner.stopping.is_set():
+                raise  # the engine is shutting down under this attempt: not the phase's fault
+            log.exception("planner attempt raised", task_id=self.task["task_id"], attempt=self.attempt)
+            return self.record(RETRY, error=f"unexpected error: {describe_error(exc)}")
+        return self.record(OK, output=_output(result))
 
     def record(self, kind: str, *, output: Any = None, error: str | None = None) -> AttemptOutcome:
         """Write the planner execution (every outcome) and its transcript; fire critique-exhausted."""
@@ -565,6 +635,8 @@ class _Attempt:
             outcome = "partial"
         if error:
             self.diagnostics["error"] = error
+        if outcome == "failed":
+            self.diagnostics["kind"] = kind  # retry | fatal | blocked: what a re-run of this step returns
         task_id = self.task["task_id"]
         with self.runner.db.begin() as conn:
             if _task_status(conn, task_id) == "cancelled":  # cancelled while the attempt ran: drop its output
@@ -599,6 +671,11 @@ class _Attempt:
                         started_at=self.started,
                         finished_at=now,
                     )
+                )
+                conn.execute(
+                    update(backlog_items)
+                    .where(backlog_items.c.id == self.item["id"])
+                    .values(attempts=backlog_items.c.attempts + 1)
                 )
                 if self.transcript:
                     conn.execute(

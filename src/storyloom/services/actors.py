@@ -27,7 +27,7 @@ class Actor:
         return self.role == "admin"
 
     def audit_fields(self) -> dict[str, str]:
-        """Who did it, as every action-log entry records it (CONTRACTS §3)."""
+        """Who did it, as every action-log entry records it (docs/reference/http-api.md)."""
         return {"actor": self.name, "actor_id": self.actor_id, "source": self.source}
 
     def may_act_as(self, agent_id: str) -> bool:

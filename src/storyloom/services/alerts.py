@@ -5,22 +5,25 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from itertools import groupby
 from typing import Any
 
 from sqlalchemy import Connection, String, cast, select
 
 from storyloom.alerting import publish
-from storyloom.alerting.notifier import mute_index, routes_for_alert
-from storyloom.alerting.notify import MuteIndex, alert_from_row, enrich
+from storyloom.alerting.notifier import routes_for_alert
+from storyloom.alerting.notify import MuteIndex, enrich
+from storyloom.alerting.readable import read_mute_index, readable_alert
 from storyloom.alerting.receivers.base import ReceiverSpec, redact_url
 from storyloom.alerting.setup import AlertingRuntime
 from storyloom.domain.alerts import FIRING, RESOLVED, Alert, rfc3339
 from storyloom.domain.catalog import CATALOG, Severity
 from storyloom.domain.durations import format_duration
+from storyloom.domain.expiry import DEFAULT_RESOLVE_TIMEOUT, has_ended, ingested_alert_end
 from storyloom.domain.routing import group_key, receivers_for
 from storyloom.services.errors import Invalid, NotFound
+from storyloom.store.bulk import KEY, update_many
 from storyloom.store.tables import alert_history, alerts, deliveries
 
 STATUSES = (FIRING, RESOLVED, "all")
@@ -32,14 +35,20 @@ INGEST_SOURCE = "ingest"
 # --- reading alerts ---------------------------------------------------------------------------------
 
 
-def alert_view(alert: Alert, alerting: AlertingRuntime, mutes: MuteIndex, now: datetime) -> dict[str, Any]:
-    """CONTRACTS §6 plus who mutes it now: `silenced_by` (silence ids), `inhibited_by` (alert fingerprints)."""
+def alert_view(
+    alert: Alert, alerting: AlertingRuntime, mutes: MuteIndex, now: datetime, unreadable: Sequence[str] = ()
+) -> dict[str, Any]:
+    """An alert (docs/reference/payloads.md) and who mutes it now: `silenced_by` (silence ids), `inhibited_by` (alert fingerprints);
+    `unreadable` (only when set) lists what was repaired to show a row an older version stored."""
     firing = alert.status == FIRING
-    return {
+    view = {
         **enrich(alert, alerting, now).to_payload(),
         "silenced_by": mutes.silenced_by(alert) if firing else [],
         "inhibited_by": mutes.inhibited_by(alert) if firing else [],
     }
+    if unreadable:
+        view["unreadable"] = list(unreadable)
+    return view
 
 
 def list_alerts(
@@ -75,20 +84,26 @@ def list_alerts(
     )
     if receiver is None:
         query = query.limit(limit)
-    found = [alert_from_row(r) for r in conn.execute(query).mappings()]
+    found = [readable_alert(r) for r in conn.execute(query).mappings()]
     if receiver is not None:
         route = alerting.route
-        found = [a for a in found if route is not None and receiver in receivers_for(route, a.labels)][:limit]
-    mutes = mute_index(conn, alerting, now)
-    return [alert_view(a, alerting, mutes, now) for a in found]
+        found = [r for r in found if route is not None and receiver in receivers_for(route, r.alert.labels)][
+            :limit
+        ]
+    mutes = read_mute_index(conn, alerting, now)
+    return [alert_view(r.alert, alerting, mutes, now, r.problems) for r in found]
 
 
 def get_alert(conn: Connection, alerting: AlertingRuntime, fingerprint: str, now: datetime) -> dict[str, Any]:
-    """One alert with its state `history`, the `notifications` that carried it and its current `receivers`."""
+    """One alert with its state `history`, the `notifications` that carried it and its current `receivers`.
+
+    `expires_at`: when a firing ingested alert resolves unless its client sends it again.
+    """
     row = conn.execute(select(alerts).where(alerts.c.fingerprint == fingerprint)).mappings().first()
     if row is None:
         raise NotFound(f"no alert with fingerprint {fingerprint!r}; list them with GET /api/alerts")
-    alert = alert_from_row(row)
+    readable = readable_alert(row)
+    alert = readable.alert
     history = conn.execute(
         select(alert_history).where(alert_history.c.fingerprint == fingerprint).order_by(alert_history.c.id)
     ).mappings()
@@ -100,8 +115,9 @@ def get_alert(conn: Connection, alerting: AlertingRuntime, fingerprint: str, now
         .limit(100)
     ).mappings()
     return {
-        **alert_view(alert, alerting, mute_index(conn, alerting, now), now),
+        **alert_view(alert, alerting, read_mute_index(conn, alerting, now), now, readable.problems),
         "annotations": dict(alert.annotations),
+        "expires_at": rfc3339(row["expires_at"]) if alert.status == FIRING else None,
         "receivers": routes_for_alert(conn, fingerprint),
         "history": [
             {"status": h["status"], "severity": h["severity"], "reason": h["reason"], "at": rfc3339(h["at"])}
@@ -228,25 +244,34 @@ def _signal(index: int, posted: PostedAlert) -> publish.AlertSignal:
     )
 
 
-def ingest_alerts(conn: Connection, posted: Sequence[PostedAlert], now: datetime) -> dict[str, Any]:
+def ingest_alerts(
+    conn: Connection,
+    posted: Sequence[PostedAlert],
+    now: datetime,
+    resolve_timeout: timedelta = DEFAULT_RESOLVE_TIMEOUT,
+) -> dict[str, Any]:
     """Fire or resolve each posted alert in the caller's transaction (all or nothing).
 
-    `endsAt` at or before now resolves the alert (an unknown one is ignored); otherwise it fires.
+    `endsAt` at or before now resolves the alert (an unknown one is ignored); otherwise it fires until its
+    `endsAt` (or `resolve_timeout` from now without one), when the expiry sweep resolves it unless re-sent.
     A `startsAt` in the past is kept for a newly firing alert, so SLOs and group_wait see its real age.
     """
     items = [(posted_alert, _signal(i, posted_alert)) for i, posted_alert in enumerate(posted)]
     fired: list[str] = []
     resolved: list[str] = []
     # Consecutive alerts of the same kind go in one set-based call; the order between kinds is kept.
-    for resolving, run in groupby(
-        items, key=lambda item: item[0].ends_at is not None and item[0].ends_at <= now
-    ):
-        signals = [signal for _, signal in run]
+    ends = [ingested_alert_end(item.ends_at, now, resolve_timeout) for item, _ in items]
+    runs = groupby(zip(items, ends, strict=True), key=lambda pair: has_ended(pair[1], now))
+    for resolving, run in runs:
+        batch = [(signal, end) for (_, signal), end in run]
         if resolving:
-            fps = [publish.alert_fingerprint(publish.alert_labels(signal)) for signal in signals]
+            fps = [publish.alert_fingerprint(publish.alert_labels(signal)) for signal, _ in batch]
             resolved += publish.resolve_fingerprints(conn, fps, now, reason="resolved by ingest")
         else:
-            fired += publish.fire_many(conn, signals, now)
+            fps = publish.fire_many(conn, [signal for signal, _ in batch], now)
+            expiry = [{KEY: fp, "expires_at": end} for fp, (_, end) in zip(fps, batch, strict=True)]
+            update_many(conn, alerts, alerts.c.fingerprint, expiry)
+            fired += fps
     return {"accepted": len(items), "fired": fired, "resolved": resolved}
 
 

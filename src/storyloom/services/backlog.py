@@ -1,4 +1,4 @@
-"""Backlog resume (CONTRACTS §4.2), its contract events and drift alert, and flapping detection.
+"""Backlog resume (docs/reference/http-api.md, "Resume"), its contract events, drift alert and flapping.
 
 `resume` applies the seven rules in order inside the caller's transaction. A rejection after rule 1 raises
 `ContractRejection`: the caller's transaction rolls back (nothing of the rejected change is kept) and the
@@ -20,7 +20,9 @@ from storyloom.alerting.publish import AlertSignal, fire, resolve, resolve_match
 from storyloom.config import Config
 from storyloom.domain import backlog as bl
 from storyloom.domain.alerts import FIRING
+from storyloom.domain.text import Text
 from storyloom.pipeline.runner import change_status
+from storyloom.services.action_log import record_action
 from storyloom.services.actors import Actor
 from storyloom.services.catalog import PROVIDERS, get_agent
 from storyloom.services.errors import Conflict, Forbidden, Invalid, ServiceError
@@ -33,7 +35,7 @@ from storyloom.services.plans import (
 )
 from storyloom.services.tasks import LIVE, claim_for_task, latest_task
 from storyloom.store.db import Database
-from storyloom.store.events import BACKLOG_ACTION, BACKLOG_CONTRACT, BACKLOG_TELEMETRY, record_event
+from storyloom.store.events import BACKLOG_CONTRACT, BACKLOG_TELEMETRY, record_event
 from storyloom.store.tables import alerts, backlog_items, checkpoints, leases, tasks, workflow_events
 
 DRIFT_ALERT = "backlog:contract-drift"
@@ -63,14 +65,14 @@ class ResumeRequest(BaseModel):
     (not here) so that leaving one out is recorded as `missing-agent-or-provider` / `missing-model`."""
 
     model_config = ConfigDict(extra="forbid")
-    agent_id: str | None = Field(default=None, max_length=64, description="the agent to act as (required)")
-    provider: str | None = Field(default=None, max_length=40, description="required")
-    model: str | None = Field(default=None, max_length=200, description="required")
-    task_id: str | None = Field(
+    agent_id: Text | None = Field(default=None, max_length=64, description="the agent to act as (required)")
+    provider: Text | None = Field(default=None, max_length=40, description="required")
+    model: Text | None = Field(default=None, max_length=200, description="required")
+    task_id: Text | None = Field(
         default=None, max_length=64, description="the item's latest task id, to guard against races"
     )
-    branch_slug: str | None = Field(default=None, max_length=100)
-    notes: str | None = Field(default=None, max_length=4000)
+    branch_slug: Text | None = Field(default=None, max_length=100)
+    notes: Text | None = Field(default=None, max_length=4000)
 
 
 def decode_body(body: bytes | Mapping[str, Any]) -> Any:
@@ -133,7 +135,7 @@ def resume(
     now: datetime,
     cfg: Config | None = None,
 ) -> dict[str, Any]:
-    """Resume one backlog item per CONTRACTS §4.2; returns `{backlog_item, task_id}`.
+    """Resume one backlog item per docs/reference/http-api.md, "Resume"; returns `{backlog_item, task_id}`.
 
     Rules, in order: 1 unknown plan/item → 404 (no contract event); 2 missing agent_id/provider → 422
     `missing-agent-or-provider`, missing model → 422 `missing-model`; 3 unknown agent → 422 `unknown-agent`
@@ -287,7 +289,7 @@ def resume(
 
 
 def _incomplete_inputs(conn: Connection, item: Mapping[str, Any]) -> list[str]:
-    """The item's inputs whose producing item is not complete (CONTRACTS §4.1 readiness)."""
+    """The item's inputs whose producing item is not complete (readiness, docs/reference/payloads.md)."""
     if not item["inputs"]:
         return []
     producers = dict(
@@ -351,9 +353,8 @@ def _apply_resume(
         .where(checkpoints.c.plan_id == item["plan_id"], checkpoints.c.phase_key == key)
         .values(status="open", locked_by_agent=None, task_id=task_id, last_step="resume", updated_at=now)
     )
-    record_event(
+    record_action(
         conn,
-        BACKLOG_ACTION,
         {
             "action": "resume",
             "plan_id": item["plan_id"],

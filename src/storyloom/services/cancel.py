@@ -17,7 +17,9 @@ from sqlalchemy import Connection, update
 
 from storyloom.alerting.publish import resolve_matching
 from storyloom.domain import backlog as bl
+from storyloom.domain.text import Text
 from storyloom.pipeline.runner import ITEM_ALERTS, change_status
+from storyloom.services.action_log import record_action
 from storyloom.services.actors import Actor
 from storyloom.services.catalog import get_agent
 from storyloom.services.errors import Conflict, Invalid
@@ -29,14 +31,13 @@ from storyloom.services.plans import (
     require_agent_binding,
 )
 from storyloom.services.tasks import LIVE
-from storyloom.store.events import BACKLOG_ACTION, record_event
 from storyloom.store.tables import checkpoints, tasks
 
 
 class CancelRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    agent_id: str = Field(min_length=1, max_length=64, description="the agent to act as")
-    notes: str | None = Field(default=None, max_length=4000)
+    agent_id: Text = Field(min_length=1, max_length=64, description="the agent to act as")
+    notes: Text | None = Field(default=None, max_length=4000)
 
 
 def cancel(
@@ -81,9 +82,8 @@ def cancel(
         .values(status="cancelled", locked_by_agent=None, last_step="cancel", updated_at=now)
     )
     resolve_matching(conn, ITEM_ALERTS, now, "the item was cancelled", plan_id=plan_id, backlog_id=backlog_id)
-    record_event(
+    record_action(
         conn,
-        BACKLOG_ACTION,
         {
             "action": "cancel",
             "plan_id": plan_id,

@@ -8,12 +8,13 @@ from typing import Any
 from sqlalchemy import Connection, insert, select
 
 from storyloom.ids import new_id
+from storyloom.pipeline.providers import PROVIDER_NAMES
 from storyloom.services.actors import SYSTEM, Actor
 from storyloom.services.errors import Invalid, NotFound
 from storyloom.store.events import BACKLOG_ACTION, record_event
 from storyloom.store.tables import agents, personas
 
-PROVIDERS = ("offline", "openai")
+PROVIDERS = PROVIDER_NAMES
 
 
 def create_persona(

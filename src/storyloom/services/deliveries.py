@@ -11,8 +11,9 @@ from sqlalchemy import Connection, insert, select
 from storyloom.alerting.dispatcher import enable_receivers, receiver_disabled, wake
 from storyloom.alerting.setup import AlertingRuntime
 from storyloom.domain.alerts import rfc3339
+from storyloom.domain.readable import kind_of, readable_list, readable_text
 from storyloom.ids import new_id
-from storyloom.services.action_log import subjects_by_plan
+from storyloom.services.action_log import log_action, subjects_by_plan
 from storyloom.services.actors import Actor
 from storyloom.services.errors import Conflict, Invalid, NotFound
 from storyloom.store.db import after_commit
@@ -34,10 +35,29 @@ def attempt_view(row: Mapping[Any, Any]) -> dict[str, Any]:
     }
 
 
+def _alert_ids(notification: object) -> tuple[list[str], list[str]]:
+    """The alert ids a stored notification carried, and what in it could not be read."""
+    if not isinstance(notification, dict) or not isinstance(notification.get("alerts", []), list):
+        return [], [f"notification: stored as {kind_of(notification)}, not a notification"]
+    ids, problems = set(), []
+    for i, alert in enumerate(notification.get("alerts", [])):
+        if not isinstance(alert, dict):
+            problems.append(f"notification.alerts.{i}: stored as {kind_of(alert)}, not an alert")
+            continue
+        alert_id, id_problems = readable_text(alert.get("alert_id", ""), f"notification.alerts.{i}.alert_id")
+        ids.add(alert_id)
+        problems += id_problems
+    return sorted(ids), problems
+
+
 def delivery_view(row: Mapping[Any, Any], attempts: Sequence[Mapping[Any, Any]]) -> dict[str, Any]:
-    """One delivery: its state, its schedule and its attempt log (errors are stored scrubbed)."""
-    notification = row["notification"] or {}
-    return {
+    """One delivery: its state, its schedule and its attempt log (errors are stored scrubbed).
+
+    `unreadable` (only when set) lists what was repaired to show a row an older version stored.
+    """
+    alert_ids, problems = _alert_ids(row["notification"])
+    fingerprints, fingerprint_problems = readable_list(row["fingerprints"], "fingerprints")
+    view = {
         "id": row["id"],
         "delivery_id": row["id"],
         "webhook_id": row["webhook_id"],
@@ -46,8 +66,8 @@ def delivery_view(row: Mapping[Any, Any], attempts: Sequence[Mapping[Any, Any]])
         "group_key": row["group_key"],
         "status": row["status"],
         "alert_status": row["alert_status"],
-        "fingerprints": list(row["fingerprints"] or []),
-        "alert_ids": sorted({a.get("alert_id", "") for a in notification.get("alerts", [])}),
+        "fingerprints": fingerprints,
+        "alert_ids": alert_ids,
         "attempts": row["attempts"],
         "next_attempt_at": rfc3339(row["next_attempt_at"]),
         "first_attempt_at": rfc3339(row["first_attempt_at"]),
@@ -60,6 +80,9 @@ def delivery_view(row: Mapping[Any, Any], attempts: Sequence[Mapping[Any, Any]])
         "delivered_at": rfc3339(row["delivered_at"]),
         "attempt_log": [attempt_view(a) for a in attempts],
     }
+    if problems or fingerprint_problems:
+        view["unreadable"] = problems + fingerprint_problems
+    return view
 
 
 def _attempts_of(conn: Connection, ids: Sequence[str]) -> dict[str, list[Mapping[Any, Any]]]:
@@ -167,6 +190,7 @@ def replay(
     for subject in subjects_by_plan(a.get("labels", {}) for a in alerts):
         record_event(conn, BACKLOG_ACTION, {**payload, **subject}, now)
     record_event(conn, DELIVERY_ACTION, payload, now)
+    log_action(conn, payload)
     after_commit(conn, wake)
     message = (
         f"delivery {original['id']} replayed as {new_delivery_id} with webhook-id {original['webhook_id']}"

@@ -1,5 +1,6 @@
 """Persona obligations: created from continuity hooks, reopened when a hook is re-emitted, listed, resolved or
-dismissed by an owning agent (CONTRACTS §4.3), flagged for voice drift; their alerts follow their state."""
+dismissed by an owning agent (docs/reference/http-api.md, "Obligation resolve"), flagged for
+voice drift; their alerts follow their state."""
 
 from __future__ import annotations
 
@@ -13,11 +14,12 @@ from sqlalchemy import Connection, func, insert, select, update
 from storyloom.alerting.publish import AlertSignal, fire, resolve_matching
 from storyloom.domain.alerts import FIRING
 from storyloom.ids import new_id
+from storyloom.services.action_log import record_action
 from storyloom.services.actors import Actor
 from storyloom.services.catalog import get_agent
 from storyloom.services.errors import Conflict, Forbidden, Invalid, NotFound
 from storyloom.services.plans import get_item, get_plan, require_agent_binding
-from storyloom.store.events import BACKLOG_ACTION, PERSONA_OBLIGATION, record_event
+from storyloom.store.events import PERSONA_OBLIGATION, record_event
 from storyloom.store.tables import alerts, persona_obligations
 
 OPEN, RESOLVED, DISMISSED = "open", "resolved", "dismissed"
@@ -127,7 +129,7 @@ def _event(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-# --- read, resolve, voice drift (CONTRACTS §4.3) -------------------------------------------------------
+# --- read, resolve, voice drift (docs/reference/http-api.md, "Obligation resolve") ---------------------
 
 ACTIONS = {"resolve": RESOLVED, "dismiss": DISMISSED}
 OBLIGATION_ALERTS = ("obligation:open", "obligation:aging", "obligation:drift")
@@ -269,9 +271,8 @@ def _log(
         now,
         backlog_id=row["source_backlog_id"],
     )
-    record_event(
+    record_action(
         conn,
-        BACKLOG_ACTION,
         {
             "action": action,
             "plan_id": row["plan_id"],
@@ -302,7 +303,7 @@ def resolve_obligation(
     actor: Actor,
     now: datetime,
 ) -> dict[str, Any]:
-    """Resolve or dismiss an obligation (CONTRACTS §4.3); returns the obligation.
+    """Resolve or dismiss an obligation (docs/reference/http-api.md, "Obligation resolve"); returns the obligation.
 
     Order: blank notes → 422; unknown plan or obligation → 404; unknown action → 422; unknown agent → 422;
     token bound to other agents → 403; agent of neither the obligation's persona nor the plan's author

@@ -10,11 +10,13 @@ from sqlalchemy import Connection, insert, select, update
 
 from storyloom import signals
 from storyloom.alerting.publish import NOTIFY_CHANNEL
+from storyloom.alerting.readable import readable_silence
 from storyloom.domain.alerts import rfc3339
 from storyloom.domain.matchers import parse_matcher
+from storyloom.domain.readable import readable_text
 from storyloom.domain.silences import SilenceState, validate_silence
 from storyloom.ids import new_id
-from storyloom.services.action_log import silence_subject
+from storyloom.services.action_log import log_action, silence_subject
 from storyloom.services.actors import Actor
 from storyloom.services.errors import Invalid, NotFound
 from storyloom.store.db import after_commit
@@ -38,18 +40,24 @@ def state_of(row: Any, now: datetime) -> str:
 
 
 def silence_view(row: Any, now: datetime) -> dict[str, Any]:
-    return {
+    """A silence; `unreadable` (only when set) says why a row an older version stored mutes nothing."""
+    readable = readable_silence(row)
+    comment, comment_problems = readable_text(row["comment"], "comment")
+    view = {
         "id": row["id"],
         "silence_id": row["id"],
-        "matchers": list(row["matchers"]),
+        "matchers": readable.matchers,
         "starts_at": rfc3339(row["starts_at"]),
         "ends_at": rfc3339(row["ends_at"]),
-        "comment": row["comment"],
+        "comment": comment,
         "created_by": row["created_by"],
         "created_at": rfc3339(row["created_at"]),
         "updated_at": rfc3339(row["updated_at"]),
         "status": state_of(row, now),
     }
+    if readable.problems or comment_problems:
+        view["unreadable"] = readable.problems + comment_problems
+    return view
 
 
 def list_silences(conn: Connection, now: datetime, *, state: str | None = None) -> list[dict[str, Any]]:
@@ -82,11 +90,12 @@ def _log(conn: Connection, action: str, view: dict[str, Any], actor: Actor, now:
         "ends_at": view["ends_at"],
         "comment": view["comment"],
         **actor.audit_fields(),
-        **silence_subject(view["matchers"]),
+        **({} if "unreadable" in view else silence_subject(view["matchers"])),
         "status": view["status"],
     }
     record_event(conn, SILENCE_ACTION, payload, now)
     record_event(conn, BACKLOG_ACTION, payload, now)
+    log_action(conn, payload)
     after_commit(conn, _wake_notifier)
 
 

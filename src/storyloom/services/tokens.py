@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import os
 import secrets
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -18,10 +19,29 @@ from storyloom.services.errors import Invalid
 from storyloom.store.tables import api_tokens
 
 ADMIN_TOKEN_ENV = "STORYLOOM_ADMIN_TOKEN"
+MIN_ADMIN_TOKEN_CHARS = 24
 
 
-def _hash(token: str) -> str:
+def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def admin_token_problem(env: Mapping[str, str]) -> str | None:
+    """Why the process must not start with this `STORYLOOM_ADMIN_TOKEN`, or None when it is unset or long enough."""
+    admin = env.get(ADMIN_TOKEN_ENV, "")
+    if not admin or len(admin) >= MIN_ADMIN_TOKEN_CHARS:
+        return None
+    return (
+        f"{ADMIN_TOKEN_ENV} is {len(admin)} characters; it must be at least {MIN_ADMIN_TOKEN_CHARS}. "
+        f"Make one with `python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`, "
+        f"or unset it and use `storyloom token create --role admin --name you`"
+    )
+
+
+def _admin_token() -> str | None:
+    """The env admin token, when it is long enough to be honoured (the server refuses to start otherwise)."""
+    admin = os.environ.get(ADMIN_TOKEN_ENV, "")
+    return admin if len(admin) >= MIN_ADMIN_TOKEN_CHARS else None
 
 
 def create_token(
@@ -39,7 +59,7 @@ def create_token(
         "id": new_id("tok"),
         "name": name,
         "role": role,
-        "token_hash": _hash(token),
+        "token_hash": token_hash(token),
         "agent_ids": agent_ids,
         "created_at": now,
     }
@@ -49,14 +69,19 @@ def create_token(
 
 def authenticate(conn: Connection, token: str, *, source: str, now: datetime | None = None) -> Actor | None:
     """The actor a bearer token stands for, or None for an unknown or revoked token."""
-    admin = os.environ.get(ADMIN_TOKEN_ENV)
-    if admin and hmac.compare_digest(admin.encode(), token.encode()):
+    return actor_for_token_hash(conn, token_hash(token), source=source, now=now)
+
+
+def actor_for_token_hash(
+    conn: Connection, digest: str, *, source: str, now: datetime | None = None
+) -> Actor | None:
+    """The actor behind a token's SHA-256 (a console session keeps only that), or None if it is gone."""
+    admin = _admin_token()
+    if admin and hmac.compare_digest(token_hash(admin), digest):
         return Actor(name="admin-env", actor_id="admin-env", role="admin", source=source)
     row = (
         conn.execute(
-            select(api_tokens).where(
-                api_tokens.c.token_hash == _hash(token), api_tokens.c.revoked_at.is_(None)
-            )
+            select(api_tokens).where(api_tokens.c.token_hash == digest, api_tokens.c.revoked_at.is_(None))
         )
         .mappings()
         .first()

@@ -27,8 +27,14 @@ def is_sqlite(url: str) -> bool:
     return make_url(normalize_url(url)).get_backend_name() == "sqlite"
 
 
-def make_engine(url: str, *, pool_size: int = 10, for_writes: bool = True) -> Engine:
-    """Writes on SQLite take the lock at BEGIN; a read engine begins deferred so readers never queue."""
+def make_engine(
+    url: str, *, pool_size: int = 10, statement_timeout_ms: int = 0, for_writes: bool = True
+) -> Engine:
+    """Writes on SQLite take the lock at BEGIN; a read engine begins deferred so readers never queue.
+
+    On PostgreSQL each process keeps `pool_size` connections (and as many again in a burst), and a
+    statement running longer than `statement_timeout_ms` (0: no limit) is cancelled by the server.
+    """
     url = normalize_url(url)
     if is_sqlite(url):
         database = make_url(url).database
@@ -41,8 +47,13 @@ def make_engine(url: str, *, pool_size: int = 10, for_writes: bool = True) -> En
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin_immediate if for_writes else _sqlite_begin_deferred)
+        if not for_writes:
+            event.listen(engine, "connect", _sqlite_lenient_text)
         return engine
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    options = {"options": f"-c statement_timeout={statement_timeout_ms}"} if statement_timeout_ms else {}
+    return create_engine(
+        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, connect_args=options
+    )
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -53,6 +64,15 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA busy_timeout=30000")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
+
+
+def _sqlite_lenient_text(dbapi_conn: Any, _record: Any) -> None:
+    """Reads show text that is not UTF-8 (written by another tool) with U+FFFD instead of failing."""
+    dbapi_conn.text_factory = _decode_lenient
+
+
+def _decode_lenient(raw: bytes) -> str:
+    return raw.decode("utf-8", "replace")
 
 
 def _sqlite_begin_immediate(conn: Connection) -> None:
@@ -76,9 +96,9 @@ def after_commit(conn: Connection, hook: Callable[[], None]) -> None:
 class Database:
     """The application database: a thin holder of the engine with a transaction helper."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, pool_size: int = 10, statement_timeout_ms: int = 0) -> None:
         self.url = normalize_url(url)
-        self.engine = make_engine(self.url)
+        self.engine = make_engine(self.url, pool_size=pool_size, statement_timeout_ms=statement_timeout_ms)
         self.read_engine = make_engine(self.url, for_writes=False) if is_sqlite(self.url) else self.engine
         self.dialect = self.engine.dialect.name
         # SQLite has one writer at a time and its busy handler sleeps in steps of up to 100 ms while it

@@ -19,6 +19,7 @@ PERSONA_OBLIGATION = "fiction.persona.obligation"
 ALERT_STATE = "alert.state"
 SILENCE_ACTION = "alerting.silence"
 DELIVERY_ACTION = "alerting.delivery"
+WORKER_TAKEOVER = "storyloom.worker.takeover"
 
 _LIVE_KIND = {
     BACKLOG_TELEMETRY: "backlog",
@@ -27,12 +28,6 @@ _LIVE_KIND = {
     ALERT_STATE: "alert",
     DELIVERY_ACTION: "delivery",
 }
-
-
-def record_events(conn: Connection, kind: str, payloads: Sequence[dict[str, Any]], now: datetime) -> None:
-    """`record_event` for a batch of one kind: one multi-row insert."""
-    if payloads:
-        _insert(conn, kind, [_row(kind, p, now) for p in payloads])
 
 
 def record_event(
@@ -44,37 +39,51 @@ def record_event(
     plan_id: str | None = None,
     backlog_id: str | None = None,
 ) -> None:
-    _insert(conn, kind, [_row(kind, payload, now, plan_id, backlog_id)])
+    plan_id = plan_id or payload.get("plan_id")
+    backlog_id = backlog_id or payload.get("backlog_id")
+    conn.execute(
+        insert(workflow_events).values(
+            kind=kind, plan_id=plan_id, backlog_id=backlog_id, payload=payload, created_at=now
+        )
+    )
+    _publish_live(conn, kind, [{"kind": kind, "plan_id": plan_id, "backlog_id": backlog_id, **payload}])
 
 
-def _row(
-    kind: str,
-    payload: dict[str, Any],
-    now: datetime,
-    plan_id: str | None = None,
-    backlog_id: str | None = None,
-) -> dict[str, Any]:
-    return {
-        "kind": kind,
-        "plan_id": plan_id or payload.get("plan_id"),
-        "backlog_id": backlog_id or payload.get("backlog_id"),
-        "payload": payload,
-        "created_at": now,
-    }
+def record_events(conn: Connection, kind: str, payloads: Sequence[dict[str, Any]], now: datetime) -> None:
+    """Many events of one kind in one statement; each row's plan and backlog ids come from its payload."""
+    if not payloads:
+        return
+    conn.execute(
+        insert(workflow_events),
+        [
+            {
+                "kind": kind,
+                "plan_id": p.get("plan_id"),
+                "backlog_id": p.get("backlog_id"),
+                "payload": p,
+                "created_at": now,
+            }
+            for p in payloads
+        ],
+    )
+    _publish_live(
+        conn,
+        kind,
+        [
+            {"kind": kind, "plan_id": p.get("plan_id"), "backlog_id": p.get("backlog_id"), **p}
+            for p in payloads
+        ],
+    )
 
 
-def _insert(conn: Connection, kind: str, rows: list[dict[str, Any]]) -> None:
-    """Insert the events and, once committed, publish the live ones (SSE)."""
-    conn.execute(insert(workflow_events), rows)
+def _publish_live(conn: Connection, kind: str, items: list[dict[str, Any]]) -> None:
+    """After commit, hand the events the SSE stream shows to its listeners."""
     live = _LIVE_KIND.get(kind)
-    if live:
-        data = [
-            {"kind": kind, "plan_id": r["plan_id"], "backlog_id": r["backlog_id"], **r["payload"]}
-            for r in rows
-        ]
+    if live is None:
+        return
 
-        def publish() -> None:
-            for item in data:
-                signals.publish(live, item)
+    def publish() -> None:
+        for data in items:
+            signals.publish(live, data)
 
-        after_commit(conn, publish)
+    after_commit(conn, publish)

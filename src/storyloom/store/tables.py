@@ -98,6 +98,20 @@ api_tokens = Table(
     _ts("revoked_at"),
 )
 
+# A console sign-in: the cookie holds a random id, stored here only as its SHA-256, bound to the hash of the
+# token that signed in (so revoking or rotating that token ends the session too).
+console_sessions = Table(
+    "console_sessions",
+    metadata,
+    Column("id_hash", String(64), primary_key=True),
+    Column("token_hash", String(64), nullable=False),
+    Column("actor_id", String(64), nullable=False, index=True),
+    Column("role", String(20), nullable=False),
+    _ts("created_at", False),
+    _ts("expires_at", False, index=True),
+    _ts("revoked_at"),
+)
+
 # --- fiction plans ---------------------------------------------------------------------------------
 
 projects = Table(
@@ -389,9 +403,11 @@ alerts = Table(
     Column("plan_id", String(64), nullable=True),
     _ts("starts_at", False),
     _ts("ends_at"),
+    _ts("expires_at"),  # ingested alerts: resolve at this moment unless the client sends them again
     _ts("generated_at", False),
     _ts("updated_at", False),
     Index("ix_alerts_status_severity", "status", "severity", "starts_at"),
+    Index("ix_alerts_status_expires", "status", "expires_at"),
     Index("ix_alerts_alert_id_status", "alert_id", "status", "severity"),
     Index("ix_alerts_plan_status", "plan_id", "status"),
 )

@@ -1,4 +1,4 @@
-"""The Storyloom webhook body (CONTRACTS §7): a versioned, documented shape for any HTTP consumer."""
+"""The Storyloom webhook body (docs/reference/payloads.md): versioned and documented, for any consumer."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ TYPE = "storyloom.alerts"
 
 
 def payload(spec: ReceiverSpec, notification: Notification) -> dict[str, Any]:
-    """The JSON object of CONTRACTS §7, keys in the documented order."""
+    """The JSON object of docs/reference/payloads.md, keys in the documented order."""
     return {
         "version": VERSION,
         "type": TYPE,

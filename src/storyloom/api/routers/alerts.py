@@ -1,4 +1,5 @@
-"""Alerts (CONTRACTS §3, §6): list with filters, and one alert with its history and notifications."""
+"""Alerts (docs/reference/http-api.md, payloads.md): list with filters, and one alert with its history
+and notifications."""
 
 from __future__ import annotations
 
@@ -25,6 +26,10 @@ def list_alerts(
     _: Actor = Depends(viewer),
     rt: Runtime = Depends(runtime),
 ) -> list[dict[str, Any]]:
+    """List alerts.
+
+    Firing first, then resolved; filter by status, severity, plan, alert id or receiver. Each alert carries its mute state (`silenced_by`, `inhibited_by`), computed when read.
+    """
     with rt.db.read() as conn:
         return alerts.list_alerts(
             conn,
@@ -41,5 +46,9 @@ def list_alerts(
 
 @router.get("/{fingerprint}")
 def get_alert(fingerprint: str, _: Actor = Depends(viewer), rt: Runtime = Depends(runtime)) -> dict[str, Any]:
+    """Get an alert.
+
+    One alert by fingerprint, with its history and its notifications per receiver.
+    """
     with rt.db.read() as conn:
         return alerts.get_alert(conn, rt.alerting, fingerprint, rt.clock.now())

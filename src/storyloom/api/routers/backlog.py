@@ -1,4 +1,4 @@
-"""Backlog resume (CONTRACTS §4.2): 202 with the item and its new task, or problem+json with a `code`;
+"""Backlog resume (docs/reference/http-api.md, "Resume"): 202 with the item and its new task, or problem+json with a `code`;
 and cancel."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 
 from storyloom.api.auth import operator, runtime
+from storyloom.api.openapi import problem_responses
 from storyloom.runtime import Runtime
 from storyloom.services import backlog
 from storyloom.services import cancel as cancel_service
@@ -25,7 +26,14 @@ RESUME_BODY = {
 }
 
 
-@router.post("/{plan_id}/backlog/{backlog_id}/resume", status_code=202, openapi_extra=RESUME_BODY)
+@router.post(
+    "/{plan_id}/backlog/{backlog_id}/resume",
+    status_code=202,
+    openapi_extra=RESUME_BODY,
+    responses=problem_responses(
+        409, s409="The item is complete, already queued or running, or another resume won (see `code`)"
+    ),
+)
 async def resume(
     plan_id: str,
     backlog_id: str,
@@ -33,7 +41,9 @@ async def resume(
     actor: Actor = Depends(operator),
     rt: Runtime = Depends(runtime),
 ) -> dict[str, Any]:
-    """Resume a failed, blocked, cancelled or stale item: it runs next, as a new task, with this agent.
+    """Resume a backlog item.
+
+    Resume a failed, blocked, cancelled or stale item: it runs next, as a new task, with this agent.
 
     The body is read raw and validated by the contract (after the 404 of rule 1), so that a bad body is
     recorded as a contract event like every other rejection.
@@ -46,7 +56,10 @@ async def resume(
     return result
 
 
-@router.post("/{plan_id}/backlog/{backlog_id}/cancel")
+@router.post(
+    "/{plan_id}/backlog/{backlog_id}/cancel",
+    responses=problem_responses(409, s409="The item is complete: there is nothing to cancel"),
+)
 def cancel(
     plan_id: str,
     backlog_id: str,
@@ -54,6 +67,9 @@ def cancel(
     actor: Actor = Depends(operator),
     rt: Runtime = Depends(runtime),
 ) -> dict[str, Any]:
-    """Cancel an item that is not complete: a queued task never starts, a running one stops at its next step."""
+    """Cancel a backlog item.
+
+    Cancel an item that is not complete: a queued task never starts, a running one stops at its next step.
+    """
     with rt.db.begin() as conn:
         return cancel_service.cancel(conn, plan_id, backlog_id, body.model_dump(), actor, rt.clock.now())

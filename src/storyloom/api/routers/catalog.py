@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
 from storyloom.api.auth import admin, runtime, viewer
+from storyloom.domain.text import Text
 from storyloom.runtime import Runtime
 from storyloom.services import catalog
 from storyloom.services.actors import Actor
@@ -17,17 +18,17 @@ router = APIRouter(prefix="/api", tags=["personas and agents"])
 
 class PersonaIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, max_length=200)
+    name: Text = Field(min_length=1, max_length=200)
     kind: Literal["author", "character"]
-    summary: str | None = Field(default=None, max_length=5000)
+    summary: Text | None = Field(default=None, max_length=5000)
 
 
 class AgentIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, max_length=200)
-    persona_id: str = Field(min_length=1, max_length=64)
-    provider: str | None = Field(default=None, max_length=40)
-    model: str | None = Field(default=None, max_length=200)
+    name: Text = Field(min_length=1, max_length=200)
+    persona_id: Text = Field(min_length=1, max_length=64)
+    provider: Text | None = Field(default=None, max_length=40)
+    model: Text | None = Field(default=None, max_length=200)
 
 
 def _persona_view(row: dict[str, Any]) -> dict[str, Any]:
@@ -56,6 +57,10 @@ def _agent_view(row: dict[str, Any]) -> dict[str, Any]:
 
 @router.get("/personas")
 def list_personas(_: Actor = Depends(viewer), rt: Runtime = Depends(runtime)) -> list[dict[str, Any]]:
+    """List personas.
+
+    Author and character personas, each with the plan a character belongs to.
+    """
     with rt.db.read() as conn:
         return [_persona_view(r) for r in catalog.list_personas(conn)]
 
@@ -64,6 +69,10 @@ def list_personas(_: Actor = Depends(viewer), rt: Runtime = Depends(runtime)) ->
 def create_persona(
     body: PersonaIn, actor: Actor = Depends(admin), rt: Runtime = Depends(runtime)
 ) -> dict[str, Any]:
+    """Create a persona.
+
+    An `author` persona owns plans; a `character` persona owns obligations. Admin only.
+    """
     with rt.db.begin() as conn:
         return _persona_view(
             catalog.create_persona(
@@ -74,6 +83,10 @@ def create_persona(
 
 @router.get("/agents")
 def list_agents(_: Actor = Depends(viewer), rt: Runtime = Depends(runtime)) -> list[dict[str, Any]]:
+    """List agents.
+
+    Each agent acts for one persona, with its provider and model.
+    """
     with rt.db.read() as conn:
         return [_agent_view(r) for r in catalog.list_agents(conn)]
 
@@ -82,6 +95,10 @@ def list_agents(_: Actor = Depends(viewer), rt: Runtime = Depends(runtime)) -> l
 def create_agent(
     body: AgentIn, actor: Actor = Depends(admin), rt: Runtime = Depends(runtime)
 ) -> dict[str, Any]:
+    """Create an agent.
+
+    The agent acts for `persona_id` (an unknown one is a 422 naming it). Admin only.
+    """
     with rt.db.begin() as conn:
         return _agent_view(
             catalog.create_agent(

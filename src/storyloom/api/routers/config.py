@@ -16,6 +16,10 @@ router = APIRouter(prefix="/api/config", tags=["config"])
 
 @router.post("/reload")
 def reload_config(actor: Actor = Depends(admin), rt: Runtime = Depends(runtime)) -> dict[str, Any]:
+    """Reload the config file.
+
+    The same path as SIGHUP: a config that fails validation is refused with 422 listing its problems, and the last good one stays in force. Admin only.
+    """
     problems = rt.reload()
     if problems:
         raise Invalid(

@@ -1,4 +1,4 @@
-"""Webhook deliveries (CONTRACTS §3): list with their attempts, and replay with the same `webhook-id`."""
+"""Webhook deliveries (docs/reference/http-api.md): list with attempts, and replay with the same `webhook-id`."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, Query
 
 from storyloom.api.auth import operator, runtime, viewer
+from storyloom.api.openapi import problem_responses
+from storyloom.api.query import Page
 from storyloom.runtime import Runtime
 from storyloom.services import deliveries
 from storyloom.services.actors import Actor
@@ -19,11 +21,14 @@ def list_deliveries(
     receiver: str | None = Query(default=None, max_length=100),
     status: Literal["pending", "delivered", "failed", "dead"] | None = None,
     limit: int = Query(default=100, ge=1, le=deliveries.MAX_LIMIT),
-    page: int = Query(default=1, ge=1),
+    page: Page = 1,
     _: Actor = Depends(viewer),
     rt: Runtime = Depends(runtime),
 ) -> list[dict[str, Any]]:
-    """Newest first, each with its `attempt_log`."""
+    """List webhook deliveries.
+
+    Newest first, each with its `attempt_log`; filter by receiver and status.
+    """
     with rt.db.read() as conn:
         return deliveries.list_deliveries(conn, receiver=receiver, status=status, limit=limit, page=page)
 
@@ -32,14 +37,25 @@ def list_deliveries(
 def get_delivery(
     delivery_id: str, _: Actor = Depends(viewer), rt: Runtime = Depends(runtime)
 ) -> dict[str, Any]:
+    """Get a delivery.
+
+    One webhook delivery with its attempt log.
+    """
     with rt.db.read() as conn:
         return deliveries.get_delivery(conn, delivery_id)
 
 
-@router.post("/{delivery_id}/replay", status_code=202)
+@router.post(
+    "/{delivery_id}/replay",
+    status_code=202,
+    responses=problem_responses(409, s409="Its receiver is no longer configured"),
+)
 def replay(
     delivery_id: str, actor: Actor = Depends(operator), rt: Runtime = Depends(runtime)
 ) -> dict[str, Any]:
-    """Queue a new delivery with the same `webhook-id` and body; re-enables a receiver disabled by a 410."""
+    """Replay a delivery.
+
+    Queue a new delivery with the same `webhook-id` and body; re-enables a receiver disabled by a 410.
+    """
     with rt.db.begin() as conn:
         return deliveries.replay(conn, delivery_id, actor, rt.clock.now(), alerting=rt.alerting)

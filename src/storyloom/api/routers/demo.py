@@ -1,4 +1,4 @@
-"""The built-in demo receiver (CONTRACTS §3): a real Standard Webhooks endpoint of this same server.
+"""The built-in demo receiver (docs/reference/http-api.md): a real Standard Webhooks endpoint of this same server.
 
 Enabled only with `--demo` or `demo_receiver: true` (404 otherwise). `POST /api/demo/receiver` takes no
 bearer token: the signature is the authentication. Every request is kept in `demo_inbox` (signature
@@ -19,9 +19,11 @@ from starlette.concurrency import run_in_threadpool
 
 from storyloom.alerting import signing
 from storyloom.api.auth import runtime, viewer
+from storyloom.api.openapi import problem_responses
 from storyloom.api.problems import problem
 from storyloom.demo import DEMO_SECRET_ENV
 from storyloom.domain.alerts import rfc3339
+from storyloom.domain.text import escaped
 from storyloom.runtime import Runtime
 from storyloom.services.actors import Actor
 from storyloom.services.errors import NotFound, ServiceError
@@ -32,6 +34,7 @@ router = APIRouter(prefix="/api/demo", tags=["demo"])
 MAX_BODY = 1024 * 1024  # bytes: the endpoint takes no token, so what it keeps is bounded
 KEEP = 1000  # inbox rows kept; older ones are pruned
 REDACTED = "<redacted>"
+DISABLED = "The demo receiver is off"
 _DROPPED_HEADERS = {"authorization", "cookie", "proxy-authorization"}
 
 
@@ -80,9 +83,19 @@ def _store(rt: Runtime, row: dict[str, Any]) -> None:
             conn.execute(delete(demo_inbox).where(demo_inbox.c.id <= int(new_id[0]) - KEEP))
 
 
-@router.post("/receiver", status_code=204, response_class=Response)
+@router.post(
+    "/receiver",
+    status_code=204,
+    response_class=Response,
+    responses=problem_responses(
+        401, 404, s401="The signature does not verify (the request is still kept)", s404=DISABLED
+    ),
+)
 async def receive(request: Request, rt: Runtime = Depends(runtime)) -> Response:
-    """Verify and keep one webhook: 204 when signed with the demo secret, 401 (still kept) when not."""
+    """Receive a webhook (demo receiver).
+
+    Verify and keep one webhook: 204 when signed with the demo secret, 401 (still kept) when not.
+    """
     _enabled(rt)
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > MAX_BODY:
@@ -96,8 +109,8 @@ async def receive(request: Request, rt: Runtime = Depends(runtime)) -> Response:
         "webhook_id": (request.headers.get(signing.HEADER_ID) or "")[:64] or None,
         "signature_valid": error is None,
         "error": error,
-        "headers": _kept_headers(request.headers),
-        "body": _body(raw),
+        "headers": escaped(_kept_headers(request.headers)),
+        "body": escaped(_body(raw)),
         "received_at": now,
     }
     await run_in_threadpool(_store, rt, row)
@@ -106,13 +119,16 @@ async def receive(request: Request, rt: Runtime = Depends(runtime)) -> Response:
     return Response(status_code=204)
 
 
-@router.get("/inbox")
+@router.get("/inbox", responses=problem_responses(404, s404=DISABLED))
 def inbox(
     limit: int = Query(default=100, ge=1, le=KEEP),
     _: Actor = Depends(viewer),
     rt: Runtime = Depends(runtime),
 ) -> list[dict[str, Any]]:
-    """What the demo receiver got, newest first, with its signature verdict."""
+    """List what the demo receiver got.
+
+    Newest first, each with its signature verdict.
+    """
     _enabled(rt)
     with rt.db.read() as conn:
         rows = conn.execute(select(demo_inbox).order_by(demo_inbox.c.id.desc()).limit(limit)).mappings()

@@ -24,6 +24,8 @@ from starlette.concurrency import run_in_threadpool
 
 from storyloom import signals
 from storyloom.api.auth import runtime, viewer
+from storyloom.api.query import MAX_ID
+from storyloom.domain.readable import kind_of, readable_json
 from storyloom.health.queries import template_states
 from storyloom.health.report import status_for
 from storyloom.runtime import Runtime
@@ -78,8 +80,12 @@ def events_after(conn: Connection, cursor: int, limit: int = BATCH) -> list[dict
     )
     out = []
     for row in rows:
+        payload, problems = readable_json(row.payload or {}, "payload")
+        if not isinstance(payload, dict):
+            payload, problems = {}, [f"payload: stored as {kind_of(payload)}, not an object"]
         data = {
-            **(row.payload or {}),
+            **payload,
+            **({"unreadable": problems} if problems else {}),
             "kind": row.kind,
             "plan_id": row.plan_id,
             "backlog_id": row.backlog_id,
@@ -91,7 +97,7 @@ def events_after(conn: Connection, cursor: int, limit: int = BATCH) -> list[dict
 
 
 def health_status(conn: Connection) -> dict[str, Any]:
-    """The PlannerHealth status (CONTRACTS §5, the report's own rule) and firing counts by severity."""
+    """The PlannerHealth status (the report's own rule, docs/reference/payloads.md) and firing counts."""
     rows = conn.execute(
         select(alerts.c.alert_id, alerts.c.severity, func.count())
         .where(alerts.c.status == "firing")
@@ -112,7 +118,7 @@ def _iso(moment: datetime | None) -> str | None:
 def _cursor_from(request: Request, after: int | None) -> int | None:
     """`Last-Event-ID` (the browser's own reconnect) wins over `?after=` (the console's manual one)."""
     raw = request.headers.get("last-event-id", "")
-    if raw.isdigit():
+    if raw.isdigit() and int(raw) <= MAX_ID:
         return int(raw)
     return after
 
@@ -173,7 +179,10 @@ async def _stream(request: Request, rt: Runtime, after: int | None) -> AsyncIter
 async def stream(
     request: Request,
     after: int | None = Query(
-        default=None, ge=0, description="resume after this event id (`Last-Event-ID` takes precedence)"
+        default=None,
+        ge=0,
+        le=MAX_ID,
+        description="resume after this event id (`Last-Event-ID` takes precedence)",
     ),
     _: Actor = Depends(viewer),
     rt: Runtime = Depends(runtime),

@@ -1,11 +1,11 @@
-"""PlannerHealth (CONTRACTS §5): `GET /api/diagnostics/planner`, read-only."""
+"""PlannerHealth (docs/reference/payloads.md): `GET /api/diagnostics/planner`, read-only."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends
-from fastapi.responses import JSONResponse
 
 from storyloom.api.auth import runtime, viewer
+from storyloom.api.responses import ReadableJSONResponse
 from storyloom.health.report import planner_health
 from storyloom.runtime import Runtime
 from storyloom.services.actors import Actor
@@ -15,16 +15,19 @@ router = APIRouter(tags=["health"])
 
 @router.get(
     "/api/diagnostics/planner",
-    response_class=JSONResponse,
+    response_class=ReadableJSONResponse,
     responses={
         200: {
-            "description": "The PlannerHealth report (CONTRACTS §5): generated_at, status, planners, backlog, "
+            "description": "The PlannerHealth report (docs/reference/payloads.md): generated_at, status, planners, backlog, "
             "telemetry, slo, alerts, routes, warnings"
         }
     },
 )
-def planner_diagnostics(_: Actor = Depends(viewer), rt: Runtime = Depends(runtime)) -> JSONResponse:
-    """The PlannerHealth report: status, planners and templates, backlog, telemetry, SLOs, firing alerts
-    and their receivers, warnings. Reading it never fires, resolves or sends anything."""
+def planner_diagnostics(_: Actor = Depends(viewer), rt: Runtime = Depends(runtime)) -> ReadableJSONResponse:
+    """Get the PlannerHealth report.
+
+    The PlannerHealth report: status, planners and templates, backlog, telemetry, SLOs, firing alerts
+    and their receivers, warnings. Reading it never fires, resolves or sends anything.
+    """
     # already JSON-ready: rendered directly instead of through response-model validation
-    return JSONResponse(planner_health(rt))
+    return ReadableJSONResponse(planner_health(rt))

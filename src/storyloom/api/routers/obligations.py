@@ -1,4 +1,5 @@
-"""Persona obligations (CONTRACTS §4.3): list (paged), resolve or dismiss, flag voice drift."""
+"""Persona obligations (docs/reference/http-api.md, "Obligation resolve"): list (paged), resolve or
+dismiss, flag voice drift."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from storyloom.api.auth import operator, runtime, viewer
+from storyloom.api.openapi import problem_responses
+from storyloom.api.query import Page
+from storyloom.domain.text import Text
 from storyloom.runtime import Runtime
 from storyloom.services import obligations
 from storyloom.services.actors import Actor
@@ -19,30 +23,34 @@ class ResolveIn(BaseModel):
     """`action` and blank `notes` are checked by the service, in the contract's order."""
 
     model_config = ConfigDict(extra="forbid")
-    action: str = Field(description="resolve | dismiss")
-    notes: str = Field(max_length=4000, description="what was done (must not be blank)")
-    agent_id: str = Field(max_length=64, description="the agent to act as")
+    action: Text = Field(description="resolve | dismiss")
+    notes: Text = Field(max_length=4000, description="what was done (must not be blank)")
+    agent_id: Text = Field(max_length=64, description="the agent to act as")
     voice_drift: StrictBool | None = None
-    backlog_id: str | None = Field(default=None, max_length=100)
-    task_id: str | None = Field(default=None, max_length=64)
+    backlog_id: Text | None = Field(default=None, max_length=100)
+    task_id: Text | None = Field(default=None, max_length=64)
 
 
 class VoiceDriftIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     voice_drift: StrictBool
-    agent_id: str = Field(max_length=64, description="the agent to act as")
-    notes: str | None = Field(default=None, max_length=4000)
+    agent_id: Text = Field(max_length=64, description="the agent to act as")
+    notes: Text | None = Field(default=None, max_length=4000)
 
 
 @router.get("/{plan_id}/persona-obligations")
 def list_obligations(
     plan_id: str,
     status: Literal["open", "resolved", "dismissed"] | None = None,
-    page: int = Query(1, ge=1),
+    page: Page = 1,
     page_size: int = Query(50, ge=1, le=obligations.MAX_PAGE_SIZE),
     _: Actor = Depends(viewer),
     rt: Runtime = Depends(runtime),
 ) -> dict[str, Any]:
+    """List a plan's persona obligations.
+
+    Oldest first, one page at a time: `{items, page, page_size, total}`; filter by `status`.
+    """
     with rt.db.read() as conn:
         return obligations.list_obligations(conn, plan_id, status, page, page_size)
 
@@ -55,13 +63,20 @@ def resolve_obligation(
     actor: Actor = Depends(operator),
     rt: Runtime = Depends(runtime),
 ) -> dict[str, Any]:
+    """Resolve or dismiss an obligation.
+
+    `action` is `resolve` or `dismiss`, with non-blank `notes`, as an agent of the obligation's persona (or the plan's author).
+    """
     with rt.db.begin() as conn:
         return obligations.resolve_obligation(
             conn, plan_id, obligation_id, body.model_dump(), actor, rt.clock.now()
         )
 
 
-@router.post("/{plan_id}/persona-obligations/{obligation_id}/voice-drift")
+@router.post(
+    "/{plan_id}/persona-obligations/{obligation_id}/voice-drift",
+    responses=problem_responses(409, s409="Only an open obligation can drift"),
+)
 def set_voice_drift(
     plan_id: str,
     obligation_id: str,
@@ -69,6 +84,10 @@ def set_voice_drift(
     actor: Actor = Depends(operator),
     rt: Runtime = Depends(runtime),
 ) -> dict[str, Any]:
+    """Flag or clear voice drift on an obligation.
+
+    Only an open obligation can drift (409 otherwise); same ownership rule as resolve.
+    """
     with rt.db.begin() as conn:
         return obligations.set_voice_drift(
             conn, plan_id, obligation_id, body.model_dump(), actor, rt.clock.now()

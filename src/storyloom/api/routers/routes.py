@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
 from storyloom.api.auth import runtime, viewer
+from storyloom.domain.text import LabelName, Text
 from storyloom.runtime import Runtime
 from storyloom.services import alerts
 from storyloom.services.actors import Actor
@@ -17,11 +18,15 @@ router = APIRouter(prefix="/api/alert-routes", tags=["alert routes"])
 
 class RouteTestIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    labels: dict[str, str] = Field(description='the alert\'s labels, e.g. {"alert_id": "tool:failed"}')
+    labels: dict[LabelName, Text] = Field(description='the alert\'s labels, e.g. {"alert_id": "tool:failed"}')
 
 
 @router.get("")
 def get_routes(_: Actor = Depends(viewer), rt: Runtime = Depends(runtime)) -> dict[str, Any]:
+    """Get the routing tree.
+
+    The effective route tree, inhibit rules and receivers, with every secret, key, header value and URL path redacted.
+    """
     return alerts.routes_view(rt.alerting)
 
 
@@ -29,4 +34,8 @@ def get_routes(_: Actor = Depends(viewer), rt: Runtime = Depends(runtime)) -> di
 def test_routes(
     body: RouteTestIn, _: Actor = Depends(viewer), rt: Runtime = Depends(runtime)
 ) -> dict[str, Any]:
+    """Test routing for labels.
+
+    Which receivers an alert with these labels would reach, and through which routes; nothing is sent.
+    """
     return alerts.match_routes(rt.alerting, body.labels)

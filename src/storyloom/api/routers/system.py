@@ -16,11 +16,25 @@ router = APIRouter(tags=["system"])
 
 @router.get("/healthz")
 def healthz() -> dict[str, str]:
+    """Liveness: the process answers.
+
+    Always `{"status": "ok"}`; it checks nothing else (use `/readyz` for that).
+    """
     return {"status": "ok"}
 
 
-@router.get("/readyz", response_model=None)
+@router.get(
+    "/readyz",
+    response_model=None,
+    responses={
+        503: {"description": "Not ready: `checks` names what failed", "content": {"application/json": {}}}
+    },
+)
 def readyz(request: Request, rt: Runtime = Depends(runtime)) -> Any:
+    """Readiness: the database answers and the engine runs.
+
+    200 `{status: "ready", checks}` or 503 `{status: "not ready", checks}` naming what failed.
+    """
     checks: dict[str, str] = {}
     try:
         with rt.db.read() as conn:

@@ -22,11 +22,15 @@ from storyloom.domain.durations import parse_duration
 from storyloom.domain.phases import Phase, estimate_tokens, slugify
 from storyloom.pipeline.llm.base import LLMRequest, LLMResponse, LLMTimeout, LLMUnavailable
 
-FaultMode = Literal["fail", "timeout", "malformed", "slow", "critique_reject"]
+FaultMode = Literal["fail", "timeout", "malformed", "slow", "critique_reject", "raise"]
+
+
+class InjectedBug(RuntimeError):
+    """The offline `raise` fault: an unexpected error (not a provider error), as a bug in a step would raise."""
 
 
 class FaultSpec(BaseModel):
-    """`llm.faults[]` of the config: make matching calls fail, hang, garble, slow down or be rejected."""
+    """`llm.faults[]` of the config: make matching calls fail, hang, garble, slow down, be rejected or raise."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -424,6 +428,8 @@ class OfflineProvider:
             delay = fault.delay.total_seconds()
             if fault.mode == "fail":
                 raise LLMUnavailable(f"injected fault: {where} failed")
+            if fault.mode == "raise":
+                raise InjectedBug(f"injected fault: {where} raised")
             if fault.mode == "timeout":
                 waited = min(delay, request.timeout)
                 self.sleep(waited)

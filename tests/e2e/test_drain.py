@@ -1,0 +1,89 @@
+"""SIGTERM drains a real `storyloom run`: the phase in flight finishes and is recorded, nothing new starts,
+and the process exits cleanly; a restart carries on from there."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from storyloom.store.db import Database
+from storyloom.store.tables import backlog_items, leases, planner_executions, tasks
+from tests.support.server import ServerProcess, backlog_status, seed_author, wait_for
+
+pytestmark = pytest.mark.slow
+
+CONFIG = {
+    "pipeline": {"chapters": 1, "scenes_per_chapter": 1},
+    "llm": {"faults": [{"phase": "world_bible", "mode": "slow", "times": 1, "delay": "4s"}]},
+}
+
+
+def test_sigterm_finishes_the_phase_in_flight_and_takes_nothing_new(tmp_path: Path) -> None:
+    server = ServerProcess(tmp_path / "data", config=CONFIG).start()
+    db = Database(f"sqlite:///{tmp_path / 'data' / 'storyloom.db'}")
+    try:
+        persona_id, agent_id = seed_author(server)
+        plan_id = server.post(
+            "/api/fiction/plans",
+            {
+                "name": "Drain",
+                "premise": "A ferry that only sails at dusk.",
+                "persona_id": persona_id,
+                "agent_id": agent_id,
+            },
+        ).json()["plan_id"]
+        wait_for(
+            lambda: backlog_status(server, plan_id).get("world-bible") == "in_progress",
+            message="world-bible in progress",
+        )
+        assert server.proc is not None
+        server.proc.send_signal(signal.SIGTERM)
+        # uvicorn shuts down gracefully, then re-raises the signal it caught: -SIGTERM is a clean exit here
+        assert server.proc.wait(timeout=60) in (0, -signal.SIGTERM), server.logs()[-3000:]
+    finally:
+        server.kill()
+
+    with db.read() as conn:
+        statuses = dict(
+            conn.execute(
+                select(backlog_items.c.backlog_id, backlog_items.c.status).where(
+                    backlog_items.c.plan_id == plan_id
+                )
+            ).all()
+        )
+        outcomes = (
+            conn.execute(
+                select(planner_executions.c.outcome).where(planner_executions.c.backlog_id == "world-bible")
+            )
+            .scalars()
+            .all()
+        )
+        started_after = conn.execute(
+            select(tasks.c.backlog_id).where(
+                tasks.c.backlog_id == "iteration-plan", tasks.c.status == "running"
+            )
+        ).all()
+        worker_leases = conn.execute(select(leases.c.name).where(leases.c.name.like("worker:%"))).all()
+    assert statuses["world-bible"] == "complete" and outcomes == ["success"], (statuses, outcomes)
+    assert statuses["iteration-plan"] == "pending" and started_after == [], (
+        "nothing new starts while draining"
+    )
+    assert worker_leases == [], "a drained worker leaves the cluster: no lease left for a takeover"
+    assert "draining" in server.logs() and "engine stopped" in server.logs()
+
+    restarted = ServerProcess(tmp_path / "data", config=CONFIG, port=server.port).start()
+    try:
+        wait_for(
+            lambda: (
+                set(backlog_status(restarted, plan_id).values()) == {"complete"}
+                and len(backlog_status(restarted, plan_id)) == 6
+            ),
+            timeout=90,
+            message="the plan completing after the restart",
+        )
+    finally:
+        restarted.stop()
+        db.dispose()
