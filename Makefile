@@ -58,6 +58,7 @@ format: install
 bench: install bench-deps
 	$(BIN)/python bench/pipeline.py
 	$(BIN)/python bench/alert_latency.py
+	$(BIN)/python bench/storm.py --alerts 2000
 	$(BIN)/python bench/health.py
 
 ## kill -9 at 20 seeded random points while plans run and alerts fire (SOAK_ARGS="--seed N --kills K").

@@ -24,7 +24,8 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -166,25 +167,30 @@ def run_storyloom(count: int, interval: float) -> list[float]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def run_alertmanager(count: int, interval: float) -> list[float]:
-    binary = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
-    if binary is None:
-        print("   alertmanager: not installed (apt-get install prometheus-alertmanager) — peer skipped")
-        return []
-    arrivals = Arrivals()
+ALERTMANAGER_ROUTE = {
+    "receiver": "bench",
+    "group_by": ["..."],
+    "group_wait": "0s",
+    "group_interval": "1m",
+}
+
+
+def alertmanager_binary() -> str | None:
+    return shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+
+
+@contextmanager
+def alertmanager(binary: str, receiver_url: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Alertmanager with the bench route (every alert its own group, no wait) to one webhook receiver;
+    yields its base URL and process, and stops it after."""
     folder = Path(tempfile.mkdtemp())
-    port = _free_port()
+    port = free_port()
     (folder / "am.yml").write_text(
         json.dumps(
             {
-                "route": {
-                    "receiver": "bench",
-                    "group_by": ["..."],
-                    "group_wait": "0s",
-                    "group_interval": "1m",
-                },
+                "route": ALERTMANAGER_ROUTE,
                 "receivers": [
-                    {"name": "bench", "webhook_configs": [{"url": arrivals.url, "send_resolved": False}]}
+                    {"name": "bench", "webhook_configs": [{"url": receiver_url, "send_resolved": False}]}
                 ],
             }
         )
@@ -202,7 +208,21 @@ def run_alertmanager(count: int, interval: float) -> list[float]:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        _wait_http(f"{base}/-/ready")
+        wait_http(f"{base}/-/ready")
+        yield base, proc
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def run_alertmanager(count: int, interval: float) -> list[float]:
+    binary = alertmanager_binary()
+    if binary is None:
+        print("   alertmanager: not installed (apt-get install prometheus-alertmanager) — peer skipped")
+        return []
+    arrivals = Arrivals()
+    with alertmanager(binary, arrivals.url) as (base, _):
 
         def send(seq: str) -> None:
             body = json.dumps([{"labels": {"alertname": "bench", "seq": seq}}]).encode()
@@ -215,13 +235,9 @@ def run_alertmanager(count: int, interval: float) -> list[float]:
             urllib.request.urlopen(request, timeout=5).read()
 
         return drive("alertmanager", send, arrivals, count, interval)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        shutil.rmtree(folder, ignore_errors=True)
 
 
-def _free_port() -> int:
+def free_port() -> int:
     import socket
 
     with socket.socket() as sock:
@@ -229,7 +245,7 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _wait_http(url: str, timeout: float = 20) -> None:
+def wait_http(url: str, timeout: float = 20) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:

@@ -19,6 +19,7 @@ pytestmark = pytest.mark.slow
         ("pipeline.py", ["--plans", "2"], "engine overhead per phase"),
         ("alert_latency.py", ["--alerts", "20"], "storyloom: 20/20 arrived"),
         ("health.py", ["--scale", "0.01", "--runs", "2"], "GET /api/diagnostics/planner"),
+        ("storm.py", ["--alerts", "200", "--systems", "sqlite"], "storyloom-sqlite    200: 200/200 arrived"),
         ("alert_expiry.py", ["--alerts", "50", "--idle-passes", "10"], "50 expired alerts resolved"),
         ("recent_failures.py", ["--executions", "3000", "--runs", "2"], "ratio unfixed/every"),
     ],

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 import standardwebhooks
 import structlog
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from storyloom import signals
 from storyloom.alerting import publish
@@ -587,6 +587,36 @@ def test_the_worker_loop_wakes_on_the_dispatch_signal(rt: Runtime, server: Priva
     finally:
         dispatcher.stop()
     assert len(server.requests) == 1
+
+
+def test_a_restarted_worker_sends_at_once_what_its_killed_predecessor_had_claimed(
+    rt: Runtime, clock: FrozenClock, server: PrivateReceiver
+) -> None:
+    """Same worker id, another pid: the claim is a dead process's, taken back at start, not after its TTL."""
+    orphaned = enqueue(rt, "ops")
+    other = enqueue(rt, "ops")
+    with rt.db.begin() as conn:
+        conn.execute(
+            update(deliveries)
+            .where(deliveries.c.id == orphaned)
+            .values(
+                claimed_by=f"{rt.worker_id}:999999999:dead/1",
+                claim_expires_at=clock.now() + timedelta(hours=1),
+            )
+        )
+        conn.execute(  # another worker's live claim stays untouched
+            update(deliveries)
+            .where(deliveries.c.id == other)
+            .values(claimed_by="elsewhere:1:abc/1", claim_expires_at=clock.now() + timedelta(hours=1))
+        )
+    dispatcher = DeliveryDispatcher(rt)
+    dispatcher.start()
+    try:
+        server.wait_for(1, timeout=10)
+    finally:
+        dispatcher.stop()
+    assert delivery(rt, orphaned)["status"] == "delivered"
+    assert delivery(rt, other)["claimed_by"] == "elsewhere:1:abc/1" and len(server.requests) == 1
 
 
 async def test_logs_and_errors_never_carry_the_secret_signature_or_url_path(

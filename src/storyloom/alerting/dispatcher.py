@@ -65,8 +65,10 @@ from storyloom.clock import Clock
 from storyloom.domain.alerts import Notification
 from storyloom.health import metrics_delivery
 from storyloom.runtime import Runtime
+from storyloom.store.bulk import KEY, update_many
 from storyloom.store.db import after_commit
 from storyloom.store.events import DELIVERY_ACTION, record_event
+from storyloom.store.set_aside import set_aside
 from storyloom.store.tables import deliveries, delivery_attempts, receiver_states
 
 log = structlog.get_logger(__name__)
@@ -75,6 +77,7 @@ DISPATCH_CHANNEL = "dispatch"
 FAILING_ALERT = "delivery:failing"
 FAILURE_THRESHOLD = 5  # consecutive failed attempts that raise `delivery:failing`
 SELF_SKIP_REASON = "not sent to the failing receiver itself"
+SET_ASIDE_PASS = "delivery"
 
 PENDING, DELIVERED, FAILED, DEAD = "pending", "delivered", "failed", "dead"
 DUE_STATUSES = (PENDING, FAILED)
@@ -178,6 +181,7 @@ class Claim:
 class Result:
     """What became of one job. `kind` is an outcome kind when a request was tried, else one of
     `skipped` (own failing alert), `gone` (receiver left the config), `empty` (nothing to send),
+    `set_aside` (processing it raised: it goes `dead` with the error and is listed as set aside),
     `unclaim` (its receiver got disabled meanwhile) or `defer` (the rate limit's turn is later)."""
 
     job: Job
@@ -226,7 +230,13 @@ def without_own_failing_alerts(notification: Notification, receiver: str) -> Not
     return dataclasses.replace(notification, alerts=kept) if kept else None
 
 
-_METRIC_RESULT = {"disable": "disabled", "skipped": "skipped", "empty": "skipped", "gone": "dead"}
+_METRIC_RESULT = {
+    "disable": "disabled",
+    "skipped": "skipped",
+    "empty": "skipped",
+    "gone": "dead",
+    "set_aside": "dead",
+}
 
 
 # --- the dispatcher ---------------------------------------------------------------------------------
@@ -252,6 +262,7 @@ class DeliveryDispatcher(BackgroundLoop):
         flush_interval: float = 0.05,
         poll_interval: float = 0.1,
         max_batches: int = 4,
+        per_receiver: int = 8,
         limiter_factory: LimiterFactory | None = None,
         sleep: Sleep = asyncio.sleep,
         rng: Random | None = None,
@@ -266,6 +277,9 @@ class DeliveryDispatcher(BackgroundLoop):
         self.flush_interval = flush_interval
         self.poll_interval = poll_interval
         self.max_batches = max_batches
+        self.per_receiver = per_receiver
+        self._slots: dict[str, asyncio.Semaphore] = {}
+        self._next_attempt_at: datetime | None = None  # the earliest due attempt the last claim saw
         self.limiter_factory: LimiterFactory = limiter_factory or (lambda rate: RateLimiter(rate))
         self.limiters: dict[str, RateLimiter] = {}
         self._sleep = sleep
@@ -287,6 +301,10 @@ class DeliveryDispatcher(BackgroundLoop):
         inflight: set[asyncio.Task[None]] = set()
         self._client_for_loop()  # the pool (and its TLS context) is ready before the first delivery
         try:
+            await asyncio.to_thread(self.take_back_predecessor_claims)
+        except Exception:
+            log.warning("could not take back the claims of this worker's previous process", exc_info=True)
+        try:
             while not self._stop.is_set():
                 if len(inflight) >= self.max_batches:
                     await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
@@ -298,12 +316,13 @@ class DeliveryDispatcher(BackgroundLoop):
                     await asyncio.to_thread(self._stop.wait, 1.0)
                     continue
                 if claim.jobs:
+                    self.busy()
                     task = asyncio.create_task(self._dispatch_logged(claim))
                     inflight.add(task)
                     task.add_done_callback(inflight.discard)
                     if len(claim.jobs) >= self.batch_size:
                         continue  # more is due: claim the next batch at once
-                await asyncio.to_thread(wait, self.poll_interval)
+                self.waited(woken=await asyncio.to_thread(wait, self.idle_wait()))
         finally:
             if inflight:
                 await asyncio.wait(inflight, timeout=15.0)
@@ -314,6 +333,39 @@ class DeliveryDispatcher(BackgroundLoop):
         client, self._client, self._client_key = self._client, None, None
         if client is not None:
             await client.aclose()
+
+    def interval(self) -> float:
+        return self.poll_interval
+
+    def next_due(self) -> float | None:
+        """Until the earliest retry the last claim saw scheduled, so idling never delays one."""
+        if self._next_attempt_at is None:
+            return None
+        return (self._next_attempt_at - self.clock.now()).total_seconds()
+
+    def take_back_predecessor_claims(self) -> int:
+        """Release the claims an earlier process of this worker id left (it crashed or was killed), so its
+        deliveries are sent now rather than after `claim_ttl`. Worker ids are unique per live process
+        (DBOS recovery relies on the same), so a claim under this id and another pid is a dead one's."""
+        prefix = f"{self.rt.worker_id}:"
+        if not self.holder.startswith(prefix):
+            return 0
+        with self.rt.db.begin() as conn:
+            released = conn.execute(
+                update(deliveries)
+                .where(
+                    deliveries.c.claimed_by.startswith(prefix, autoescape=True),
+                    # not this process's: another dispatcher here (tests run several) is alive
+                    ~deliveries.c.claimed_by.startswith(f"{prefix}{os.getpid()}:", autoescape=True),
+                    deliveries.c.status.in_(DUE_STATUSES),
+                )
+                .values(claimed_by=None, claim_expires_at=None)
+            ).rowcount
+        if released:
+            log.info(
+                "took back deliveries a previous process of this worker had claimed", deliveries=released
+            )
+        return int(released or 0)
 
     # one pass
 
@@ -326,16 +378,19 @@ class DeliveryDispatcher(BackgroundLoop):
 
     # claim
 
-    def _due(self, now: datetime) -> Any:
+    def _waiting(self, now: datetime) -> Any:
+        """Deliveries to send once their `next_attempt_at` comes: unclaimed, receiver not disabled."""
         disabled = exists().where(
             receiver_states.c.receiver == deliveries.c.receiver, receiver_states.c.disabled_at.is_not(None)
         )
         return and_(
             deliveries.c.status.in_(DUE_STATUSES),
-            deliveries.c.next_attempt_at <= now,
             or_(deliveries.c.claimed_by.is_(None), deliveries.c.claim_expires_at < now),
             ~disabled,
         )
+
+    def _due(self, now: datetime) -> Any:
+        return and_(self._waiting(now), deliveries.c.next_attempt_at <= now)
 
     def claim(self) -> Claim:
         """Claim up to `batch_size` due deliveries for this pass (see the module docstring)."""
@@ -345,7 +400,10 @@ class DeliveryDispatcher(BackgroundLoop):
         due = self._due(now)
         # An idle poll only reads: on SQLite a write transaction would take the database's write lock.
         with self.rt.db.read() as conn:
-            if conn.execute(select(deliveries.c.id).where(due).limit(1)).first() is None:
+            self._next_attempt_at = conn.execute(
+                select(func.min(deliveries.c.next_attempt_at)).where(self._waiting(now))
+            ).scalar()
+            if self._next_attempt_at is None or self._next_attempt_at > now:
                 return Claim(token, [])
         with self.rt.db.begin() as conn:
             query = (
@@ -405,10 +463,12 @@ class DeliveryDispatcher(BackgroundLoop):
         return Claim(token, jobs)
 
     def _ttl(self) -> timedelta:
-        """Long enough for the slowest send of a batch (its timeout and a rate-limit wait) and its record."""
+        """Long enough for the slowest send of a batch (its timeout and a rate-limit wait) and its record,
+        behind every request the claimed batches queue for one receiver's slots."""
         timeouts = [s.timeout for s in self.rt.alerting.receivers.values()]
         longest = max(timeouts, default=timedelta(seconds=10))
-        return max(self.claim_ttl, 2 * longest + timedelta(seconds=self.max_wait + 30))
+        rounds = -(-self.batch_size * self.max_batches // self.per_receiver)
+        return max(self.claim_ttl, (rounds + 1) * longest + timedelta(seconds=self.max_wait + 30))
 
     def _notice_reload(self) -> None:
         alerting = self.rt.alerting
@@ -440,7 +500,16 @@ class DeliveryDispatcher(BackgroundLoop):
             # A client of another (finished) event loop is simply dropped: its loop cannot close it now.
             self._client = self.client_factory(policy)
             self._client_key = key
+            self._slots = {}
         return self._client
+
+    def _slot(self, receiver: str) -> asyncio.Semaphore:
+        """At most `per_receiver` requests in flight to one receiver: they reuse the pool's keep-alive
+        connections instead of opening hundreds, and each request's timeout starts once it has a slot."""
+        slot = self._slots.get(receiver)
+        if slot is None:
+            slot = self._slots[receiver] = asyncio.Semaphore(self.per_receiver)
+        return slot
 
     def _limiter(self, spec: ReceiverSpec) -> RateLimiter:
         limiter = self.limiters.get(spec.name)
@@ -473,14 +542,9 @@ class DeliveryDispatcher(BackgroundLoop):
     ) -> Result:
         try:
             return await self._attempt_unguarded(job, alerting, client, disabled_now)
-        except Exception as exc:  # a bug must not leave the claim hanging until it expires
+        except Exception as exc:  # a row this pass cannot process: set it aside, the batch goes on
             log.exception("delivery attempt failed unexpectedly", delivery_id=job.delivery_id)
-            return Result(
-                job,
-                "retry",
-                SendOutcome("retry", error=f"internal error: {type(exc).__name__}"),
-                self.clock.now(),
-            )
+            return Result(job, "set_aside", note=f"set aside: internal error: {type(exc).__name__}: {exc}")
 
     async def _attempt_unguarded(
         self, job: Job, alerting: AlertingRuntime, client: httpx.AsyncClient, disabled_now: set[str]
@@ -516,9 +580,12 @@ class DeliveryDispatcher(BackgroundLoop):
             await self._sleep(delay)
             if spec.name in disabled_now:
                 return Result(job, "unclaim")
-        attempt_at = self.clock.now()
-        signed = [sign_request(spec, r, job.webhook_id, attempt_at) for r in requests]
-        outcomes = await asyncio.gather(*(self._send(client, spec, r) for r in signed))
+        async with self._slot(spec.name):
+            if spec.name in disabled_now:  # a 410 came back while this request queued for a slot
+                return Result(job, "unclaim")
+            attempt_at = self.clock.now()
+            signed = [sign_request(spec, r, job.webhook_id, attempt_at) for r in requests]
+            outcomes = await asyncio.gather(*(self._send(client, spec, r) for r in signed))
         outcome = _combine(outcomes)
         if outcome.kind == "disable":
             disabled_now.add(spec.name)
@@ -545,41 +612,59 @@ class DeliveryDispatcher(BackgroundLoop):
                 await asyncio.sleep(0.2 * (attempt + 1))
 
     def record(self, token: str, results: Sequence[Result], alerting: AlertingRuntime) -> None:
-        """Write what a set of completed jobs came to, in one transaction."""
+        """Write what a set of completed jobs came to, in one transaction of set-based statements.
+
+        The fence: only deliveries still claimed under `token` are written (read first in the same
+        transaction, which holds SQLite's write lock and, on PostgreSQL, locks those rows).
+        """
         now = self.clock.now()
         counted: list[tuple[str, str, float | None]] = []
         per_receiver: dict[str, _Receiver] = {}
         changed = {DELIVERED: 0, FAILED: 0, DEAD: 0}
+        updates: list[dict[str, Any]] = []
+        attempts: list[dict[str, Any]] = []
+        release = {"claimed_by": None, "claim_expires_at": None}
         with self.rt.db.begin() as conn:
+            held = self._still_claimed(conn, token, [r.job.delivery_id for r in results])
             for result in results:
                 job = result.job
-                fence = and_(deliveries.c.id == job.delivery_id, deliveries.c.claimed_by == token)
-                release = {"claimed_by": None, "claim_expires_at": None}
+                if job.delivery_id not in held:
+                    if result.outcome is not None:
+                        log.warning(
+                            "a delivery's claim was taken over before its attempt was recorded",
+                            delivery_id=job.delivery_id,
+                        )
+                    continue
                 if result.kind in ("unclaim", "defer"):
                     values: dict[str, Any] = dict(release)
                     if result.kind == "defer":
                         values["next_attempt_at"] = now + timedelta(seconds=result.delay)
-                    conn.execute(update(deliveries).where(fence).values(**values))
+                    updates.append({KEY: job.delivery_id, **values})
                     continue
-                if result.outcome is None:  # settled without a request: skipped, gone or empty
+                if result.outcome is None:  # settled without a request: skipped, gone, empty or set aside
                     status = DELIVERED if result.kind == "empty" else DEAD
-                    done = conn.execute(
-                        update(deliveries)
-                        .where(fence)
-                        .values(
-                            status=status,
-                            last_error=result.note,
-                            next_attempt_at=None,
-                            delivered_at=now if status == DELIVERED else None,
+                    if result.kind == "set_aside":
+                        set_aside(conn, SET_ASIDE_PASS, job.delivery_id, result.note or "internal error", now)
+                    updates.append(
+                        {
+                            KEY: job.delivery_id,
+                            "status": status,
+                            "last_error": result.note,
+                            "next_attempt_at": None,
+                            "delivered_at": now if status == DELIVERED else None,
                             **release,
-                        )
+                        }
                     )
-                    if done.rowcount:
-                        changed[status] += 1
-                        counted.append((job.receiver, _METRIC_RESULT[result.kind], None))
-                        self._log_settled(job, status, result.note)
+                    changed[status] += 1
+                    counted.append((job.receiver, _METRIC_RESULT[result.kind], None))
+                    self._log_settled(job, status, result.note)
                     continue
-                self._record_attempt(conn, token, result, alerting, now, per_receiver, changed, counted)
+                values, attempt = self._attempt_rows(result, alerting, now, per_receiver, changed, counted)
+                updates.append({KEY: job.delivery_id, **values})
+                attempts.append(attempt)
+            update_many(conn, deliveries, deliveries.c.id, updates)
+            if attempts:
+                conn.execute(insert(delivery_attempts), attempts)
             self._update_receivers(conn, per_receiver, now)
             if any(changed.values()):
                 record_event(
@@ -591,17 +676,22 @@ class DeliveryDispatcher(BackgroundLoop):
         for receiver, result_name, latency in counted:
             metrics_delivery.observe(receiver, result_name, latency)
 
-    def _record_attempt(
+    def _still_claimed(self, conn: Connection, token: str, ids: Sequence[str]) -> set[str]:
+        query = select(deliveries.c.id).where(deliveries.c.id.in_(ids), deliveries.c.claimed_by == token)
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update(of=deliveries)
+        return set(conn.execute(query).scalars())
+
+    def _attempt_rows(
         self,
-        conn: Connection,
-        token: str,
         result: Result,
         alerting: AlertingRuntime,
         now: datetime,
         per_receiver: dict[str, _Receiver],
         changed: dict[str, int],
         counted: list[tuple[str, str, float | None]],
-    ) -> None:
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(the delivery's new values, its `delivery_attempts` row) for one attempted job."""
         job, outcome = result.job, result.outcome
         assert outcome is not None and result.attempt_at is not None
         number = job.attempts + 1
@@ -638,28 +728,15 @@ class DeliveryDispatcher(BackgroundLoop):
             else:
                 status = DEAD
                 values.update(status=DEAD, next_attempt_at=None, last_error=decision[1])
-        done = conn.execute(
-            update(deliveries)
-            .where(deliveries.c.id == job.delivery_id, deliveries.c.claimed_by == token)
-            .values(**values)
-        )
-        if not done.rowcount:
-            log.warning(
-                "a delivery's claim was taken over before its attempt was recorded",
-                delivery_id=job.delivery_id,
-            )
-            return
-        conn.execute(
-            insert(delivery_attempts).values(
-                delivery_id=job.delivery_id,
-                attempt=number,
-                at=result.attempt_at,
-                status_code=outcome.status_code,
-                outcome=outcome.kind,
-                error=outcome.error,
-                latency_ms=outcome.latency_ms,
-            )
-        )
+        attempt = {
+            "delivery_id": job.delivery_id,
+            "attempt": number,
+            "at": result.attempt_at,
+            "status_code": outcome.status_code,
+            "outcome": outcome.kind,
+            "error": outcome.error,
+            "latency_ms": outcome.latency_ms,
+        }
         changed[status] += 1
         state = per_receiver.setdefault(job.receiver, _Receiver())
         state.outcomes.append(outcome.kind)
@@ -672,6 +749,7 @@ class DeliveryDispatcher(BackgroundLoop):
         metric = "dead" if status == DEAD and outcome.kind in ("retry", "client_error") else outcome.kind
         counted.append((job.receiver, _METRIC_RESULT.get(metric, metric), outcome.latency_ms / 1000))
         self._log_attempt(job, number, outcome, status, values.get("next_attempt_at"))
+        return values, attempt
 
     def _update_receivers(
         self, conn: Connection, per_receiver: Mapping[str, _Receiver], now: datetime

@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import structlog
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, delete, func, insert, select
 
 from storyloom import signals
 from storyloom.alerting.notify import (
@@ -52,8 +52,10 @@ from storyloom.domain.matchers import as_matchers
 from storyloom.domain.routing import Route
 from storyloom.domain.silences import Silence
 from storyloom.runtime import Runtime
+from storyloom.store.bulk import KEY, update_many
 from storyloom.store.db import after_commit
 from storyloom.store.leases import hold_lease, release_lease
+from storyloom.store.set_aside import set_aside, set_aside_items
 from storyloom.store.tables import (
     aggregation_groups,
     alert_changes,
@@ -67,6 +69,8 @@ from storyloom.store.tables import (
 log = structlog.get_logger(__name__)
 
 LEASE_NAME = "notifier"
+PASS_NAME = "notifier"  # set-aside alerts (by fingerprint)
+FLUSH_PASS_NAME = "notifier.flush"  # set-aside groups (by group key)
 DISPATCH_CHANNEL = "dispatch"
 PENDING = "pending"
 _CHUNK = 500  # ids per IN (...) list: far below SQLite's and PostgreSQL's parameter limits
@@ -82,12 +86,28 @@ def _chunks(items: Sequence[T], size: int = _CHUNK) -> Iterator[Sequence[T]]:
 # --- queries shared with the API and the health report ---------------------------------------------
 
 
-def load_alerts(conn: Connection, fingerprints: Collection[str]) -> dict[str, Alert]:
-    """The current state of these alerts, by fingerprint (unknown ones are left out)."""
+def _readable(rows: Iterable[Mapping[Any, Any]], unreadable: dict[str, str] | None) -> Iterator[Alert]:
+    """The rows as Alerts; a row that no longer parses is left out (and its error put in `unreadable`)."""
+    for row in rows:
+        try:
+            yield alert_from_row(row)
+        except Exception as exc:  # a poisoned row must not take its whole batch down
+            if unreadable is not None:
+                unreadable[row["fingerprint"]] = f"unreadable alert row: {type(exc).__name__}: {exc}"
+            else:
+                log.warning(
+                    "ignoring an unreadable alert row", fingerprint=row["fingerprint"], error=str(exc)
+                )
+
+
+def load_alerts(
+    conn: Connection, fingerprints: Collection[str], unreadable: dict[str, str] | None = None
+) -> dict[str, Alert]:
+    """The current state of these alerts, by fingerprint (unknown and unreadable ones are left out)."""
     found: dict[str, Alert] = {}
     for chunk in _chunks(sorted(set(fingerprints))):
-        for row in conn.execute(select(alerts).where(alerts.c.fingerprint.in_(chunk))).mappings():
-            found[row["fingerprint"]] = alert_from_row(row)
+        rows = conn.execute(select(alerts).where(alerts.c.fingerprint.in_(chunk))).mappings()
+        found.update((a.fingerprint, a) for a in _readable(rows, unreadable))
     return found
 
 
@@ -95,7 +115,7 @@ def firing_alerts(conn: Connection) -> list[Alert]:
     rows = conn.execute(
         select(alerts).where(alerts.c.status == FIRING).order_by(alerts.c.starts_at)
     ).mappings()
-    return [alert_from_row(row) for row in rows]
+    return list(_readable(rows, None))
 
 
 def silence_from_row(row: Mapping[Any, Any]) -> Silence | None:
@@ -212,6 +232,7 @@ class Notifier(BackgroundLoop):
         self._routed_with: AlertingRuntime | None = None  # the config every firing alert was routed with
         self._routes: tuple[AlertingRuntime | None, dict[tuple[str, str], Route]] = (None, {})
         self._held = False
+        self._next_flush_at: datetime | None = None  # the earliest scheduled flush seen by the last pass
         super().__init__()
 
     # lifecycle
@@ -225,10 +246,19 @@ class Notifier(BackgroundLoop):
         self._held = False
 
     def run_pass(self) -> bool:
-        return self.tick().more
+        result = self.tick()
+        if result.consumed or result.flushed:
+            self.busy()
+        return result.more
 
     def interval(self) -> float:
         return self.poll_interval
+
+    def next_due(self) -> float | None:
+        """Until the earliest group flush this pass saw scheduled, so idling never delays a timer."""
+        if self._next_flush_at is None:
+            return None
+        return (self._next_flush_at - self.clock.now()).total_seconds()
 
     # one pass
 
@@ -274,12 +304,8 @@ class Notifier(BackgroundLoop):
                 return True, True
             if conn.execute(select(alert_changes.c.id).limit(1)).first() is not None:
                 return True, True
-            due = conn.execute(
-                select(aggregation_groups.c.group_key)
-                .where(aggregation_groups.c.next_flush_at <= now)
-                .limit(1)
-            ).first()
-            return due is not None, True
+            self._next_flush_at = conn.execute(select(func.min(aggregation_groups.c.next_flush_at))).scalar()
+            return self._next_flush_at is not None and self._next_flush_at <= now, True
 
     def _hold_lease(self, conn: Connection, now: datetime) -> bool:
         held = hold_lease(conn, LEASE_NAME, self.holder, now, self.lease_ttl)
@@ -295,38 +321,59 @@ class Notifier(BackgroundLoop):
     ) -> IngestContext:
         ctx = IngestContext(now=now, route=alerting.route, load_groups=lambda keys: _load_groups(conn, keys))
         run_stages(INGEST, ctx, changed)
-        for key, record in ctx.groups.items():
-            if key in ctx.existing:
-                conn.execute(
-                    update(aggregation_groups)
-                    .where(aggregation_groups.c.group_key == key)
-                    .values(next_flush_at=record.state.next_flush_at)
-                )
-            else:
-                conn.execute(
-                    insert(aggregation_groups).values(
-                        group_key=key,
-                        route_id=record.route_id,
-                        receiver=record.receiver,
-                        group_labels=record.group_labels,
-                        first_alert_at=record.state.first_alert_at,
-                        **_state_values(record.state),
-                    )
-                )
+        rescheduled = [
+            {KEY: key, "next_flush_at": record.state.next_flush_at}
+            for key, record in ctx.groups.items()
+            if key in ctx.existing
+        ]
+        update_many(conn, aggregation_groups, aggregation_groups.c.group_key, rescheduled)
+        created = [
+            {
+                "group_key": key,
+                "route_id": record.route_id,
+                "receiver": record.receiver,
+                "group_labels": record.group_labels,
+                "first_alert_at": record.state.first_alert_at,
+                **_state_values(record.state),
+            }
+            for key, record in ctx.groups.items()
+            if key not in ctx.existing
+        ]
+        if created:
+            conn.execute(insert(aggregation_groups), created)
         _add_members(conn, ctx.members, now)
         return ctx
 
+    def _ingest_isolated(
+        self, conn: Connection, alerting: AlertingRuntime, now: datetime, changed: list[Alert]
+    ) -> set[tuple[str, str]]:
+        """`_ingest` in one savepoint; when the set-based batch raises, alert by alert, setting aside the
+        ones that raise. Returns the (group key, fingerprint) memberships of the alerts that went in."""
+        try:
+            with conn.begin_nested():
+                return self._ingest(conn, alerting, now, changed).members
+        except Exception:
+            members: set[tuple[str, str]] = set()
+            for alert in changed:
+                try:
+                    with conn.begin_nested():
+                        members |= self._ingest(conn, alerting, now, [alert]).members
+                except Exception as exc:
+                    set_aside(conn, PASS_NAME, alert.fingerprint, exc, now)
+            return members
+
     def _reroute(self, conn: Connection, alerting: AlertingRuntime, now: datetime) -> None:
         """Route every firing alert with the current tree and leave the groups it no longer belongs to."""
-        ctx = self._ingest(conn, alerting, now, firing_alerts(conn))
+        aside = set_aside_items(conn, PASS_NAME)
+        members = self._ingest_isolated(
+            conn, alerting, now, [a for a in firing_alerts(conn) if a.fingerprint not in aside]
+        )
         current = conn.execute(
             select(group_members.c.group_key, group_members.c.fingerprint)
             .join(alerts, alerts.c.fingerprint == group_members.c.fingerprint)
             .where(alerts.c.status == FIRING)
         ).all()
-        stale = [
-            (r.group_key, r.fingerprint) for r in current if (r.group_key, r.fingerprint) not in ctx.members
-        ]
+        stale = [(r.group_key, r.fingerprint) for r in current if (r.group_key, r.fingerprint) not in members]
         _remove_members(conn, stale)
         if stale:
             log.info("alerts re-routed after a config change", left_groups=len(stale))
@@ -340,8 +387,11 @@ class Notifier(BackgroundLoop):
         if not rows:
             return 0, False
         fingerprints = list(dict.fromkeys(r.fingerprint for r in rows))
-        current = load_alerts(conn, fingerprints)
-        self._ingest(conn, alerting, now, [current[fp] for fp in fingerprints if fp in current])
+        unreadable: dict[str, str] = {}
+        current = load_alerts(conn, fingerprints, unreadable)
+        for fp, error in unreadable.items():
+            set_aside(conn, PASS_NAME, fp, error, now)
+        self._ingest_isolated(conn, alerting, now, [current[fp] for fp in fingerprints if fp in current])
         for chunk in _chunks([r.id for r in rows]):
             conn.execute(delete(alert_changes).where(alert_changes.c.id.in_(chunk)))
         return len(rows), len(rows) >= self.change_batch
@@ -349,17 +399,22 @@ class Notifier(BackgroundLoop):
     # flush: due groups → deliveries
 
     def _flush(self, conn: Connection, alerting: AlertingRuntime, now: datetime) -> tuple[int, int, bool]:
-        due = [
-            group_from_row(r)
-            for r in conn.execute(
-                select(aggregation_groups)
-                .where(aggregation_groups.c.next_flush_at <= now)
-                .order_by(aggregation_groups.c.next_flush_at, aggregation_groups.c.group_key)
-                .limit(self.flush_batch)
-            ).mappings()
-        ]
+        rows = conn.execute(
+            select(aggregation_groups)
+            .where(aggregation_groups.c.next_flush_at <= now)
+            .order_by(aggregation_groups.c.next_flush_at, aggregation_groups.c.group_key)
+            .limit(self.flush_batch)
+        ).mappings()
+        due: list[GroupRecord] = []
+        states: list[dict[str, Any]] = []
+        for row in rows:
+            try:
+                due.append(group_from_row(row))
+            except Exception as exc:  # an unreadable group waits aside, the others flush
+                self._set_group_aside(conn, row["group_key"], exc, now, states)
         if not due:
-            return 0, 0, False
+            update_many(conn, aggregation_groups, aggregation_groups.c.group_key, states)
+            return len(states), 0, len(states) >= self.flush_batch
         members = _members_of(conn, [g.group_key for g in due])
         current = load_alerts(conn, [fp for fps in members.values() for fp in fps])
         mutes = mute_index(conn, alerting, now)
@@ -367,19 +422,27 @@ class Notifier(BackgroundLoop):
         dropped: list[tuple[str, str]] = []
         for group in due:
             fps = members.get(group.group_key, [])
-            state, drop, delivery = self._flush_group(alerting, group, fps, current, mutes, now)
-            conn.execute(
-                update(aggregation_groups)
-                .where(aggregation_groups.c.group_key == group.group_key)
-                .values(**_state_values(state))
-            )
+            try:
+                state, drop, delivery = self._flush_group(alerting, group, fps, current, mutes, now)
+            except Exception as exc:  # this group cannot flush: it waits aside, the others go on
+                self._set_group_aside(conn, group.group_key, exc, now, states)
+                continue
+            states.append({KEY: group.group_key, **_state_values(state)})
             dropped.extend((group.group_key, fp) for fp in drop)
             if delivery is not None:
                 outbox.append(delivery)
+        update_many(conn, aggregation_groups, aggregation_groups.c.group_key, states)
         _remove_members(conn, dropped)
         if outbox:
             conn.execute(insert(deliveries), outbox)
-        return len(due), len(outbox), len(due) >= self.flush_batch
+        return len(due), len(outbox), len(states) >= self.flush_batch  # one state per group read
+
+    def _set_group_aside(
+        self, conn: Connection, key: str, error: Exception, now: datetime, states: list[dict[str, Any]]
+    ) -> None:
+        """Record the group as set aside and unschedule it (a new alert in it schedules it again)."""
+        set_aside(conn, FLUSH_PASS_NAME, key, error, now)
+        states.append({KEY: key, "next_flush_at": None})
 
     def _flush_group(
         self,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -13,6 +13,7 @@ from storyloom import signals
 from storyloom.domain.alerts import FIRING, RESOLVED
 from storyloom.domain.alerts import fingerprint as label_fingerprint
 from storyloom.domain.catalog import CATALOG
+from storyloom.store.bulk import KEY, update_many
 from storyloom.store.db import after_commit
 from storyloom.store.events import ALERT_STATE, record_events
 from storyloom.store.tables import alert_changes, alert_history, alerts
@@ -30,6 +31,8 @@ class AlertSignal:
     severity: str | None = None
     title: str | None = None
     source: str | None = None
+    annotations: Mapping[str, str] | None = None  # replaces the stored ones when given
+    starts_at: datetime | None = None  # an earlier start for an alert that fires now (ingest's startsAt)
 
 
 def alert_labels(signal: AlertSignal) -> dict[str, str]:
@@ -48,67 +51,81 @@ def alert_fingerprint(labels: Mapping[str, str]) -> str:
 
 def fire(conn: Connection, signal: AlertSignal, now: datetime) -> str:
     """Make the alert firing (insert, re-fire, or refresh); returns its fingerprint."""
-    labels = alert_labels(signal)
-    fp = alert_fingerprint(labels)
-    kind = CATALOG.get(signal.alert_id)
-    title = signal.title or (kind.title if kind else signal.alert_id)
-    row = conn.execute(select(alerts.c.status, alerts.c.severity).where(alerts.c.fingerprint == fp)).first()
-    values = {
-        "status": FIRING,
-        "severity": labels["severity"],
-        "title": title,
-        "description": signal.description,
-        "labels": labels,
-        "generated_at": now,
-        "updated_at": now,
-    }
-    if row is None:
-        conn.execute(
-            insert(alerts).values(
-                fingerprint=fp,
-                alert_id=signal.alert_id,
-                source=labels["source"],
-                plan_id=labels.get("plan_id"),
-                starts_at=now,
-                ends_at=None,
-                annotations={},
+    return fire_many(conn, [signal], now)[0]
+
+
+def fire_many(conn: Connection, signals_: Sequence[AlertSignal], now: datetime) -> list[str]:
+    """`fire` for a batch, in set-based statements: one lookup, one insert, one update per column set,
+    and the history, outbox and audit rows inserted together. Returns the fingerprints in input order.
+
+    An alert named twice in the batch ends as the last one says, with each change recorded in order.
+    """
+    prepared = [(signal, alert_labels(signal)) for signal in signals_]
+    fps = [alert_fingerprint(labels) for _, labels in prepared]
+    current = _current_states(conn, fps)
+    inserts: dict[str, dict[str, Any]] = {}
+    updates: dict[str, dict[str, Any]] = {}
+    changes: list[StateChange] = []
+    for (signal, labels), fp in zip(prepared, fps, strict=True):
+        values = _firing_values(signal, labels, now)
+        state = current.get(fp)
+        becomes_firing = state is None or state[0] != FIRING
+        if becomes_firing:
+            values.update(starts_at=min(signal.starts_at or now, now), ends_at=None)
+        if signal.annotations is not None:
+            values["annotations"] = dict(signal.annotations)
+        if fp in inserts:
+            inserts[fp].update(values)
+        elif state is None:
+            inserts[fp] = {
+                "fingerprint": fp,
+                "alert_id": signal.alert_id,
+                "source": labels["source"],
+                "plan_id": labels.get("plan_id"),
+                "annotations": {},
                 **values,
+            }
+        else:
+            updates.setdefault(fp, {}).update(values)
+        if state is None:
+            changes.append(StateChange(fp, FIRING, labels["severity"], "fired"))
+        elif state[0] != FIRING:
+            changes.append(StateChange(fp, FIRING, labels["severity"], "fired again"))
+        elif state[1] != labels["severity"]:
+            changes.append(
+                StateChange(fp, FIRING, labels["severity"], f"severity {state[1]} → {labels['severity']}")
             )
-        )
-        _changed(conn, fp, FIRING, labels["severity"], "fired", now)
-    elif row.status != FIRING:
-        conn.execute(
-            update(alerts).where(alerts.c.fingerprint == fp).values(starts_at=now, ends_at=None, **values)
-        )
-        _changed(conn, fp, FIRING, labels["severity"], "fired again", now)
-    else:
-        conn.execute(update(alerts).where(alerts.c.fingerprint == fp).values(**values))
-        if row.severity != labels["severity"]:
-            _changed(
-                conn, fp, FIRING, labels["severity"], f"severity {row.severity} → {labels['severity']}", now
-            )
-    return fp
+        current[fp] = (FIRING, labels["severity"])
+    if inserts:
+        conn.execute(insert(alerts), list(inserts.values()))
+    update_many(conn, alerts, alerts.c.fingerprint, [{KEY: fp, **values} for fp, values in updates.items()])
+    record_changes(conn, changes, now)
+    return fps
 
 
 def resolve(
     conn: Connection, fingerprints: Iterable[str], now: datetime, reason: str = "cause cleared"
 ) -> int:
     """Resolve the firing alerts among `fingerprints`; returns how many changed."""
-    changed = 0
-    for fp in fingerprints:
-        row = conn.execute(
-            select(alerts.c.severity).where(and_(alerts.c.fingerprint == fp, alerts.c.status == FIRING))
-        ).first()
-        if row is None:
-            continue
+    return len(resolve_fingerprints(conn, fingerprints, now, reason))
+
+
+def resolve_fingerprints(
+    conn: Connection, fingerprints: Iterable[str], now: datetime, reason: str = "cause cleared"
+) -> list[str]:
+    """Resolve the firing alerts among `fingerprints` in set-based statements; returns the ones resolved."""
+    wanted = list(dict.fromkeys(fingerprints))
+    firing = [(fp, state[1]) for fp, state in _current_states(conn, wanted).items() if state[0] == FIRING]
+    if not firing:
+        return []
+    for chunk in _chunks([fp for fp, _ in firing]):
         conn.execute(
             update(alerts)
-            .where(alerts.c.fingerprint == fp)
+            .where(alerts.c.fingerprint.in_(chunk))
             .values(status=RESOLVED, ends_at=now, updated_at=now, generated_at=now)
         )
-        _changed(conn, fp, RESOLVED, row.severity, reason, now)
-        changed += 1
-    return changed
+    record_changes(conn, [StateChange(fp, RESOLVED, severity, reason) for fp, severity in firing], now)
+    return [fp for fp, _ in firing]
 
 
 def resolve_matching(
@@ -138,6 +155,40 @@ class StateChange:
     status: str
     severity: str
     reason: str
+
+
+_CHUNK = 500  # fingerprints per IN (...) list: far below SQLite's and PostgreSQL's parameter limits
+
+
+def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
+    for start in range(0, len(items), _CHUNK):
+        yield items[start : start + _CHUNK]
+
+
+def _current_states(conn: Connection, fps: Sequence[str]) -> dict[str, tuple[str, str]]:
+    """(status, severity) of the stored alerts among `fps`."""
+    found: dict[str, tuple[str, str]] = {}
+    for chunk in _chunks(sorted(set(fps))):
+        rows = conn.execute(
+            select(alerts.c.fingerprint, alerts.c.status, alerts.c.severity).where(
+                alerts.c.fingerprint.in_(chunk)
+            )
+        )
+        found.update((r.fingerprint, (r.status, r.severity)) for r in rows)
+    return found
+
+
+def _firing_values(signal: AlertSignal, labels: Mapping[str, str], now: datetime) -> dict[str, Any]:
+    kind = CATALOG.get(signal.alert_id)
+    return {
+        "status": FIRING,
+        "severity": labels["severity"],
+        "title": signal.title or (kind.title if kind else signal.alert_id),
+        "description": signal.description,
+        "labels": dict(labels),
+        "generated_at": now,
+        "updated_at": now,
+    }
 
 
 def record_changes(conn: Connection, changes: Sequence[StateChange], now: datetime) -> None:
@@ -171,10 +222,6 @@ def record_changes(conn: Connection, changes: Sequence[StateChange], now: dateti
         now,
     )
     after_commit(conn, _wake_notifier)
-
-
-def _changed(conn: Connection, fp: str, status: str, severity: str, reason: str, now: datetime) -> None:
-    record_changes(conn, [StateChange(fp, status, severity, reason)], now)
 
 
 def _wake_notifier() -> None:

@@ -55,7 +55,7 @@ def make_client(
     egress: EgressPolicy | None = EgressPolicy(),
     *,
     max_connections: int = 100,
-    max_keepalive_connections: int = 20,
+    max_keepalive_connections: int = 100,
     keepalive_expiry: float = 30.0,
     resolver: Resolver | None = None,
 ) -> httpx.AsyncClient:

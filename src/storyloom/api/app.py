@@ -20,6 +20,7 @@ from storyloom.api.routers import events as event_routes
 from storyloom.api.routers import health as health_routes
 from storyloom.api.routers import metrics as metrics_routes
 from storyloom.api.routers import obligations as obligation_routes
+from storyloom.api.routers import set_aside as set_aside_routes
 from storyloom.console import pages as console_pages
 from storyloom.runtime import Runtime
 
@@ -40,6 +41,7 @@ ROUTERS = [
     demo_routes.router,
     config.router,
     event_routes.router,
+    set_aside_routes.router,
     console_pages.router,
 ]
 

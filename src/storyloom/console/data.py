@@ -21,6 +21,7 @@ from storyloom.services import catalog, plans
 from storyloom.services import deliveries as delivery_service
 from storyloom.services import obligations as obligation_service
 from storyloom.services import silences as silence_service
+from storyloom.store import set_aside
 from storyloom.store.tables import alerts, demo_inbox
 
 DELIVERY_STATUSES = delivery_service.STATUSES
@@ -108,6 +109,10 @@ class Reader:
 
     def routes(self) -> dict[str, Any]:
         return alert_service.routes_view(self.rt.alerting)
+
+    def set_aside(self) -> list[dict[str, Any]]:
+        """Rows the background passes could not process (newest first)."""
+        return set_aside.list_set_aside(self.conn, limit=50)
 
     def deliveries(self, receiver: str = "", status: str = "", limit: int = 300) -> list[dict[str, Any]]:
         """Newest first with their attempt logs, plus the alerts each carried (to name their owners)."""

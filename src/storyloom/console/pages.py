@@ -626,6 +626,7 @@ async def deliveries_page(request: Request, receiver: str = "", status: str = ""
             "filters": {"receiver": receiver, "status": status},
             "statuses": DELIVERY_STATUSES,
             "receiver_names": sorted(set(read.rt.alerting.receivers) | set(grouped)),
+            "set_aside": read.set_aside(),
         }
 
     return await render(

@@ -8,7 +8,7 @@ Every claim is a conditional update, so any number of worker processes can run i
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -22,12 +22,31 @@ from storyloom.pipeline.runner import GATED_PHASES, change_status
 from storyloom.runtime import Runtime
 from storyloom.services.tasks import LIVE, SCHEDULER_CHANNEL, claim_for_task
 from storyloom.store.events import BACKLOG_ACTION, record_event
+from storyloom.store.set_aside import set_aside, set_aside_items
 from storyloom.store.tables import backlog_items, lore_requirements, plans, tasks
 
 log = structlog.get_logger(__name__)
 
 REENQUEUE_AFTER = timedelta(seconds=30)
 BATCH = 200
+
+
+SET_ASIDE_PASS = "scheduler"  # backlog items (by row id) whose readiness cannot be computed
+
+
+def _readiness(
+    candidates: list[dict[str, Any]], producers: Mapping[str, Mapping[str, str]]
+) -> tuple[list[dict[str, Any]], list[tuple[dict[str, Any], Exception]]]:
+    """(the ready items, the items whose stored inputs make the check raise): one bad row waits aside."""
+    ready: list[dict[str, Any]] = []
+    broken: list[tuple[dict[str, Any], Exception]] = []
+    for item in candidates:
+        try:
+            if bl.is_ready(item["inputs"], producers[item["plan_id"]]):
+                ready.append(item)
+        except Exception as exc:
+            broken.append((item, exc))
+    return ready, broken
 
 
 class Scheduler(BackgroundLoop):
@@ -54,7 +73,8 @@ class Scheduler(BackgroundLoop):
         super().__init__()
 
     def run_pass(self) -> bool:
-        self.tick()
+        if self.tick():
+            self.busy()
         return False
 
     def after_stop(self) -> None:
@@ -63,16 +83,16 @@ class Scheduler(BackgroundLoop):
     def interval(self) -> float:
         return self.poll_interval
 
-    def tick(self) -> None:
+    def tick(self) -> int:
+        """One pass; returns how many tasks it claimed or handed over."""
         now = self.rt.clock.now()
         if self.draining:
             self.liveness.beat_on_time(now)
-            return
+            return 0
         self.liveness.tick(now)
         self.release_lore(now)
         self.auto_resume(now)
-        self.claim_ready(now)
-        self.hand_over(now)
+        return self.claim_ready(now) + self.hand_over(now)
 
     def claim_ready(self, now: datetime) -> int:
         """Give ready pending items without a live task a queued task, a page of candidates per call.
@@ -110,7 +130,12 @@ class Scheduler(BackgroundLoop):
                 )
             ):
                 producers[row.plan_id][row.backlog_id] = row.status
-        ready = [c for c in candidates if bl.is_ready(c["inputs"], producers[c["plan_id"]])]
+            aside = set_aside_items(conn, SET_ASIDE_PASS)
+        ready, broken = _readiness([c for c in candidates if str(c["id"]) not in aside], producers)
+        if broken:
+            with self.rt.db.begin() as conn:
+                for item, error in broken:
+                    set_aside(conn, SET_ASIDE_PASS, str(item["id"]), error, now)
         claimed = 0
         if ready:
             with self.rt.db.begin() as conn:

@@ -38,7 +38,7 @@ from storyloom.health.metrics_cluster import cluster_families
 from storyloom.health.metrics_delivery import OTHER_RECEIVER
 from storyloom.health.totals import IncrementalTotals
 from storyloom.runtime import Runtime
-from storyloom.store.tables import alerts, deliveries, planner_executions
+from storyloom.store.tables import alerts, deliveries, planner_executions, set_aside
 
 log = structlog.get_logger(__name__)
 
@@ -137,6 +137,9 @@ class StoryloomCollector(Collector):
                 )
             ).all()
             receiver = _known_or(deliveries.c.receiver, sorted(rt.alerting.receivers), OTHER_RECEIVER)
+            set_aside_rows = conn.execute(
+                select(set_aside.c.pass_name, func.count()).group_by(set_aside.c.pass_name)
+            ).all()
             delivery_rows = conn.execute(
                 select(receiver, deliveries.c.status, func.count()).group_by(receiver, deliveries.c.status)
             ).all()
@@ -167,6 +170,14 @@ class StoryloomCollector(Collector):
         for receiver, status, count in delivery_rows:
             delivery_family.add_metric([str(receiver), str(status)], int(count))
         yield delivery_family
+        aside = GaugeMetricFamily(
+            "storyloom_set_aside_rows",
+            "Rows a background pass could not process and set aside (GET /api/set-aside), by pass.",
+            labels=["pass"],
+        )
+        for pass_name, count in set_aside_rows:
+            aside.add_metric([str(pass_name)], int(count))
+        yield aside
         yield from cluster_families(rt, now)
         for extra in extra_collectors(rt):
             try:

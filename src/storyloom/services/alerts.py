@@ -6,9 +6,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from itertools import groupby
 from typing import Any
 
-from sqlalchemy import Connection, String, cast, select, update
+from sqlalchemy import Connection, String, cast, select
 
 from storyloom.alerting import publish
 from storyloom.alerting.notifier import routes_for_alert
@@ -22,6 +23,7 @@ from storyloom.domain.durations import format_duration
 from storyloom.domain.expiry import DEFAULT_RESOLVE_TIMEOUT, has_ended, ingested_alert_end
 from storyloom.domain.routing import group_key, receivers_for
 from storyloom.services.errors import Invalid, NotFound
+from storyloom.store.bulk import KEY, update_many
 from storyloom.store.tables import alert_history, alerts, deliveries
 
 STATUSES = (FIRING, RESOLVED, "all")
@@ -237,6 +239,8 @@ def _signal(index: int, posted: PostedAlert) -> publish.AlertSignal:
         severity=severity,
         title=title,
         source=INGEST_SOURCE,
+        annotations=_annotations(posted),
+        starts_at=posted.starts_at,
     )
 
 
@@ -255,20 +259,19 @@ def ingest_alerts(
     items = [(posted_alert, _signal(i, posted_alert)) for i, posted_alert in enumerate(posted)]
     fired: list[str] = []
     resolved: list[str] = []
-    for item, signal in items:
-        end = ingested_alert_end(item.ends_at, now, resolve_timeout)
-        if has_ended(end, now):
-            fp = publish.alert_fingerprint(publish.alert_labels(signal))
-            if publish.resolve(conn, [fp], now, reason="resolved by ingest"):
-                resolved.append(fp)
-            continue
-        fp = publish.fire(conn, signal, now)
-        fired.append(fp)
-        values: dict[str, Any] = {"annotations": _annotations(item), "expires_at": end}
-        row = conn.execute(select(alerts.c.starts_at).where(alerts.c.fingerprint == fp)).first()
-        if item.starts_at is not None and row is not None and row.starts_at == now and item.starts_at < now:
-            values["starts_at"] = item.starts_at
-        conn.execute(update(alerts).where(alerts.c.fingerprint == fp).values(**values))
+    # Consecutive alerts of the same kind go in one set-based call; the order between kinds is kept.
+    ends = [ingested_alert_end(item.ends_at, now, resolve_timeout) for item, _ in items]
+    runs = groupby(zip(items, ends, strict=True), key=lambda pair: has_ended(pair[1], now))
+    for resolving, run in runs:
+        batch = [(signal, end) for (_, signal), end in run]
+        if resolving:
+            fps = [publish.alert_fingerprint(publish.alert_labels(signal)) for signal, _ in batch]
+            resolved += publish.resolve_fingerprints(conn, fps, now, reason="resolved by ingest")
+        else:
+            fps = publish.fire_many(conn, [signal for signal, _ in batch], now)
+            expiry = [{KEY: fp, "expires_at": end} for fp, (_, end) in zip(fps, batch, strict=True)]
+            update_many(conn, alerts, alerts.c.fingerprint, expiry)
+            fired += fps
     return {"accepted": len(items), "fired": fired, "resolved": resolved}
 
 

@@ -433,6 +433,17 @@ alert_changes = Table(
     _ts("created_at", False),
 )
 
+set_aside = Table(
+    "set_aside",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("pass_name", String(40), nullable=False),  # notifier, notifier.flush, delivery
+    Column("item", String(200), nullable=False),  # the row's key: a fingerprint, group key or delivery id
+    Column("error", Text, nullable=False),
+    _ts("at", False),
+    Index("ux_set_aside_pass_item", "pass_name", "item", unique=True),
+)
+
 aggregation_groups = Table(
     "aggregation_groups",
     metadata,

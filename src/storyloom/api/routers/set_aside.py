@@ -1,0 +1,28 @@
+"""Rows the background passes set aside (they could not process them), with the error each raised."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, Query
+
+from storyloom.api.auth import runtime, viewer
+from storyloom.runtime import Runtime
+from storyloom.services.actors import Actor
+from storyloom.store import set_aside
+
+router = APIRouter(prefix="/api/set-aside", tags=["set-aside"])
+
+
+@router.get("")
+def list_set_aside(
+    pass_name: Literal["notifier", "notifier.flush", "delivery", "scheduler"] | None = Query(
+        default=None, alias="pass"
+    ),
+    limit: int = Query(default=500, ge=1, le=500),
+    _: Actor = Depends(viewer),
+    rt: Runtime = Depends(runtime),
+) -> list[dict[str, Any]]:
+    """Newest first: `pass`, `item` (fingerprint, group key, delivery id or backlog row id), `error`, `at`."""
+    with rt.db.read() as conn:
+        return set_aside.list_set_aside(conn, pass_name, limit)
