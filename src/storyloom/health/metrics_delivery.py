@@ -44,6 +44,7 @@ LATENCY = Histogram(
     registry=REGISTRY,
 )
 
+
 def observe(receiver: str, result: str, latency_seconds: float | None) -> None:
     """Count one attempt (or a skip) and, when an HTTP request was made, its latency."""
     NOTIFICATIONS.labels(receiver=receiver, result=result).inc()
