@@ -98,8 +98,6 @@ class Engine:
             )
         )
         DBOS.launch()
-        for provider in PROVIDER_NAMES:  # every worker serves every queue, so any can run a recovered task
-            self.queue(provider)
         self._running = True
         self.scheduler.start()
         self.health_schedule.start()
@@ -134,7 +132,13 @@ class Engine:
             self.queue(provider).enqueue(workflows.run_task, task_id)
 
     def recover(self, executor_id: str) -> list[str]:
-        """Hand a silent worker's pending DBOS workflows back (queued ones return to their queue)."""
+        """Hand a silent worker's pending DBOS workflows back (queued ones return to their queue).
+
+        Queues are registered lazily (an idle queue still polls), so the taker first serves every provider's
+        queue: whatever it hands back can run here even if no other worker serves that queue yet.
+        """
+        for provider in PROVIDER_NAMES:
+            self.queue(provider)
         return [handle.workflow_id for handle in DBOS._recover_pending_workflows([executor_id])]
 
     def ready(self) -> bool:

@@ -1,7 +1,7 @@
 """set_aside: rows a background pass could not process, kept with their error
 
-Revision ID: 0002_set_aside
-Revises: 0002_alert_expiry
+Revision ID: 0004_set_aside
+Revises: 0003_alert_expiry
 """
 
 from collections.abc import Sequence
@@ -11,8 +11,8 @@ from alembic import op
 
 import storyloom.store.tables
 
-revision: str = "0002_set_aside"
-down_revision: str | None = "0002_alert_expiry"
+revision: str = "0004_set_aside"
+down_revision: str | None = "0003_alert_expiry"
 branch_labels: Sequence[str] | None = None
 depends_on: Sequence[str] | None = None
 

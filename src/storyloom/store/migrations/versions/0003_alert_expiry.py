@@ -1,6 +1,6 @@
 """alerts.expires_at: when an ingested alert resolves unless its client sends it again
 
-Revision ID: 0002_alert_expiry
+Revision ID: 0003_alert_expiry
 Revises: 0002_console_sessions
 """
 
@@ -11,7 +11,7 @@ from alembic import op
 
 import storyloom.store.tables
 
-revision: str = "0002_alert_expiry"
+revision: str = "0003_alert_expiry"
 down_revision: str | None = "0002_console_sessions"
 branch_labels: Sequence[str] | None = None
 depends_on: Sequence[str] | None = None
