@@ -14,6 +14,10 @@ its ratio to Alertmanager.
 
     .venv/bin/python bench/storm.py --alerts 2000 20000
     .venv/bin/python bench/storm.py --idle-cpu 60      # CPU of an idle `storyloom run` over a minute
+
+Scale-out (`--pg-workers 1 3`): on PostgreSQL, one `storyloom api` that takes the storm and that many
+`storyloom worker` processes that route and deliver it, instead of one `storyloom run` (RSS and CPU are
+the whole process group's).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from __future__ import annotations
 import argparse
 import base64
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -199,12 +204,27 @@ def _poster(
 # --- the systems --------------------------------------------------------------------------------------
 
 
+def _split_roles(port: int, config: Path, workers: int) -> list[str]:
+    """One shell that starts `storyloom api` and `workers` workers, and ends them all when it is told to."""
+    python = shlex.quote(sys.executable)
+    roles = [f"{python} -m storyloom api --host 127.0.0.1 --port {port} --config {config} &"]
+    roles += [
+        f"STORYLOOM_WORKER_ID=storm-w{n} {python} -m storyloom worker --config {config} &"
+        for n in range(1, workers + 1)
+    ]
+    return ["bash", "-c", f"trap 'kill 0' TERM INT; {' '.join(roles)} wait"]
+
+
 @contextmanager
 def storyloom_server(
-    receiver_url: str | None, database_url: str | None = None, profile: Path | None = None
+    receiver_url: str | None,
+    database_url: str | None = None,
+    profile: Path | None = None,
+    workers: int = 0,
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """`storyloom run` on a fresh data dir (and database), routed like the Alertmanager peer; under
-    `py-spy record` (collapsed stacks, all threads) into `profile` when given."""
+    `py-spy record` (collapsed stacks, all threads) into `profile` when given; with `workers`, an API
+    process and that many worker processes instead."""
     folder = Path(tempfile.mkdtemp())
     port = free_port()
     secret = "whsec_" + base64.b64encode(os.urandom(24)).decode()
@@ -226,6 +246,8 @@ def storyloom_server(
     log = (folder / "server.log").open("ab")
     command = [sys.executable, "-m", "storyloom", "run", "--host", "127.0.0.1", "--port", str(port)]
     command += ["--config", str(folder / "storyloom.yaml")]
+    if workers:
+        command = _split_roles(port, folder / "storyloom.yaml", workers)
     if profile is not None:
         spy = str(Path(sys.executable).parent / "py-spy")
         command = [spy, "record", "--format", "raw", "-o", str(profile), "--", *command]
@@ -235,6 +257,7 @@ def storyloom_server(
         stdout=log,
         stderr=subprocess.STDOUT,
         cwd=folder,
+        start_new_session=bool(workers),  # the shell's `kill 0` ends its own group, not the bench
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -276,10 +299,15 @@ def fresh_postgres() -> Iterator[str]:
 
 
 def run_storyloom(
-    system: str, count: int, timeout: float, database_url: str | None = None, profile: Path | None = None
+    system: str,
+    count: int,
+    timeout: float,
+    database_url: str | None = None,
+    profile: Path | None = None,
+    workers: int = 0,
 ) -> StormResult:
     arrivals = Arrivals()
-    with storyloom_server(arrivals.url, database_url, profile) as (base, proc):
+    with storyloom_server(arrivals.url, database_url, profile, workers) as (base, proc):
         client, post = _poster(base, {"Authorization": f"Bearer {TOKEN}"})
         with client:
             return storm(system, post, proc.pid, arrivals, count, timeout)
@@ -377,6 +405,13 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=600, help="seconds to wait for every arrival")
     parser.add_argument("--profile", type=Path, help="py-spy the SQLite run: collapsed stacks to this file")
     parser.add_argument("--idle-cpu", type=float, metavar="SECONDS", help="also measure an idle run's CPU")
+    parser.add_argument(
+        "--pg-workers",
+        type=int,
+        nargs="+",
+        default=[],
+        help="also run PostgreSQL as one API and N worker processes, for each N given (e.g. 1 3)",
+    )
     args = parser.parse_args()
     print(f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     binary = alertmanager_binary()
@@ -392,6 +427,11 @@ def main() -> None:
                     results.append(run_storyloom("storyloom-postgres", count, args.timeout, url))
             else:
                 print("PostgreSQL not reachable on 127.0.0.1:5432 — skipped")
+        for workers in args.pg_workers:
+            if postgres_reachable():
+                with fresh_postgres() as url:
+                    name = f"storyloom-pg-{workers}w"
+                    results.append(run_storyloom(name, count, args.timeout, url, workers=workers))
         if "alertmanager" in args.systems:
             if binary is not None:
                 results.append(run_alertmanager(binary, count, args.timeout))
