@@ -212,7 +212,7 @@ def _split_roles(port: int, config: Path, workers: int) -> list[str]:
         f"STORYLOOM_WORKER_ID=storm-w{n} {python} -m storyloom worker --config {config} &"
         for n in range(1, workers + 1)
     ]
-    return ["bash", "-c", f"trap 'kill 0' TERM INT; {' '.join(roles)} wait"]
+    return ["bash", "-c", f"trap 'trap - TERM INT; kill 0' TERM INT; {' '.join(roles)} wait"]
 
 
 @contextmanager

@@ -3,11 +3,14 @@ and the process exits cleanly; a restart carries on from there."""
 
 from __future__ import annotations
 
+import contextlib
 import signal
+import time
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 
 from storyloom.store.db import Database
 from storyloom.store.tables import backlog_items, leases, planner_executions, tasks
@@ -86,4 +89,33 @@ def test_sigterm_finishes_the_phase_in_flight_and_takes_nothing_new(tmp_path: Pa
         )
     finally:
         restarted.stop()
+        db.dispose()
+
+
+def test_a_burst_of_stop_signals_still_stops_a_worker_once(tmp_path: Path) -> None:
+    """A supervisor that signals a process group again and again must not wedge the worker."""
+    worker = ServerProcess(tmp_path / "w", config=CONFIG, role="worker").start(wait=False)
+    db = Database(f"sqlite:///{tmp_path / 'w' / 'storyloom.db'}")
+    try:
+
+        def beating() -> bool:
+            try:
+                with db.read() as conn:
+                    return (
+                        conn.execute(select(leases.c.name).where(leases.c.name.like("worker:%"))).first()
+                        is not None
+                    )
+            except OperationalError:  # the worker has not created the schema yet
+                return False
+
+        wait_for(beating, timeout=60, message="the worker beating")
+        assert worker.proc is not None
+        storm_until = time.monotonic() + 5  # signal on while it stops, as a looping `kill 0` would
+        while worker.proc.poll() is None and time.monotonic() < storm_until:
+            with contextlib.suppress(ProcessLookupError):
+                worker.proc.send_signal(signal.SIGTERM)
+        assert worker.proc.wait(timeout=60) == 0, worker.logs()[-3000:]
+        assert "engine stopped" in worker.logs()
+    finally:
+        worker.kill()
         db.dispose()

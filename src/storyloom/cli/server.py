@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -114,17 +113,19 @@ def register(app: typer.Typer) -> None:
         """
         from storyloom.server import build, install_sighup, prepare, serve_metrics
 
+        # SIGTERM/SIGINT are taken by `sigwait` below, never by a handler: a handler that runs again while
+        # it holds a lock (a second signal in a burst) would deadlock the main thread. Blocked here, before
+        # any thread starts, so that every thread inherits the mask and only the main thread takes them.
+        stop_signals = {signal.SIGTERM, signal.SIGINT}
+        signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
         rt = _runtime(config, False, worker_id=f"{socket.gethostname()}-{os.getpid()}")
         prepare(rt)
         _, engine = build(rt, api=False, worker=True)
         assert engine is not None
         if metrics_port is not None:
             serve_metrics(rt, metrics_host, metrics_port)
-        stop = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())  # drain: finish what runs, take nothing new
-        signal.signal(signal.SIGINT, lambda *_: stop.set())
         install_sighup(rt)
         engine.start()
         console.print(f"Storyloom worker {rt.worker_id} running", highlight=False)
-        stop.wait()
+        signal.sigwait(stop_signals)  # drain: finish what runs, take nothing new; more signals wait blocked
         engine.stop(drain=rt.config.cluster.drain_timeout.total_seconds())
