@@ -134,7 +134,15 @@ def test_two_apis_and_three_workers_keep_every_guarantee(tmp_path: Path, pg_url:
             message="one resolved notification per plan",
         )
         elapsed = time.monotonic() - started
-        delivered = {name: _delivered_counter(port, name) for name, port in metrics_ports.items()}
+
+        def counted_as_received() -> dict[str, float] | None:
+            """The workers' delivered counters once they add up to what the receiver got (sends may still trail)."""
+            counted = {name: _delivered_counter(port, name) for name, port in metrics_ports.items()}
+            return counted if sum(counted.values()) == len(receiver.received()) else None
+
+        delivered = wait_for(
+            counted_as_received, timeout=60, message="the workers' counters to match the receiver"
+        )
     finally:
         for process in (*workers, *apis):
             process.stop()
@@ -145,7 +153,7 @@ def test_two_apis_and_three_workers_keep_every_guarantee(tmp_path: Path, pg_url:
     assert Counter(resolved).most_common(1)[0][1] == 1 and set(resolved) == set(plan_ids)
     records = receiver.received()
     assert all(r["signature_valid"] and r["status"] == 200 for r in records)
-    assert sum(delivered.values()) == len(records), f"each worker counts its own sends: {delivered}"
+    assert sum(delivered.values()) >= PLANS * 2, f"each worker counts its own sends: {delivered}"
     webhook_ids = Counter(r["headers"]["webhook-id"] for r in records)
     assert webhook_ids.most_common(1)[0][1] == 1, (
         "a webhook-id repeats only after a retry, and none was needed"

@@ -23,6 +23,11 @@ def list_set_aside(
     _: Actor = Depends(viewer),
     rt: Runtime = Depends(runtime),
 ) -> list[dict[str, Any]]:
-    """Newest first: `pass`, `item` (fingerprint, group key, delivery id or backlog row id), `error`, `at`."""
+    """Rows the background passes set aside, newest first.
+
+    Each is `{pass, item, error, at}`: the pass (`notifier`, `notifier.flush`, `delivery`, `scheduler`), the
+    row it could not process (a fingerprint, group key, delivery id or backlog row id) and the error it raised.
+    Fix the cause, then fire the alert again or replay the delivery.
+    """
     with rt.db.read() as conn:
         return set_aside.list_set_aside(conn, pass_name, limit)
