@@ -261,7 +261,12 @@ def storyloom_server(
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_http(f"{base}/readyz", timeout=90)
+        try:
+            wait_http(f"{base}/readyz", timeout=90)
+        except RuntimeError:
+            log.flush()
+            print((folder / "server.log").read_text(errors="replace")[-3000:], file=sys.stderr)
+            raise
         yield base, proc
     finally:
         proc.send_signal(signal.SIGINT if profile is not None else signal.SIGTERM)  # py-spy writes on SIGINT
