@@ -19,6 +19,7 @@ from sqlalchemy import (
     case,
     func,
     literal,
+    literal_column,
     or_,
     select,
 )
@@ -281,7 +282,11 @@ def _inputs_unmet(conn: Connection, item: Any) -> Any:
     index once per input; an input no item produces yields NULL and counts as satisfied.
     """
     if conn.dialect.name == "postgresql":
-        inputs = func.json_array_elements_text(item.c.inputs).table_valued("value", joins_implicitly=True)
+        # A stored `inputs` that is not an array (a poisoned row) reads as none rather than failing the query.
+        as_array = case(
+            (func.json_typeof(item.c.inputs) == "array", item.c.inputs), else_=literal_column("'[]'::json")
+        )
+        inputs = func.json_array_elements_text(as_array).table_valued("value", joins_implicitly=True)
     else:
         inputs = func.json_each(item.c.inputs).table_valued("value", joins_implicitly=True)
     producer = backlog_items.alias("producer")
