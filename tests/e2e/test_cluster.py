@@ -22,7 +22,7 @@ from storyloom.store.db import Database
 from storyloom.store.tables import backlog_items, leases, planner_executions
 from tests.support.postgres import fresh_postgres
 from tests.support.receiver_process import ReceiverProcess
-from tests.support.server import ServerProcess, free_port, seed_author, wait_for
+from tests.support.server import ServerProcess, free_port, seed_author, start_plan, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -93,19 +93,9 @@ def test_two_apis_and_three_workers_keep_every_guarantee(tmp_path: Path, pg_url:
     try:
         wait_for(lambda: _beating(db) == {"w1", "w2", "w3"}, timeout=90, message="three workers beating")
         persona_id, agent_id = seed_author(apis[0])
+        author = (persona_id, agent_id)
         plan_ids = [
-            apis[n % 2]
-            .post(
-                "/api/fiction/plans",
-                {
-                    "name": f"Plan {n}",
-                    "premise": f"Premise number {n}.",
-                    "persona_id": persona_id,
-                    "agent_id": agent_id,
-                },
-            )
-            .json()["plan_id"]
-            for n in range(PLANS)
+            start_plan(apis[n % 2], f"Plan {n}", f"Premise number {n}.", author) for n in range(PLANS)
         ]
         wait_for(
             lambda: _statuses(db).get("failed") == PLANS,

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from storyloom.store.db import Database
 from storyloom.store.tables import planner_executions, tasks
-from tests.support.server import ServerProcess, backlog_status, seed_author, wait_for
+from tests.support.server import ServerProcess, backlog_status, start_plan, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -22,17 +22,7 @@ def test_sigkill_mid_phase_resumes_at_the_interrupted_step(tmp_path: Path) -> No
     }
     server = ServerProcess(tmp_path / "data", config=config).start()
     try:
-        persona_id, agent_id = seed_author(server)
-        plan = server.post(
-            "/api/fiction/plans",
-            {
-                "name": "Crash",
-                "premise": "A city that forgets every winter.",
-                "persona_id": persona_id,
-                "agent_id": agent_id,
-            },
-        ).json()
-        plan_id = plan["plan_id"]
+        plan_id = start_plan(server, "Crash", "A city that forgets every winter.")
         wait_for(
             lambda: backlog_status(server, plan_id).get("world-bible") == "in_progress",
             message="world-bible in progress",

@@ -14,7 +14,7 @@ from sqlalchemy.exc import OperationalError
 
 from storyloom.store.db import Database
 from storyloom.store.tables import backlog_items, leases, planner_executions, tasks
-from tests.support.server import ServerProcess, backlog_status, seed_author, wait_for
+from tests.support.server import ServerProcess, backlog_status, start_plan, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -28,16 +28,7 @@ def test_sigterm_finishes_the_phase_in_flight_and_takes_nothing_new(tmp_path: Pa
     server = ServerProcess(tmp_path / "data", config=CONFIG).start()
     db = Database(f"sqlite:///{tmp_path / 'data' / 'storyloom.db'}")
     try:
-        persona_id, agent_id = seed_author(server)
-        plan_id = server.post(
-            "/api/fiction/plans",
-            {
-                "name": "Drain",
-                "premise": "A ferry that only sails at dusk.",
-                "persona_id": persona_id,
-                "agent_id": agent_id,
-            },
-        ).json()["plan_id"]
+        plan_id = start_plan(server, "Drain", "A ferry that only sails at dusk.")
         wait_for(
             lambda: backlog_status(server, plan_id).get("world-bible") == "in_progress",
             message="world-bible in progress",

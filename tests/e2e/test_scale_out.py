@@ -20,7 +20,7 @@ from storyloom.store.tables import backlog_items, leases, planner_executions, ta
 from tests.support.plan_seed import events_of
 from tests.support.postgres import fresh_postgres
 from tests.support.receiver_process import ReceiverProcess
-from tests.support.server import ServerProcess, backlog_status, free_port, seed_author, wait_for
+from tests.support.server import ServerProcess, backlog_status, free_port, start_plan, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -57,16 +57,7 @@ def test_a_killed_worker_is_taken_over_and_its_phase_finishes_once(tmp_path: Pat
     }
     try:
         wait_for(lambda: _live_workers(db) == {"w1", "w2"}, timeout=60, message="both workers beating")
-        persona_id, agent_id = seed_author(api)
-        plan_id = api.post(
-            "/api/fiction/plans",
-            {
-                "name": "Relay",
-                "premise": "Two lighthouses trade one keeper.",
-                "persona_id": persona_id,
-                "agent_id": agent_id,
-            },
-        ).json()["plan_id"]
+        plan_id = start_plan(api, "Relay", "Two lighthouses trade one keeper.")
 
         def world_bible_owner() -> str | None:
             with db.read() as conn:

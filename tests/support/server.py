@@ -240,5 +240,16 @@ def seed_author(server: ServerProcess, name: str = "Test Author") -> tuple[str, 
     return persona["id"], agent["id"]
 
 
+def start_plan(server: ServerProcess, name: str, premise: str, author: tuple[str, str] | None = None) -> str:
+    """Create and start a plan through the API as `author` (persona id, agent id; a new one when None)."""
+    persona_id, agent_id = author or seed_author(server)
+    response = server.post(
+        "/api/fiction/plans",
+        {"name": name, "premise": premise, "persona_id": persona_id, "agent_id": agent_id},
+    )
+    assert response.status_code == 201, response.text
+    return str(response.json()["plan_id"])
+
+
 def backlog_status(server: ServerProcess, plan_id: str) -> dict[str, str]:
     return {i["backlog_id"]: i["status"] for i in server.get(f"/api/fiction/plans/{plan_id}/backlog")}
