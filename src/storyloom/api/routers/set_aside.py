@@ -16,7 +16,7 @@ router = APIRouter(prefix="/api/set-aside", tags=["set-aside"])
 
 @router.get("")
 def list_set_aside(
-    pass_name: Literal["notifier", "notifier.flush", "delivery", "scheduler"] | None = Query(
+    pass_name: Literal["notifier", "notifier.flush", "delivery", "scheduler", "health"] | None = Query(
         default=None, alias="pass"
     ),
     limit: int = Query(default=500, ge=1, le=500),
@@ -25,8 +25,9 @@ def list_set_aside(
 ) -> list[dict[str, Any]]:
     """Rows the background passes set aside, newest first.
 
-    Each is `{pass, item, error, at}`: the pass (`notifier`, `notifier.flush`, `delivery`, `scheduler`), the
-    row it could not process (a fingerprint, group key, delivery id or backlog row id) and the error it raised.
+    Each is `{pass, item, error, at}`: the pass (`notifier`, `notifier.flush`, `delivery`, `scheduler`,
+    `health`), the row it could not process (a fingerprint, group key, delivery id, backlog row id, or a
+    health rule or reconciler) and the error it raised.
     Fix the cause, then fire the alert again or replay the delivery.
     """
     with rt.db.read() as conn:
