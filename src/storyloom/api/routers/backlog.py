@@ -9,7 +9,8 @@ from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 
 from storyloom.api.auth import operator, runtime
-from storyloom.api.openapi import problem_responses
+from storyloom.api.openapi import answers
+from storyloom.api.schemas.plans import Cancelled, Resumed
 from storyloom.runtime import Runtime
 from storyloom.services import backlog
 from storyloom.services import cancel as cancel_service
@@ -30,8 +31,11 @@ RESUME_BODY = {
     "/{plan_id}/backlog/{backlog_id}/resume",
     status_code=202,
     openapi_extra=RESUME_BODY,
-    responses=problem_responses(
-        409, s409="The item is complete, already queued or running, or another resume won (see `code`)"
+    responses=answers(
+        Resumed,
+        409,
+        status=202,
+        s409="The item is complete, already queued or running, or another resume won (see `code`)",
     ),
 )
 async def resume(
@@ -58,7 +62,7 @@ async def resume(
 
 @router.post(
     "/{plan_id}/backlog/{backlog_id}/cancel",
-    responses=problem_responses(409, s409="The item is complete: there is nothing to cancel"),
+    responses=answers(Cancelled, 409, s409="The item is complete: there is nothing to cancel"),
 )
 def cancel(
     plan_id: str,

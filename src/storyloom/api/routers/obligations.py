@@ -9,8 +9,9 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from storyloom.api.auth import operator, runtime, viewer
-from storyloom.api.openapi import problem_responses
+from storyloom.api.openapi import answers
 from storyloom.api.query import Page
+from storyloom.api.schemas.obligations import Obligation, ObligationPage
 from storyloom.domain.text import Text
 from storyloom.runtime import Runtime
 from storyloom.services import obligations
@@ -38,7 +39,7 @@ class VoiceDriftIn(BaseModel):
     notes: Text | None = Field(default=None, max_length=4000)
 
 
-@router.get("/{plan_id}/persona-obligations")
+@router.get("/{plan_id}/persona-obligations", responses=answers(ObligationPage))
 def list_obligations(
     plan_id: str,
     status: Literal["open", "resolved", "dismissed"] | None = None,
@@ -55,7 +56,7 @@ def list_obligations(
         return obligations.list_obligations(conn, plan_id, status, page, page_size)
 
 
-@router.post("/{plan_id}/persona-obligations/{obligation_id}/resolve")
+@router.post("/{plan_id}/persona-obligations/{obligation_id}/resolve", responses=answers(Obligation))
 def resolve_obligation(
     plan_id: str,
     obligation_id: str,
@@ -75,7 +76,7 @@ def resolve_obligation(
 
 @router.post(
     "/{plan_id}/persona-obligations/{obligation_id}/voice-drift",
-    responses=problem_responses(409, s409="Only an open obligation can drift"),
+    responses=answers(Obligation, 409, s409="Only an open obligation can drift"),
 )
 def set_voice_drift(
     plan_id: str,

@@ -7,6 +7,8 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, Query
 
 from storyloom.api.auth import runtime, viewer
+from storyloom.api.openapi import answers
+from storyloom.api.schemas.set_aside import SetAsideRow
 from storyloom.runtime import Runtime
 from storyloom.services.actors import Actor
 from storyloom.store import set_aside
@@ -14,7 +16,7 @@ from storyloom.store import set_aside
 router = APIRouter(prefix="/api/set-aside", tags=["set-aside"])
 
 
-@router.get("")
+@router.get("", responses=answers(list[SetAsideRow]))
 def list_set_aside(
     pass_name: Literal["notifier", "notifier.flush", "delivery", "scheduler"] | None = Query(
         default=None, alias="pass"
