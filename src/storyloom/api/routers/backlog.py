@@ -18,6 +18,12 @@ from storyloom.services.actors import Actor
 
 router = APIRouter(prefix="/api/fiction/plans", tags=["backlog"])
 
+NO_ITEM = "No such plan, or no such backlog item in it"
+NOT_YOURS = (
+    "The token's role may not do this, the token is bound to other agents, or the agent is not of the "
+    "plan's author persona (see `code`)"
+)
+
 
 RESUME_BODY = {
     "requestBody": {
@@ -33,8 +39,13 @@ RESUME_BODY = {
     openapi_extra=RESUME_BODY,
     responses=answers(
         Resumed,
+        403,
+        404,
         409,
         status=202,
+        description="The item, pending and run next, and its new task",
+        s403=NOT_YOURS,
+        s404=NO_ITEM,
         s409="The item is complete, already queued or running, or another resume won (see `code`)",
     ),
 )
@@ -62,7 +73,16 @@ async def resume(
 
 @router.post(
     "/{plan_id}/backlog/{backlog_id}/cancel",
-    responses=answers(Cancelled, 409, s409="The item is complete: there is nothing to cancel"),
+    responses=answers(
+        Cancelled,
+        403,
+        404,
+        409,
+        s403=NOT_YOURS,
+        s404=NO_ITEM,
+        description="The cancelled item (already cancelled: unchanged, no task stopped)",
+        s409="The item is complete: there is nothing to cancel",
+    ),
 )
 def cancel(
     plan_id: str,

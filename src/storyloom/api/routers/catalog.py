@@ -67,7 +67,9 @@ def list_personas(_: Actor = Depends(viewer), rt: Runtime = Depends(runtime)) ->
         return [_persona_view(r) for r in catalog.list_personas(conn)]
 
 
-@router.post("/personas", status_code=201, responses=answers(Persona, status=201))
+@router.post(
+    "/personas", status_code=201, responses=answers(Persona, status=201, description="The new persona")
+)
 def create_persona(
     body: PersonaIn, actor: Actor = Depends(admin), rt: Runtime = Depends(runtime)
 ) -> dict[str, Any]:
@@ -93,7 +95,7 @@ def list_agents(_: Actor = Depends(viewer), rt: Runtime = Depends(runtime)) -> l
         return [_agent_view(r) for r in catalog.list_agents(conn)]
 
 
-@router.post("/agents", status_code=201, responses=answers(Agent, status=201))
+@router.post("/agents", status_code=201, responses=answers(Agent, status=201, description="The new agent"))
 def create_agent(
     body: AgentIn, actor: Actor = Depends(admin), rt: Runtime = Depends(runtime)
 ) -> dict[str, Any]:

@@ -49,7 +49,13 @@ def get_delivery(
 @router.post(
     "/{delivery_id}/replay",
     status_code=202,
-    responses=answers(Replayed, 409, status=202, s409="Its receiver is no longer configured"),
+    responses=answers(
+        Replayed,
+        409,
+        status=202,
+        description="The new delivery, queued with the same `webhook-id`",
+        s409="Its receiver is no longer configured",
+    ),
 )
 def replay(
     delivery_id: str, actor: Actor = Depends(operator), rt: Runtime = Depends(runtime)

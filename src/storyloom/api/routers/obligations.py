@@ -19,6 +19,12 @@ from storyloom.services.actors import Actor
 
 router = APIRouter(prefix="/api/fiction/plans", tags=["obligations"])
 
+NO_OBLIGATION = "No such plan, or no such obligation in it"
+NOT_YOURS = (
+    "The token's role may not do this, or the agent is neither of the obligation's persona nor of the "
+    "plan's author persona"
+)
+
 
 class ResolveIn(BaseModel):
     """`action` and blank `notes` are checked by the service, in the contract's order."""
@@ -56,7 +62,10 @@ def list_obligations(
         return obligations.list_obligations(conn, plan_id, status, page, page_size)
 
 
-@router.post("/{plan_id}/persona-obligations/{obligation_id}/resolve", responses=answers(Obligation))
+@router.post(
+    "/{plan_id}/persona-obligations/{obligation_id}/resolve",
+    responses=answers(Obligation, 403, 404, s403=NOT_YOURS, s404=NO_OBLIGATION),
+)
 def resolve_obligation(
     plan_id: str,
     obligation_id: str,
@@ -76,7 +85,15 @@ def resolve_obligation(
 
 @router.post(
     "/{plan_id}/persona-obligations/{obligation_id}/voice-drift",
-    responses=answers(Obligation, 409, s409="Only an open obligation can drift"),
+    responses=answers(
+        Obligation,
+        403,
+        404,
+        409,
+        s403=NOT_YOURS,
+        s404=NO_OBLIGATION,
+        s409="Only an open obligation can drift",
+    ),
 )
 def set_voice_drift(
     plan_id: str,

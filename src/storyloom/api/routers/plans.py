@@ -30,7 +30,11 @@ class PlanIn(BaseModel):
     model: Text | None = Field(default=None, max_length=200)
 
 
-@router.post("", status_code=201, responses=answers(PlanDetail, status=201))
+@router.post(
+    "",
+    status_code=201,
+    responses=answers(PlanDetail, status=201, description="The new plan; its backlog is queued"),
+)
 def create_plan(
     body: PlanIn, actor: Actor = Depends(operator), rt: Runtime = Depends(runtime)
 ) -> dict[str, Any]:

@@ -46,7 +46,7 @@ def list_silences(
         return silences.list_silences(conn, rt.clock.now(), state=state)
 
 
-@router.post("", status_code=201, responses=answers(Silence, status=201))
+@router.post("", status_code=201, responses=answers(Silence, status=201, description="The new silence"))
 def create_silence(
     body: SilenceIn, actor: Actor = Depends(operator), rt: Runtime = Depends(runtime)
 ) -> dict[str, Any]:
