@@ -123,7 +123,9 @@ class Checker:
         validator = Draft202012Validator(schema, format_checker=FORMATS)
         answer = response.json()
         problems = [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(answer)]
-        assert not problems, (method, url, problems)
+        assert not problems, (
+            f"{method} {url} answers what its model in storyloom/api/schemas does not say: {problems}"
+        )
         if status < 300:
             self.checked.add((method.lower(), template))
         return answer
