@@ -207,7 +207,6 @@ def test_every_typed_answer_matches_the_document(world_rt: Runtime) -> None:
         json={"agent_id": world.author_agent, "provider": "offline", "model": "m1"},
     )  # fmt: skip
     check.call("GET", "/api/fiction/plans/{plan_id}/backlog", 200, plan_id=plan)
-    check.call("GET", "/api/fiction/plans/{plan_id}/backlog/actions", 200, plan_id=plan)
     check.call("GET", "/api/fiction/plans/{plan_id}/roster", 200, plan_id=plan)
 
     obligation = "/api/fiction/plans/{plan_id}/persona-obligations/{obligation_id}"
@@ -243,7 +242,7 @@ def test_every_typed_answer_matches_the_document(world_rt: Runtime) -> None:
         201,
         role="operator",
         json={
-            "matchers": ['alert_id="DiskFull"'],
+            "matchers": [f'plan_id="{plan}"'],
             "ends_at": iso(now + timedelta(hours=1)),
             "comment": "known",
         },
@@ -266,6 +265,10 @@ def test_every_typed_answer_matches_the_document(world_rt: Runtime) -> None:
     report = check.call("GET", "/api/diagnostics/planner", 200)
     assert report["telemetry"]["recent_failures"] and report["backlog"]["orphaned_items"]
     check.call("POST", "/api/config/reload", 200)
+    actions = check.call("GET", "/api/fiction/plans/{plan_id}/backlog/actions", 200, plan_id=plan)
+    assert {"cancel", "resume", "silence-create", "silence-expire", "replay"} <= {
+        a["action"] for a in actions
+    }
 
     typed = {
         (method, path)
