@@ -18,7 +18,7 @@ router = APIRouter(tags=["health"])
 @router.get(
     "/api/diagnostics/planner",
     response_class=ReadableJSONResponse,
-    responses=answers(PlannerHealth, description="The PlannerHealth report"),
+    responses=answers(PlannerHealth, description="The PlannerHealth report (docs/reference/payloads.md)"),
 )
 def planner_diagnostics(_: Actor = Depends(viewer), rt: Runtime = Depends(runtime)) -> ReadableJSONResponse:
     """Get the PlannerHealth report.
