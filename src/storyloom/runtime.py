@@ -63,7 +63,7 @@ class Runtime:
         """New or resumed work: wake this process's scheduler now (others poll)."""
         from storyloom import signals
 
-        signals.wake("scheduler")
+        signals.wake(signals.SCHEDULER_CHANNEL)
 
     def reload(self) -> list[str]:
         """Re-read the config file; on error keep the last good config and return the problems."""
