@@ -67,7 +67,6 @@ async def resume(
     result = await run_in_threadpool(
         backlog.resume_item, rt.db, plan_id, backlog_id, body, actor, rt.clock.now(), rt.config
     )
-    rt.wake_scheduler()
     return result
 
 

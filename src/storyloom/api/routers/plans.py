@@ -56,7 +56,6 @@ def create_plan(
         )
         plans.require_agent_binding(actor, plan["agent_id"])
         detail = plans.plan_detail(conn, plan["id"])
-    rt.wake_scheduler()
     return detail
 
 
