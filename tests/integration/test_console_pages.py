@@ -189,9 +189,13 @@ def test_every_page_renders_for_an_admin(client: TestClient, rt: Runtime, world:
         assert 'id="live-indicator"' in response.text and 'id="status-chip"' in response.text, path
         assert '<script type="module" src="/static/console.js">' in response.text
     overview = client.get("/").text
-    assert "planner:phase-failed" in overview
-    assert "June&#39;s agent" in overview and "June Arden" in overview  # agent and persona, not just ids
-    assert 'data-action="resume"' in overview and 'data-backlog-id="vision-plan"' in overview
+    row = re.search(r'<tr class="incident[^>]*data-alert-id="planner:phase-failed".*?</tr>', overview, re.S)
+    assert row and "Ash Lantern" in row.group(0)  # the plan's name, not its id
+    assert f'href="/alerts/{world["fingerprint"]}"' in row.group(0)
+    alert = client.get(f"/alerts/{world['fingerprint']}").text
+    assert "June&#39;s agent" in alert and "June Arden" in alert  # agent and persona, not just ids
+    assert 'data-action="resume"' in alert and 'data-backlog-id="vision-plan"' in alert
+    assert 'data-action="cancel"' in alert
     plan = client.get(f"/plans/{world['plan_id']}").text
     assert "June&#39;s agent" in plan and "Ash Lantern" in plan
     for asset in ("console.js", "api.js", "live.js", "dialogs.js", "console.css"):
@@ -210,10 +214,11 @@ def test_a_viewer_sees_disabled_actions_with_the_reason(
     client: TestClient, rt: Runtime, world: dict[str, Any]
 ) -> None:
     _signed_in(client, _token(rt, "viewer"))
-    page = client.get("/").text
+    page = client.get(f"/alerts/{world['fingerprint']}").text
     assert "viewer role: read-only" in page
-    button = re.search(r'<button[^>]*data-action="resume"[^>]*>', page)
-    assert button and "disabled" in button.group(0)
+    for action in ("resume", "cancel", "silence"):
+        button = re.search(rf'<button[^>]*data-action="{action}"[^>]*>', page)
+        assert button and "disabled" in button.group(0), action
 
 
 def test_every_catalog_alert_has_a_runbook_that_renders() -> None:
