@@ -313,7 +313,7 @@ def chart(
         *_axes(frame, unit, times),
         f'<text class="chart-now" x="{WIDTH - RIGHT}" y="14" text-anchor="end">{escape(series[0][0])} now: {escape(shown)}</text>',
     ]
-    for index, (name, values) in enumerate(series):
+    for index, (name, values) in reversed(list(enumerate(series))):  # the first series drawn on top
         for run in _segments(values, frame):
             if len(run) > 1:
                 points = " ".join(f"{x:.1f},{y:.1f}" for x, y in run)
