@@ -185,6 +185,7 @@ def test_cancel_an_item_from_its_plan_page_with_a_confirmation(page: Any, server
     dialog = page.locator("#cancel-dialog")
     expect(dialog).to_be_visible()
     expect(dialog).to_contain_text(str(backlog_id))
+    expect(dialog).to_contain_text(f"Plan Cancel me {_width(page)}.")  # the plan's name, not its id
     expect(dialog.get_by_label("Acting agent")).to_have_value(agent_id)
     screenshot(page, f"cancel-dialog-{_width(page)}")
     dialog.get_by_label(re.compile("^Notes")).fill("Premise withdrawn by the editor.")

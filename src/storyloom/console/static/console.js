@@ -108,6 +108,7 @@ const ACTIONS = {
     const d = button.dataset;
     openDialog(document.getElementById("cancel-dialog"), {
       plan_id: d.planId,
+      plan_name: d.planName || d.planId,
       backlog_id: d.backlogId,
       agent_id: d.agentId || "",
       description: d.description || "",

@@ -199,6 +199,7 @@ export function resumeFill(data) {
   const chosen = last || { agent_id: data.agentId, provider: data.provider, model: data.model };
   return {
     plan_id: data.planId,
+    plan_name: data.planName || data.planId,
     backlog_id: data.backlogId,
     agent_id: chosen.agent_id || "",
     provider: chosen.provider || "",
