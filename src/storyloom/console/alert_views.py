@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlencode
 
 from storyloom.console.data import Reader, Who
 from storyloom.console.render import SEVERITIES
@@ -113,8 +114,8 @@ class Incident:
         """The alert itself when there is one, else the Alerts page filtered to the group."""
         if self.count == 1:
             return f"/alerts/{self.alerts[0]['fingerprint']}"
-        query = f"alert_id={self.alert_id}" + (f"&plan_id={self.plan_id}" if self.plan_id else "")
-        return f"/alerts?state={self.alerts[0]['state']}&{query}"
+        query = {"state": self.alerts[0]["state"], "alert_id": self.alert_id, "plan_id": self.plan_id}
+        return "/alerts?" + urlencode({k: v for k, v in query.items() if v}, safe=":")
 
 
 def _rank(severity: str) -> int:
