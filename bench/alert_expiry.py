@@ -51,8 +51,7 @@ def measure(alerts: int, folder: Path, idle_passes: int, batch: int) -> None:
             )
             for n in range(start, min(alerts, start + POST_BATCH))
         ]
-        with db.begin() as conn:
-            ingest_alerts(conn, batch, clock.now())
+        ingest_alerts(db, batch, clock.now())
     clock.advance(timedelta(seconds=2))
     started = time.perf_counter()
     passes = []

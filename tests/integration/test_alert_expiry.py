@@ -46,8 +46,7 @@ def rt(db: Database, clock: FrozenClock) -> Runtime:
 
 
 def post(rt: Runtime, *batch: PostedAlert) -> dict[str, Any]:
-    with rt.db.begin() as conn:
-        return ingest_alerts(conn, batch, rt.clock.now(), rt.config.alerting.resolve_timeout)
+    return ingest_alerts(rt.db, batch, rt.clock.now(), rt.config.alerting.resolve_timeout)
 
 
 def status(rt: Runtime, fingerprint: str) -> str:

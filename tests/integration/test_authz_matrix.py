@@ -73,16 +73,15 @@ def _silence(rt: Runtime, w: World, agent: str) -> tuple[str, Any]:
 
 
 def _expire_silence(rt: Runtime, w: World, agent: str) -> tuple[str, Any]:
-    with rt.db.begin() as conn:
-        silence = create_silence(
-            conn,
-            SYSTEM,
-            matchers=['alert_id="tool:failed"'],
-            starts_at=None,
-            ends_at=rt.clock.now() + timedelta(hours=1),
-            comment="x",
-            now=rt.clock.now(),
-        )
+    silence = create_silence(
+        rt.db,
+        SYSTEM,
+        matchers=['alert_id="tool:failed"'],
+        starts_at=None,
+        ends_at=rt.clock.now() + timedelta(hours=1),
+        comment="x",
+        now=rt.clock.now(),
+    )
     return f"/api/silences/{silence['id']}", None
 
 

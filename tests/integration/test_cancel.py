@@ -103,10 +103,9 @@ def test_cancel_a_failed_item_cancels_its_checkpoint_resolves_its_alerts_and_is_
 def test_cancel_a_queued_item_cancels_its_task_so_it_never_starts(rt: Runtime, world: World) -> None:
     task_id = set_item(rt, world.plan_id, "vision-plan", "pending", task_status="queued")
     assert task_id is not None
-    with rt.db.begin() as conn:
-        result = cancel(
-            conn, world.plan_id, "vision-plan", {"agent_id": world.author_agent}, _admin(), rt.clock.now()
-        )
+    result = cancel(
+        rt.db, world.plan_id, "vision-plan", {"agent_id": world.author_agent}, _admin(), rt.clock.now()
+    )
     assert result["cancelled_task_id"] == task_id
     start = _runner(rt, build_provider("offline", rt.config)).start(task_id)
     assert start.skip == "cancelled"
@@ -208,8 +207,7 @@ def test_cancel_during_a_planner_call_records_a_cancelled_execution_and_drops_it
     attempt.start()
     assert provider.called.wait(30)
 
-    with rt.db.begin() as conn:
-        cancel(conn, world.plan_id, "vision-plan", {"agent_id": world.author_agent}, _admin(), rt.clock.now())
+    cancel(rt.db, world.plan_id, "vision-plan", {"agent_id": world.author_agent}, _admin(), rt.clock.now())
     provider.release.set()
     attempt.join(30)
 

@@ -378,15 +378,14 @@ def test_the_overview_lists_incidents_by_severity_then_age_with_silenced_ones_ap
     _fire(rt, "planner:template-missing", {**plan, "step_id": "s1"})  # critical
     _fire(rt, "planner:template-missing", {**plan, "step_id": "s2"})  # same plan and id: one row
     _fire(rt, "tool:failed", {**plan, "tool": "search"})  # warning, to be silenced
-    with rt.db.begin() as conn:
-        create_silence(
-            conn,
-            Actor(name="ops", actor_id="t1", role="admin"),
-            matchers=['alert_id="tool:failed"'],
-            ends_at=clock.now() + timedelta(hours=2),
-            comment="search is down upstream",
-            now=clock.now(),
-        )
+    create_silence(
+        rt.db,
+        Actor(name="ops", actor_id="t1", role="admin"),
+        matchers=['alert_id="tool:failed"'],
+        ends_at=clock.now() + timedelta(hours=2),
+        comment="search is down upstream",
+        now=clock.now(),
+    )
     _signed_in(client, _token(rt, "admin"))
     overview = client.get("/").text
     firing = overview[overview.index('id="firing-alerts"') : overview.index('id="silenced-alerts"')]

@@ -179,12 +179,12 @@ def test_revoking_the_token_ends_its_sessions(rt: Runtime) -> None:
 
 def test_expired_sessions_are_purged_when_a_new_one_opens(rt: Runtime) -> None:
     token = _token(rt)
-    with rt.db.begin() as conn:
-        actor = authenticate(conn, token, source="console")
-        assert actor is not None
-        open_session(conn, token, actor, ttl=timedelta(minutes=5), now=rt.clock.now())
-        later = rt.clock.now() + timedelta(minutes=10)
-        open_session(conn, token, actor, ttl=timedelta(minutes=5), now=later)
+    actor = authenticate(rt.db, token, source="console")
+    assert actor is not None
+    open_session(rt.db, token, actor, ttl=timedelta(minutes=5), now=rt.clock.now())
+    later = rt.clock.now() + timedelta(minutes=10)
+    open_session(rt.db, token, actor, ttl=timedelta(minutes=5), now=later)
+    with rt.db.read() as conn:
         remaining = conn.execute(select(console_sessions.c.expires_at)).scalars().all()
     assert remaining == [later + timedelta(minutes=5)]
 

@@ -296,8 +296,7 @@ async def test_410_disables_the_receiver_until_a_replay_re_enables_it(
         assert delivery(rt, waiting_id)["status"] == "pending"
         assert len(server.requests) == 1
 
-        with rt.db.begin() as conn:
-            replayed = delivery_service.replay(conn, gone_id, OPERATOR, clock.now(), alerting=rt.alerting)
+        replayed = delivery_service.replay(rt.db, gone_id, OPERATOR, clock.now(), alerting=rt.alerting)
         assert replayed["receiver_reenabled"] is True and "enabled again" in replayed["message"]
         assert await run(dispatcher, 3) == 2
     finally:

@@ -68,8 +68,7 @@ def failed_auth_limiter(request: Request) -> FailedAuthLimiter:
 def token_actor(request: Request, token: str, source: str) -> Actor:
     """The token's actor; an invalid one spends the client's allowance: 401, or 429 once none is left."""
     rt = runtime(request)
-    with rt.db.begin() as conn:
-        actor = authenticate(conn, token, source=source, now=rt.clock.now())
+    actor = authenticate(rt.db, token, source=source, now=rt.clock.now())
     if actor is not None:
         return actor
     limiter = failed_auth_limiter(request)
@@ -112,8 +111,7 @@ def _cookie_actor(request: Request, source: str) -> Actor:
         if not expected or not hmac.compare_digest(sent.encode(), expected.encode()):
             raise RoleForbidden("CSRF check failed: reload the console page and try again")
     rt = runtime(request)
-    with rt.db.begin() as conn:
-        actor = actor_for_session(conn, session_id, source=source, now=rt.clock.now())
+    actor = actor_for_session(rt.db, session_id, source=source, now=rt.clock.now())
     if actor is None:
         raise Unauthorized("the console session has expired or was signed out: sign in again")
     return actor

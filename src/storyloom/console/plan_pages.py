@@ -20,7 +20,6 @@ from storyloom.console.render import (
     session_actor,
 )
 from storyloom.health.report import planner_health
-from storyloom.runtime import Runtime
 from storyloom.services import cancel as cancel_service
 from storyloom.services.actors import Actor
 
@@ -136,11 +135,6 @@ async def plan_page(request: Request, plan_id: str, obligations: str = "open", p
     )
 
 
-def _cancel(rt: Runtime, plan_id: str, backlog_id: str, body: Any, actor: Actor) -> dict[str, Any]:
-    with rt.db.begin() as conn:
-        return cancel_service.cancel(conn, plan_id, backlog_id, body, actor, rt.clock.now())
-
-
 @router.post("/plans/{plan_id}/backlog/{backlog_id}/cancel")
 async def cancel_item(request: Request, plan_id: str, backlog_id: str) -> Response:
     """The Cancel dialog's handler: the console session (operator and up) with its CSRF header, then the
@@ -162,5 +156,8 @@ async def cancel_item(request: Request, plan_id: str, backlog_id: str) -> Respon
         )
     if not isinstance(body, dict):
         return problem(422, 'The body must be a JSON object: {"agent_id": "...", "notes": "..."}.')
-    result = await run_in_threadpool(_cancel, runtime_of(request), plan_id, backlog_id, body, actor)
+    rt = runtime_of(request)
+    result = await run_in_threadpool(
+        cancel_service.cancel, rt.db, plan_id, backlog_id, body, actor, rt.clock.now()
+    )
     return JSONResponse(jsonable_encoder(result))

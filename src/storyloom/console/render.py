@@ -186,8 +186,7 @@ def runtime_of(request: Request) -> Runtime:
 
 def _session_actor(request: Request, session_id: str) -> Actor | None:
     rt = runtime_of(request)
-    with rt.db.begin() as conn:
-        return actor_for_session(conn, session_id, source="console", now=rt.clock.now())
+    return actor_for_session(rt.db, session_id, source="console", now=rt.clock.now())
 
 
 async def session_actor(request: Request) -> Actor | None:

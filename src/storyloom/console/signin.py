@@ -44,8 +44,7 @@ def _signed_in(request: Request, token: str, next_: str | None) -> Response:
             headers=headers,
         )
     ttl = rt.config.security.session_ttl
-    with rt.db.begin() as conn:
-        session_id = open_session(conn, token, actor, ttl=ttl, now=rt.clock.now())
+    session_id = open_session(rt.db, token, actor, ttl=ttl, now=rt.clock.now())
     response = RedirectResponse(_safe_next(next_), status_code=303)
     secure = _secure(request)
     max_age = int(ttl.total_seconds())
@@ -127,8 +126,7 @@ def _sign_out(request: Request) -> None:
     session_id = request.cookies.get(SESSION_COOKIE)
     if session_id:
         rt = runtime_of(request)
-        with rt.db.begin() as conn:
-            revoke_session(conn, session_id, now=rt.clock.now())
+        revoke_session(rt.db, session_id, now=rt.clock.now())
 
 
 @router.post("/logout")

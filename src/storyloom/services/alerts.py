@@ -24,6 +24,7 @@ from storyloom.domain.expiry import DEFAULT_RESOLVE_TIMEOUT, has_ended, ingested
 from storyloom.domain.routing import group_key, receivers_for
 from storyloom.services.errors import Invalid, NotFound
 from storyloom.store.bulk import KEY, update_many
+from storyloom.store.db import Database
 from storyloom.store.tables import alert_history, alerts, deliveries
 
 STATUSES = (FIRING, RESOLVED, "all")
@@ -245,7 +246,7 @@ def _signal(index: int, posted: PostedAlert) -> publish.AlertSignal:
 
 
 def ingest_alerts(
-    conn: Connection,
+    db: Database,
     posted: Sequence[PostedAlert],
     now: datetime,
     resolve_timeout: timedelta = DEFAULT_RESOLVE_TIMEOUT,
@@ -256,23 +257,24 @@ def ingest_alerts(
     `endsAt` (or `resolve_timeout` from now without one), when the expiry sweep resolves it unless re-sent.
     A `startsAt` in the past is kept for a newly firing alert, so SLOs and group_wait see its real age.
     """
-    items = [(posted_alert, _signal(i, posted_alert)) for i, posted_alert in enumerate(posted)]
-    fired: list[str] = []
-    resolved: list[str] = []
-    # Consecutive alerts of the same kind go in one set-based call; the order between kinds is kept.
-    ends = [ingested_alert_end(item.ends_at, now, resolve_timeout) for item, _ in items]
-    runs = groupby(zip(items, ends, strict=True), key=lambda pair: has_ended(pair[1], now))
-    for resolving, run in runs:
-        batch = [(signal, end) for (_, signal), end in run]
-        if resolving:
-            fps = [publish.alert_fingerprint(publish.alert_labels(signal)) for signal, _ in batch]
-            resolved += publish.resolve_fingerprints(conn, fps, now, reason="resolved by ingest")
-        else:
-            fps = publish.fire_many(conn, [signal for signal, _ in batch], now)
-            expiry = [{KEY: fp, "expires_at": end} for fp, (_, end) in zip(fps, batch, strict=True)]
-            update_many(conn, alerts, alerts.c.fingerprint, expiry)
-            fired += fps
-    return {"accepted": len(items), "fired": fired, "resolved": resolved}
+    with db.begin() as conn:
+        items = [(posted_alert, _signal(i, posted_alert)) for i, posted_alert in enumerate(posted)]
+        fired: list[str] = []
+        resolved: list[str] = []
+        # Consecutive alerts of the same kind go in one set-based call; the order between kinds is kept.
+        ends = [ingested_alert_end(item.ends_at, now, resolve_timeout) for item, _ in items]
+        runs = groupby(zip(items, ends, strict=True), key=lambda pair: has_ended(pair[1], now))
+        for resolving, run in runs:
+            batch = [(signal, end) for (_, signal), end in run]
+            if resolving:
+                fps = [publish.alert_fingerprint(publish.alert_labels(signal)) for signal, _ in batch]
+                resolved += publish.resolve_fingerprints(conn, fps, now, reason="resolved by ingest")
+            else:
+                fps = publish.fire_many(conn, [signal for signal, _ in batch], now)
+                expiry = [{KEY: fp, "expires_at": end} for fp, (_, end) in zip(fps, batch, strict=True)]
+                update_many(conn, alerts, alerts.c.fingerprint, expiry)
+                fired += fps
+        return {"accepted": len(items), "fired": fired, "resolved": resolved}
 
 
 def _annotations(item: PostedAlert) -> dict[str, str]:

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy import Connection, update
+from sqlalchemy import update
 
 from storyloom.alerting.publish import resolve_matching
 from storyloom.domain import backlog as bl
@@ -31,6 +31,7 @@ from storyloom.services.plans import (
     require_agent_binding,
 )
 from storyloom.services.tasks import LIVE
+from storyloom.store.db import Database
 from storyloom.store.tables import checkpoints, tasks
 
 
@@ -41,7 +42,7 @@ class CancelRequest(BaseModel):
 
 
 def cancel(
-    conn: Connection,
+    db: Database,
     plan_id: str,
     backlog_id: str,
     body: Mapping[str, Any],
@@ -53,56 +54,59 @@ def cancel(
     404 unknown plan or item; 422 a bad body or an unknown agent; 409 a complete item; 403 a token bound to
     other agents, or an agent not of the plan's author persona unless the caller is admin.
     """
-    plan = get_plan(conn, plan_id)
-    item = get_item(conn, plan_id, backlog_id)
-    try:
-        request = CancelRequest.model_validate(body)
-    except ValidationError as exc:
-        raise Invalid.from_validation(exc) from None
-    agent = get_agent(conn, request.agent_id, loc=["body", "agent_id"])
-    require_agent_binding(actor, agent["id"])
-    mismatch = author_persona_mismatch(agent, plan, actor, "cancel")
-    if mismatch is not None:
-        raise mismatch
-    if item["status"] == bl.CANCELLED:
-        return {"backlog_item": backlog_view(item), "cancelled_task_id": None}
-    if item["status"] == bl.COMPLETE:
-        raise Conflict(f"backlog item {backlog_id} is complete; there is nothing to cancel")
+    with db.begin() as conn:
+        plan = get_plan(conn, plan_id)
+        item = get_item(conn, plan_id, backlog_id)
+        try:
+            request = CancelRequest.model_validate(body)
+        except ValidationError as exc:
+            raise Invalid.from_validation(exc) from None
+        agent = get_agent(conn, request.agent_id, loc=["body", "agent_id"])
+        require_agent_binding(actor, agent["id"])
+        mismatch = author_persona_mismatch(agent, plan, actor, "cancel")
+        if mismatch is not None:
+            raise mismatch
+        if item["status"] == bl.CANCELLED:
+            return {"backlog_item": backlog_view(item), "cancelled_task_id": None}
+        if item["status"] == bl.COMPLETE:
+            raise Conflict(f"backlog item {backlog_id} is complete; there is nothing to cancel")
 
-    cancelled_task = conn.execute(
-        update(tasks)
-        .where(tasks.c.task_id == item["task_id"], tasks.c.status.in_(LIVE))
-        .values(status="cancelled", finished_at=now)
-    ).rowcount
-    moved = change_status(conn, item, bl.CANCELLED, "cancel-requested", now, worker_id=None)
-    key = bl.phase_key(item["phase"], item["branch_slug"], item["chapter"], item["scene"])
-    conn.execute(
-        update(checkpoints)
-        .where(checkpoints.c.plan_id == plan_id, checkpoints.c.phase_key == key)
-        .values(status="cancelled", locked_by_agent=None, last_step="cancel", updated_at=now)
-    )
-    resolve_matching(conn, ITEM_ALERTS, now, "the item was cancelled", plan_id=plan_id, backlog_id=backlog_id)
-    record_action(
-        conn,
-        {
-            "action": "cancel",
-            "plan_id": plan_id,
-            "backlog_id": backlog_id,
-            "description": item["description"],
-            "branch": item["branch_slug"],
-            **actor.audit_fields(),
-            "agent_id": agent["id"],
-            "persona_id": agent["persona_id"],
-            "provider": item["provider"],
-            "model": item["model"],
-            "task_id": item["task_id"],
-            "status": bl.CANCELLED,
-            "previous_status": item["status"],
-            "notes": request.notes,
-        },
-        now,
-    )
-    return {
-        "backlog_item": backlog_view(moved),
-        "cancelled_task_id": item["task_id"] if cancelled_task else None,
-    }
+        cancelled_task = conn.execute(
+            update(tasks)
+            .where(tasks.c.task_id == item["task_id"], tasks.c.status.in_(LIVE))
+            .values(status="cancelled", finished_at=now)
+        ).rowcount
+        moved = change_status(conn, item, bl.CANCELLED, "cancel-requested", now, worker_id=None)
+        key = bl.phase_key(item["phase"], item["branch_slug"], item["chapter"], item["scene"])
+        conn.execute(
+            update(checkpoints)
+            .where(checkpoints.c.plan_id == plan_id, checkpoints.c.phase_key == key)
+            .values(status="cancelled", locked_by_agent=None, last_step="cancel", updated_at=now)
+        )
+        resolve_matching(
+            conn, ITEM_ALERTS, now, "the item was cancelled", plan_id=plan_id, backlog_id=backlog_id
+        )
+        record_action(
+            conn,
+            {
+                "action": "cancel",
+                "plan_id": plan_id,
+                "backlog_id": backlog_id,
+                "description": item["description"],
+                "branch": item["branch_slug"],
+                **actor.audit_fields(),
+                "agent_id": agent["id"],
+                "persona_id": agent["persona_id"],
+                "provider": item["provider"],
+                "model": item["model"],
+                "task_id": item["task_id"],
+                "status": bl.CANCELLED,
+                "previous_status": item["status"],
+                "notes": request.notes,
+            },
+            now,
+        )
+        return {
+            "backlog_item": backlog_view(moved),
+            "cancelled_task_id": item["task_id"] if cancelled_task else None,
+        }

@@ -16,7 +16,7 @@ from storyloom.ids import new_id
 from storyloom.services.action_log import log_action, subjects_by_plan
 from storyloom.services.actors import Actor
 from storyloom.services.errors import Conflict, Invalid, NotFound
-from storyloom.store.db import after_commit
+from storyloom.store.db import Database, after_commit
 from storyloom.store.events import BACKLOG_ACTION, DELIVERY_ACTION, record_event
 from storyloom.store.tables import deliveries, delivery_attempts
 
@@ -137,7 +137,7 @@ def get_delivery(conn: Connection, delivery_id: str) -> dict[str, Any]:
 
 
 def replay(
-    conn: Connection,
+    db: Database,
     delivery_id: str,
     actor: Actor,
     now: datetime,
@@ -149,56 +149,55 @@ def replay(
     A disabled receiver (it answered 410) is re-enabled by the replay, and the answer says so. A receiver
     that is no longer configured is a 409: there is nowhere to send to.
     """
-    original = _row(conn, delivery_id)
-    receiver = original["receiver"]
-    if alerting is not None and receiver not in alerting.receivers:
-        raise Conflict(
-            f"receiver {receiver!r} is not in the current config; add it back under alerting.receivers, "
-            "reload the config (POST /api/config/reload), then replay"
+    with db.begin() as conn:
+        original = _row(conn, delivery_id)
+        receiver = original["receiver"]
+        if alerting is not None and receiver not in alerting.receivers:
+            raise Conflict(
+                f"receiver {receiver!r} is not in the current config; add it back under alerting.receivers, "
+                "reload the config (POST /api/config/reload), then replay"
+            )
+        disabled = receiver_disabled(conn, receiver)
+        reenabled = bool(enable_receivers(conn, [receiver], now)) if disabled else False
+        new_delivery_id = new_id("dlv")
+        conn.execute(
+            insert(deliveries).values(
+                id=new_delivery_id,
+                webhook_id=original["webhook_id"],
+                receiver=receiver,
+                receiver_type=original["receiver_type"],
+                group_key=original["group_key"],
+                status="pending",
+                alert_status=original["alert_status"],
+                fingerprints=list(original["fingerprints"] or []),
+                notification=original["notification"],
+                attempts=0,
+                next_attempt_at=now,
+                replay_of=original["id"],
+                created_at=now,
+            )
         )
-    disabled = receiver_disabled(conn, receiver)
-    reenabled = bool(enable_receivers(conn, [receiver], now)) if disabled else False
-    new_delivery_id = new_id("dlv")
-    conn.execute(
-        insert(deliveries).values(
-            id=new_delivery_id,
-            webhook_id=original["webhook_id"],
-            receiver=receiver,
-            receiver_type=original["receiver_type"],
-            group_key=original["group_key"],
-            status="pending",
-            alert_status=original["alert_status"],
-            fingerprints=list(original["fingerprints"] or []),
-            notification=original["notification"],
-            attempts=0,
-            next_attempt_at=now,
-            replay_of=original["id"],
-            created_at=now,
-        )
-    )
-    payload = {
-        "action": "replay",
-        "delivery_id": original["id"],
-        "new_delivery_id": new_delivery_id,
-        "webhook_id": original["webhook_id"],
-        "receiver": receiver,
-        "receiver_reenabled": reenabled,
-        **actor.audit_fields(),
-        "status": "pending",
-    }
-    alerts = (original["notification"] or {}).get("alerts", [])
-    for subject in subjects_by_plan(a.get("labels", {}) for a in alerts):
-        record_event(conn, BACKLOG_ACTION, {**payload, **subject}, now)
-    record_event(conn, DELIVERY_ACTION, payload, now)
-    log_action(conn, payload)
-    after_commit(conn, wake)
-    message = (
-        f"delivery {original['id']} replayed as {new_delivery_id} with webhook-id {original['webhook_id']}"
-    )
-    if reenabled:
-        message += f"; receiver {receiver!r} was disabled (410 Gone) and is enabled again"
-    return {
-        **get_delivery(conn, new_delivery_id),
-        "receiver_reenabled": reenabled,
-        "message": message,
-    }
+        payload = {
+            "action": "replay",
+            "delivery_id": original["id"],
+            "new_delivery_id": new_delivery_id,
+            "webhook_id": original["webhook_id"],
+            "receiver": receiver,
+            "receiver_reenabled": reenabled,
+            **actor.audit_fields(),
+            "status": "pending",
+        }
+        alerts = (original["notification"] or {}).get("alerts", [])
+        for subject in subjects_by_plan(a.get("labels", {}) for a in alerts):
+            record_event(conn, BACKLOG_ACTION, {**payload, **subject}, now)
+        record_event(conn, DELIVERY_ACTION, payload, now)
+        log_action(conn, payload)
+        after_commit(conn, wake)
+        message = f"delivery {original['id']} replayed as {new_delivery_id} with webhook-id {original['webhook_id']}"
+        if reenabled:
+            message += f"; receiver {receiver!r} was disabled (410 Gone) and is enabled again"
+        return {
+            **get_delivery(conn, new_delivery_id),
+            "receiver_reenabled": reenabled,
+            "message": message,
+        }

@@ -19,6 +19,7 @@ from storyloom.services.actors import Actor
 from storyloom.services.catalog import get_agent
 from storyloom.services.errors import Conflict, Forbidden, Invalid, NotFound
 from storyloom.services.plans import get_item, get_plan, require_agent_binding
+from storyloom.store.db import Database
 from storyloom.store.events import PERSONA_OBLIGATION, record_event
 from storyloom.store.tables import alerts, persona_obligations
 
@@ -296,7 +297,7 @@ def _log(
 
 
 def resolve_obligation(
-    conn: Connection,
+    db: Database,
     plan_id: str,
     obligation_id: str,
     body: Mapping[str, Any],
@@ -309,50 +310,53 @@ def resolve_obligation(
     token bound to other agents → 403; agent of neither the obligation's persona nor the plan's author
     (and not admin) → 403; unknown `backlog_id` → 422; the current status again → unchanged, no event.
     """
-    notes = str(body.get("notes") or "").strip()
-    if not notes:
-        raise Invalid.field(["body", "notes"], "must not be blank: say what was done about the obligation")
-    plan = get_plan(conn, plan_id)
-    row = get_obligation(conn, plan_id, obligation_id)
-    action = body.get("action")
-    if action not in ACTIONS:
-        raise Invalid.field(["body", "action"], f"unknown action {action!r}; use resolve or dismiss")
-    agent = _acting_agent(conn, plan, row, body.get("agent_id"), actor)
-    backlog_id, task_id = body.get("backlog_id"), body.get("task_id")
-    if backlog_id:
-        try:
-            get_item(conn, plan_id, str(backlog_id))
-        except NotFound:
-            raise Invalid.field(["body", "backlog_id"], f"unknown backlog item {backlog_id!r}") from None
-    status = ACTIONS[str(action)]
-    if row["status"] == status:
+    with db.begin() as conn:
+        notes = str(body.get("notes") or "").strip()
+        if not notes:
+            raise Invalid.field(
+                ["body", "notes"], "must not be blank: say what was done about the obligation"
+            )
+        plan = get_plan(conn, plan_id)
+        row = get_obligation(conn, plan_id, obligation_id)
+        action = body.get("action")
+        if action not in ACTIONS:
+            raise Invalid.field(["body", "action"], f"unknown action {action!r}; use resolve or dismiss")
+        agent = _acting_agent(conn, plan, row, body.get("agent_id"), actor)
+        backlog_id, task_id = body.get("backlog_id"), body.get("task_id")
+        if backlog_id:
+            try:
+                get_item(conn, plan_id, str(backlog_id))
+            except NotFound:
+                raise Invalid.field(["body", "backlog_id"], f"unknown backlog item {backlog_id!r}") from None
+        status = ACTIONS[str(action)]
+        if row["status"] == status:
+            return obligation_view(row)
+        values: dict[str, Any] = {
+            "status": status,
+            "resolution_notes": [
+                *(row["resolution_notes"] or []),
+                {"note": notes, "actor": actor.name, "agent_id": agent["id"], "at": _rfc3339(now)},
+            ],
+            "resolved_at": now,
+            "resolved_by": actor.name,
+            "updated_at": now,
+        }
+        if body.get("voice_drift") is not None:
+            values["voice_drift"] = bool(body["voice_drift"])
+        conn.execute(
+            update(persona_obligations)
+            .where(persona_obligations.c.obligation_id == obligation_id)
+            .values(**values)
+        )
+        row = {**row, **values}
+        _log(conn, str(action), row, agent, actor, now, notes=notes, backlog_id=backlog_id, task_id=task_id)
+        for alert_id in OBLIGATION_ALERTS:
+            resolve_matching(conn, alert_id, now, f"obligation {status}", obligation_id=obligation_id)
         return obligation_view(row)
-    values: dict[str, Any] = {
-        "status": status,
-        "resolution_notes": [
-            *(row["resolution_notes"] or []),
-            {"note": notes, "actor": actor.name, "agent_id": agent["id"], "at": _rfc3339(now)},
-        ],
-        "resolved_at": now,
-        "resolved_by": actor.name,
-        "updated_at": now,
-    }
-    if body.get("voice_drift") is not None:
-        values["voice_drift"] = bool(body["voice_drift"])
-    conn.execute(
-        update(persona_obligations)
-        .where(persona_obligations.c.obligation_id == obligation_id)
-        .values(**values)
-    )
-    row = {**row, **values}
-    _log(conn, str(action), row, agent, actor, now, notes=notes, backlog_id=backlog_id, task_id=task_id)
-    for alert_id in OBLIGATION_ALERTS:
-        resolve_matching(conn, alert_id, now, f"obligation {status}", obligation_id=obligation_id)
-    return obligation_view(row)
 
 
 def set_voice_drift(
-    conn: Connection,
+    db: Database,
     plan_id: str,
     obligation_id: str,
     body: Mapping[str, Any],
@@ -364,31 +368,34 @@ def set_voice_drift(
     Same ownership as resolve. Only an open obligation can be flagged (409 otherwise); setting the
     current value again changes nothing and writes no event.
     """
-    plan = get_plan(conn, plan_id)
-    row = get_obligation(conn, plan_id, obligation_id)
-    flag = body.get("voice_drift")
-    if not isinstance(flag, bool):
-        raise Invalid.field(["body", "voice_drift"], "must be true or false")
-    agent = _acting_agent(conn, plan, row, body.get("agent_id"), actor)
-    if row["status"] != OPEN:
-        raise Conflict(f"obligation {obligation_id} is {row['status']}; only an open obligation can drift")
-    if bool(row["voice_drift"]) == flag:
-        return obligation_view(row)
-    notes = str(body.get("notes") or "").strip() or None
-    conn.execute(
-        update(persona_obligations)
-        .where(persona_obligations.c.obligation_id == obligation_id)
-        .values(voice_drift=flag, updated_at=now)
-    )
-    row = {**row, "voice_drift": flag, "updated_at": now}
-    _log(conn, "voice-drift", row, agent, actor, now, notes=notes)
-    if flag:
-        fire(conn, _drift_alert(row), now)
-    else:
-        resolve_matching(
-            conn, "obligation:drift", now, "voice drift flag cleared", obligation_id=obligation_id
+    with db.begin() as conn:
+        plan = get_plan(conn, plan_id)
+        row = get_obligation(conn, plan_id, obligation_id)
+        flag = body.get("voice_drift")
+        if not isinstance(flag, bool):
+            raise Invalid.field(["body", "voice_drift"], "must be true or false")
+        agent = _acting_agent(conn, plan, row, body.get("agent_id"), actor)
+        if row["status"] != OPEN:
+            raise Conflict(
+                f"obligation {obligation_id} is {row['status']}; only an open obligation can drift"
+            )
+        if bool(row["voice_drift"]) == flag:
+            return obligation_view(row)
+        notes = str(body.get("notes") or "").strip() or None
+        conn.execute(
+            update(persona_obligations)
+            .where(persona_obligations.c.obligation_id == obligation_id)
+            .values(voice_drift=flag, updated_at=now)
         )
-    return obligation_view(row)
+        row = {**row, "voice_drift": flag, "updated_at": now}
+        _log(conn, "voice-drift", row, agent, actor, now, notes=notes)
+        if flag:
+            fire(conn, _drift_alert(row), now)
+        else:
+            resolve_matching(
+                conn, "obligation:drift", now, "voice drift flag cleared", obligation_id=obligation_id
+            )
+        return obligation_view(row)
 
 
 # --- evaluated alerts (called by the scheduled health evaluation) ------------------------------------

@@ -19,7 +19,7 @@ from storyloom.ids import new_id
 from storyloom.services.action_log import log_action, silence_subject
 from storyloom.services.actors import Actor
 from storyloom.services.errors import Invalid, NotFound
-from storyloom.store.db import after_commit
+from storyloom.store.db import Database, after_commit
 from storyloom.store.events import BACKLOG_ACTION, SILENCE_ACTION, record_event
 from storyloom.store.tables import silences
 
@@ -104,7 +104,7 @@ def _wake_notifier() -> None:
 
 
 def create_silence(
-    conn: Connection,
+    db: Database,
     actor: Actor,
     *,
     matchers: Sequence[str],
@@ -114,40 +114,42 @@ def create_silence(
     starts_at: datetime | None = None,
 ) -> dict[str, Any]:
     """Validate (422 with `errors[].loc` such as `["body", "matchers", 0]`) and store a silence."""
-    starts = starts_at or now
-    problems = validate_silence(list(matchers), starts, ends_at, now)
-    if not comment.strip():
-        problems.append(
-            ("comment", "say why the alerts are silenced (shown to everyone who sees them muted)")
-        )
-    if problems:
-        errors: list[dict[str, object]] = [{"loc": _loc(f), "msg": msg} for f, msg in problems]
-        raise Invalid("; ".join(f"{f}: {msg}" for f, msg in problems), errors=errors)
-    row = {
-        "id": new_id("sil"),
-        "matchers": [str(parse_matcher(m)) for m in matchers],
-        "starts_at": starts,
-        "ends_at": ends_at,
-        "comment": comment.strip(),
-        "created_by": actor.name,
-        "created_at": now,
-        "updated_at": now,
-    }
-    conn.execute(insert(silences).values(**row))
-    view = silence_view(row, now)
-    _log(conn, "silence-create", view, actor, now)
-    return view
+    with db.begin() as conn:
+        starts = starts_at or now
+        problems = validate_silence(list(matchers), starts, ends_at, now)
+        if not comment.strip():
+            problems.append(
+                ("comment", "say why the alerts are silenced (shown to everyone who sees them muted)")
+            )
+        if problems:
+            errors: list[dict[str, object]] = [{"loc": _loc(f), "msg": msg} for f, msg in problems]
+            raise Invalid("; ".join(f"{f}: {msg}" for f, msg in problems), errors=errors)
+        row = {
+            "id": new_id("sil"),
+            "matchers": [str(parse_matcher(m)) for m in matchers],
+            "starts_at": starts,
+            "ends_at": ends_at,
+            "comment": comment.strip(),
+            "created_by": actor.name,
+            "created_at": now,
+            "updated_at": now,
+        }
+        conn.execute(insert(silences).values(**row))
+        view = silence_view(row, now)
+        _log(conn, "silence-create", view, actor, now)
+        return view
 
 
-def expire_silence(conn: Connection, actor: Actor, silence_id: str, now: datetime) -> dict[str, Any]:
+def expire_silence(db: Database, actor: Actor, silence_id: str, now: datetime) -> dict[str, Any]:
     """End a silence now (a pending one never starts); expiring an expired one changes nothing."""
-    row = conn.execute(select(silences).where(silences.c.id == silence_id)).mappings().first()
-    if row is None:
-        raise NotFound(f"no silence {silence_id!r}; list them with GET /api/silences")
-    if row["ends_at"] <= now:
-        return silence_view(row, now)
-    values = {"starts_at": min(row["starts_at"], now), "ends_at": now, "updated_at": now}
-    conn.execute(update(silences).where(silences.c.id == silence_id).values(**values))
-    view = silence_view({**row, **values}, now)
-    _log(conn, "silence-expire", view, actor, now)
-    return view
+    with db.begin() as conn:
+        row = conn.execute(select(silences).where(silences.c.id == silence_id)).mappings().first()
+        if row is None:
+            raise NotFound(f"no silence {silence_id!r}; list them with GET /api/silences")
+        if row["ends_at"] <= now:
+            return silence_view(row, now)
+        values = {"starts_at": min(row["starts_at"], now), "ends_at": now, "updated_at": now}
+        conn.execute(update(silences).where(silences.c.id == silence_id).values(**values))
+        view = silence_view({**row, **values}, now)
+        _log(conn, "silence-expire", view, actor, now)
+        return view

@@ -16,6 +16,7 @@ from storyloom.ids import new_id
 from storyloom.services.actors import ROLES, Actor
 from storyloom.services.catalog import get_agent
 from storyloom.services.errors import Invalid
+from storyloom.store.db import Database
 from storyloom.store.tables import api_tokens
 
 ADMIN_TOKEN_ENV = "STORYLOOM_ADMIN_TOKEN"
@@ -67,9 +68,10 @@ def create_token(
     return token, row
 
 
-def authenticate(conn: Connection, token: str, *, source: str, now: datetime | None = None) -> Actor | None:
+def authenticate(db: Database, token: str, *, source: str, now: datetime | None = None) -> Actor | None:
     """The actor a bearer token stands for, or None for an unknown or revoked token."""
-    return actor_for_token_hash(conn, token_hash(token), source=source, now=now)
+    with db.begin() as conn:
+        return actor_for_token_hash(conn, token_hash(token), source=source, now=now)
 
 
 def actor_for_token_hash(

@@ -94,5 +94,4 @@ def cancel(
 
     Cancel an item that is not complete: a queued task never starts, a running one stops at its next step.
     """
-    with rt.db.begin() as conn:
-        return cancel_service.cancel(conn, plan_id, backlog_id, body.model_dump(), actor, rt.clock.now())
+    return cancel_service.cancel(rt.db, plan_id, backlog_id, body.model_dump(), actor, rt.clock.now())

@@ -64,5 +64,4 @@ def replay(
 
     Queue a new delivery with the same `webhook-id` and body; re-enables a receiver disabled by a 410.
     """
-    with rt.db.begin() as conn:
-        return deliveries.replay(conn, delivery_id, actor, rt.clock.now(), alerting=rt.alerting)
+    return deliveries.replay(rt.db, delivery_id, actor, rt.clock.now(), alerting=rt.alerting)

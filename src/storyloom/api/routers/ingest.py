@@ -145,8 +145,7 @@ def _ingest(rt: Runtime, valid: list[PostableAlert]) -> dict[str, Any]:
         )
         for a in valid
     ]
-    with rt.db.begin() as conn:
-        return alerts.ingest_alerts(conn, posted, rt.clock.now(), rt.config.alerting.resolve_timeout)
+    return alerts.ingest_alerts(rt.db, posted, rt.clock.now(), rt.config.alerting.resolve_timeout)
 
 
 @router.post(

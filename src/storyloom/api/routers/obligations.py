@@ -77,10 +77,9 @@ def resolve_obligation(
 
     `action` is `resolve` or `dismiss`, with non-blank `notes`, as an agent of the obligation's persona (or the plan's author).
     """
-    with rt.db.begin() as conn:
-        return obligations.resolve_obligation(
-            conn, plan_id, obligation_id, body.model_dump(), actor, rt.clock.now()
-        )
+    return obligations.resolve_obligation(
+        rt.db, plan_id, obligation_id, body.model_dump(), actor, rt.clock.now()
+    )
 
 
 @router.post(
@@ -106,7 +105,6 @@ def set_voice_drift(
 
     Only an open obligation can drift (409 otherwise); same ownership rule as resolve.
     """
-    with rt.db.begin() as conn:
-        return obligations.set_voice_drift(
-            conn, plan_id, obligation_id, body.model_dump(), actor, rt.clock.now()
-        )
+    return obligations.set_voice_drift(
+        rt.db, plan_id, obligation_id, body.model_dump(), actor, rt.clock.now()
+    )

@@ -60,16 +60,15 @@ def create_silence(
             ["body", "matchers"],
             f"has {len(body.matchers)} matchers; the limit is {limit} (limits.max_matchers_per_silence)",
         )
-    with rt.db.begin() as conn:
-        return silences.create_silence(
-            conn,
-            actor,
-            matchers=body.matchers,
-            starts_at=body.starts_at,
-            ends_at=body.ends_at,
-            comment=body.comment,
-            now=rt.clock.now(),
-        )
+    return silences.create_silence(
+        rt.db,
+        actor,
+        matchers=body.matchers,
+        starts_at=body.starts_at,
+        ends_at=body.ends_at,
+        comment=body.comment,
+        now=rt.clock.now(),
+    )
 
 
 @router.get("/{silence_id}", responses=answers(Silence))
@@ -89,5 +88,4 @@ def expire_silence(
 
     It ends now; the answer is the expired silence.
     """
-    with rt.db.begin() as conn:
-        return silences.expire_silence(conn, actor, silence_id, rt.clock.now())
+    return silences.expire_silence(rt.db, actor, silence_id, rt.clock.now())
