@@ -18,12 +18,12 @@ from storyloom.alerting.notifier import routes_for_alert
 from storyloom.domain.readable import readable_map
 from storyloom.runtime import Runtime
 from storyloom.services import alerts as alert_service
-from storyloom.services import catalog, plans
+from storyloom.services import catalog, demo_inbox, plans
 from storyloom.services import deliveries as delivery_service
 from storyloom.services import obligations as obligation_service
 from storyloom.services import silences as silence_service
 from storyloom.store import set_aside
-from storyloom.store.tables import alerts, demo_inbox
+from storyloom.store.tables import alerts
 from storyloom.store.tables import plans as plan_table
 
 DELIVERY_STATUSES = delivery_service.STATUSES
@@ -160,5 +160,4 @@ class Reader:
 
     def inbox(self, limit: int = 100) -> list[dict[str, Any]]:
         """What the built-in demo receiver got, newest first, with its signature verdict."""
-        rows = self.conn.execute(select(demo_inbox).order_by(demo_inbox.c.id.desc()).limit(limit)).mappings()
-        return [dict(r) for r in rows]
+        return demo_inbox.latest(self.conn, limit)

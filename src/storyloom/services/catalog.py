@@ -11,6 +11,7 @@ from storyloom.ids import new_id
 from storyloom.pipeline.providers import PROVIDER_NAMES
 from storyloom.services.actors import SYSTEM, Actor
 from storyloom.services.errors import Invalid, NotFound
+from storyloom.store.db import Database
 from storyloom.store.events import BACKLOG_ACTION, record_event
 from storyloom.store.tables import agents, personas
 
@@ -48,6 +49,14 @@ def create_persona(
         agent_id=None,
     )
     return row
+
+
+def add_persona(
+    db: Database, *, name: str, kind: str, summary: str | None, now: datetime, actor: Actor
+) -> dict[str, Any]:
+    """`create_persona` in a transaction of its own (the API's create; seeds compose the conn-level one)."""
+    with db.begin() as conn:
+        return create_persona(conn, name=name, kind=kind, summary=summary, now=now, actor=actor)
 
 
 def create_agent(
@@ -88,6 +97,23 @@ def create_agent(
         model=model,
     )
     return row
+
+
+def add_agent(
+    db: Database,
+    *,
+    name: str,
+    persona_id: str,
+    provider: str | None,
+    model: str | None,
+    now: datetime,
+    actor: Actor,
+) -> dict[str, Any]:
+    """`create_agent` in a transaction of its own (the API's create)."""
+    with db.begin() as conn:
+        return create_agent(
+            conn, name=name, persona_id=persona_id, provider=provider, model=model, now=now, actor=actor
+        )
 
 
 def _log_action(

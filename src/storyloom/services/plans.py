@@ -15,7 +15,7 @@ from storyloom.ids import new_id
 from storyloom.services.actors import SYSTEM, Actor
 from storyloom.services.catalog import PROVIDERS, get_agent, get_persona
 from storyloom.services.errors import Forbidden, Invalid, NotFound
-from storyloom.store.db import after_commit
+from storyloom.store.db import Database, after_commit
 from storyloom.store.events import BACKLOG_ACTION, BACKLOG_TELEMETRY, record_event
 from storyloom.store.tables import (
     agents,
@@ -129,6 +129,31 @@ def create_plan(
         now,
     )
     return plan
+
+
+def start_plan(
+    db: Database,
+    req: PlanRequest,
+    *,
+    default_provider: str,
+    default_model: str,
+    max_premise_chars: int,
+    now: datetime,
+    actor: Actor,
+) -> dict[str, Any]:
+    """A plan created for `actor` (who must be bound to its agent) and its detail, in one transaction."""
+    with db.begin() as conn:
+        plan = create_plan(
+            conn,
+            req,
+            default_provider=default_provider,
+            default_model=default_model,
+            max_premise_chars=max_premise_chars,
+            now=now,
+            actor=actor,
+        )
+        require_agent_binding(actor, plan["agent_id"])
+        return plan_detail(conn, plan["id"])
 
 
 def author_persona_mismatch(

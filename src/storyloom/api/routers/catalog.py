@@ -77,12 +77,11 @@ def create_persona(
 
     An `author` persona owns plans; a `character` persona owns obligations. Admin only.
     """
-    with rt.db.begin() as conn:
-        return _persona_view(
-            catalog.create_persona(
-                conn, name=body.name, kind=body.kind, summary=body.summary, now=rt.clock.now(), actor=actor
-            )
+    return _persona_view(
+        catalog.add_persona(
+            rt.db, name=body.name, kind=body.kind, summary=body.summary, now=rt.clock.now(), actor=actor
         )
+    )
 
 
 @router.get("/agents", responses=answers(list[Agent]))
@@ -103,15 +102,14 @@ def create_agent(
 
     The agent acts for `persona_id` (an unknown one is a 422 naming it). Admin only.
     """
-    with rt.db.begin() as conn:
-        return _agent_view(
-            catalog.create_agent(
-                conn,
-                name=body.name,
-                persona_id=body.persona_id,
-                provider=body.provider,
-                model=body.model,
-                now=rt.clock.now(),
-                actor=actor,
-            )
+    return _agent_view(
+        catalog.add_agent(
+            rt.db,
+            name=body.name,
+            persona_id=body.persona_id,
+            provider=body.provider,
+            model=body.model,
+            now=rt.clock.now(),
+            actor=actor,
         )
+    )

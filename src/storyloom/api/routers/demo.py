@@ -14,7 +14,6 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from sqlalchemy import delete, insert, select
 from starlette.concurrency import run_in_threadpool
 
 from storyloom.alerting import signing
@@ -26,14 +25,13 @@ from storyloom.demo import DEMO_SECRET_ENV
 from storyloom.domain.alerts import rfc3339
 from storyloom.domain.text import escaped
 from storyloom.runtime import Runtime
+from storyloom.services import demo_inbox
 from storyloom.services.actors import Actor
 from storyloom.services.errors import NotFound, ServiceError
-from storyloom.store.tables import demo_inbox
 
 router = APIRouter(prefix="/api/demo", tags=["demo"])
 
 MAX_BODY = 1024 * 1024  # bytes: the endpoint takes no token, so what it keeps is bounded
-KEEP = 1000  # inbox rows kept; older ones are pruned
 REDACTED = "<redacted>"
 DISABLED = "The demo receiver is off"
 _DROPPED_HEADERS = {"authorization", "cookie", "proxy-authorization"}
@@ -77,13 +75,6 @@ def check(headers: Any, raw: bytes, now: datetime) -> str | None:
     return None
 
 
-def _store(rt: Runtime, row: dict[str, Any]) -> None:
-    with rt.db.begin() as conn:
-        new_id = conn.execute(insert(demo_inbox).values(**row)).inserted_primary_key
-        if new_id and new_id[0] and int(new_id[0]) > KEEP:
-            conn.execute(delete(demo_inbox).where(demo_inbox.c.id <= int(new_id[0]) - KEEP))
-
-
 @router.post(
     "/receiver",
     status_code=204,
@@ -114,7 +105,7 @@ async def receive(request: Request, rt: Runtime = Depends(runtime)) -> Response:
         "body": escaped(_body(raw)),
         "received_at": now,
     }
-    await run_in_threadpool(_store, rt, row)
+    await run_in_threadpool(demo_inbox.keep, rt.db, row)
     if error is not None:
         return problem(401, f"webhook signature rejected: {error}", title="Unauthorized")
     return Response(status_code=204)
@@ -122,7 +113,7 @@ async def receive(request: Request, rt: Runtime = Depends(runtime)) -> Response:
 
 @router.get("/inbox", responses=answers(list[InboxEntry], 404, s404=DISABLED))
 def inbox(
-    limit: int = Query(default=100, ge=1, le=KEEP),
+    limit: int = Query(default=100, ge=1, le=demo_inbox.KEEP),
     _: Actor = Depends(viewer),
     rt: Runtime = Depends(runtime),
 ) -> list[dict[str, Any]]:
@@ -132,16 +123,16 @@ def inbox(
     """
     _enabled(rt)
     with rt.db.read() as conn:
-        rows = conn.execute(select(demo_inbox).order_by(demo_inbox.c.id.desc()).limit(limit)).mappings()
-        return [
-            {
-                "id": r["id"],
-                "webhook_id": r["webhook_id"],
-                "signature_valid": r["signature_valid"],
-                "error": r["error"],
-                "headers": r["headers"],
-                "body": r["body"],
-                "received_at": rfc3339(r["received_at"]),
-            }
-            for r in rows
-        ]
+        rows = demo_inbox.latest(conn, limit)
+    return [
+        {
+            "id": r["id"],
+            "webhook_id": r["webhook_id"],
+            "signature_valid": r["signature_valid"],
+            "error": r["error"],
+            "headers": r["headers"],
+            "body": r["body"],
+            "received_at": rfc3339(r["received_at"]),
+        }
+        for r in rows
+    ]

@@ -44,19 +44,15 @@ def create_plan(
     to run. The premise is at most `pipeline.max_premise_chars` characters.
     """
     cfg = rt.config
-    with rt.db.begin() as conn:
-        plan = plans.create_plan(
-            conn,
-            plans.PlanRequest(**body.model_dump()),
-            default_provider=cfg.llm.provider,
-            default_model=cfg.llm.model,
-            max_premise_chars=cfg.pipeline.max_premise_chars,
-            now=rt.clock.now(),
-            actor=actor,
-        )
-        plans.require_agent_binding(actor, plan["agent_id"])
-        detail = plans.plan_detail(conn, plan["id"])
-    return detail
+    return plans.start_plan(
+        rt.db,
+        plans.PlanRequest(**body.model_dump()),
+        default_provider=cfg.llm.provider,
+        default_model=cfg.llm.model,
+        max_premise_chars=cfg.pipeline.max_premise_chars,
+        now=rt.clock.now(),
+        actor=actor,
+    )
 
 
 @router.get("", responses=answers(list[Plan]))
