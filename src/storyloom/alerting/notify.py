@@ -22,7 +22,7 @@ from typing import Any, Protocol, TypeVar
 
 from storyloom.alerting.receivers.base import ReceiverSpec
 from storyloom.alerting.setup import AlertingRuntime
-from storyloom.domain.alerts import FIRING, Alert, Notification
+from storyloom.domain.alerts import FIRING, Acknowledgement, Alert, Notification
 from storyloom.domain.alerts import fingerprint as label_fingerprint
 from storyloom.domain.grouping import GroupState, NotifyReason, needs_update, on_alert_added
 from storyloom.domain.inhibition import Inhibitor, InhibitRule
@@ -67,7 +67,15 @@ def alert_from_row(row: Mapping[Any, Any]) -> Alert:
         ends_at=row["ends_at"],
         generated_at=row["generated_at"],
         annotations=dict(row.get("annotations") or {}),
+        acknowledgement=acknowledgement_from_row(row),
     )
+
+
+def acknowledgement_from_row(row: Mapping[Any, Any]) -> Acknowledgement | None:
+    """The row's acknowledgement (docs/operations.md "Acknowledge"); None while nobody has taken it."""
+    if not row.get("acknowledged_by") or row.get("acknowledged_at") is None:
+        return None
+    return Acknowledgement(row["acknowledged_by"], row.get("acknowledged_note") or "", row["acknowledged_at"])
 
 
 def stamp_slo(alert: Alert, thresholds: Sequence[SloThreshold], now: datetime) -> Alert:
@@ -390,6 +398,7 @@ def notification_from_json(data: Mapping[str, Any], *, notification_id: str | No
                 runbook_url=item.get("runbook_url", ""),
                 console_url=item.get("console_url", ""),
                 annotations=dict(item.get("annotations") or {}),
+                acknowledgement=Acknowledgement.from_payload(item.get("acknowledgement")),
             )
         )
     return Notification(

@@ -12,7 +12,17 @@ from storyloom.api import docs, openapi, problems, security_headers
 from storyloom.api.limits import BodyLimit
 from storyloom.api.query import check_parameters
 from storyloom.api.responses import ReadableJSONResponse
-from storyloom.api.routers import alerts, catalog, config, ingest, plans, routes, silences, system
+from storyloom.api.routers import (
+    acknowledgements,
+    alerts,
+    catalog,
+    config,
+    ingest,
+    plans,
+    routes,
+    silences,
+    system,
+)
 from storyloom.api.routers import backlog as backlog_routes
 from storyloom.api.routers import deliveries as delivery_routes
 from storyloom.api.routers import demo as demo_routes
@@ -34,6 +44,7 @@ ROUTERS = [
     backlog_routes.router,
     obligation_routes.router,
     alerts.router,
+    acknowledgements.router,
     silences.router,
     routes.router,
     ingest.router,
