@@ -178,7 +178,11 @@ def test_later_notifications_carry_the_acknowledgement_to_every_receiver_type(
     notes = {name: notification_from_json(body) for name, body in rows}
     specs = rt.alerting.receivers
     [alert] = webhook.payload(specs["ops"], notes["ops"])["alerts"]
-    assert alert["acknowledgement"] == {"by": "Ana", "note": "rolling back", "at": alert["acknowledgement"]["at"]}
+    assert alert["acknowledgement"] == {
+        "by": "Ana",
+        "note": "rolling back",
+        "at": alert["acknowledgement"]["at"],
+    }
     assert alert["drill"] is False
     slack_text = str(slack.message(specs["chat"], notes["chat"])["blocks"])
     assert "Acknowledged by *Ana*: rolling back" in slack_text

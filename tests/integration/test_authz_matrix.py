@@ -156,6 +156,14 @@ ENDPOINTS = [
         200,
     ),
     Endpoint(
+        "drill",
+        "POST",
+        "/api/drills",
+        lambda rt, w, a: ("/api/drills", {"timeout": "1ms"}),  # no dispatcher runs: no answer, at once
+        "operator",
+        200,
+    ),
+    Endpoint(
         "delivery replay",
         "POST",
         "/api/deliveries/{delivery_id}/replay",

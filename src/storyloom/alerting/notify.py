@@ -22,7 +22,7 @@ from typing import Any, Protocol, TypeVar
 
 from storyloom.alerting.receivers.base import ReceiverSpec
 from storyloom.alerting.setup import AlertingRuntime
-from storyloom.domain.alerts import FIRING, Acknowledgement, Alert, Notification
+from storyloom.domain.alerts import DRILL_RECEIVER_LABEL, FIRING, Acknowledgement, Alert, Notification
 from storyloom.domain.alerts import fingerprint as label_fingerprint
 from storyloom.domain.grouping import GroupState, NotifyReason, needs_update, on_alert_added
 from storyloom.domain.inhibition import Inhibitor, InhibitRule
@@ -177,8 +177,21 @@ class RouteStage:
             return []
         firing = [a for a in alerts if a.status == FIRING]
         for alert in firing:
-            ctx.routed.extend((alert, route) for route in ctx.route.match(alert.labels))
+            ctx.routed.extend((alert, route) for route in routes_of(ctx.route, alert))
         return firing
+
+
+def routes_of(root: Route, alert: Alert) -> list[Route]:
+    """The routes the tree matches; a drill forced to one receiver goes only there, with the root's timers,
+    in a group of its own (the notifier flushes a route a reload removed the same way)."""
+    forced = alert.labels.get(DRILL_RECEIVER_LABEL)
+    if not forced:
+        return root.match(alert.labels)
+    return [
+        dataclasses.replace(
+            root, route_id="drill", receiver=forced, group_by=(), group_by_all=True, routes=()
+        )
+    ]
 
 
 class GroupStage:

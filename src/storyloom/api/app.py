@@ -12,20 +12,12 @@ from storyloom.api import docs, openapi, problems, security_headers
 from storyloom.api.limits import BodyLimit
 from storyloom.api.query import check_parameters
 from storyloom.api.responses import ReadableJSONResponse
-from storyloom.api.routers import (
-    acknowledgements,
-    alerts,
-    catalog,
-    config,
-    ingest,
-    plans,
-    routes,
-    silences,
-    system,
-)
+from storyloom.api.routers import acknowledgements as acknowledgement_routes
+from storyloom.api.routers import alerts, catalog, config, ingest, plans, routes, silences, system
 from storyloom.api.routers import backlog as backlog_routes
 from storyloom.api.routers import deliveries as delivery_routes
 from storyloom.api.routers import demo as demo_routes
+from storyloom.api.routers import drills as drill_routes
 from storyloom.api.routers import events as event_routes
 from storyloom.api.routers import health as health_routes
 from storyloom.api.routers import metrics as metrics_routes
@@ -44,11 +36,12 @@ ROUTERS = [
     backlog_routes.router,
     obligation_routes.router,
     alerts.router,
-    acknowledgements.router,
+    acknowledgement_routes.router,
     silences.router,
     routes.router,
     ingest.router,
     delivery_routes.router,
+    drill_routes.router,
     demo_routes.router,
     config.router,
     event_routes.router,

@@ -12,6 +12,7 @@ from typing import Any
 FIRING = "firing"
 RESOLVED = "resolved"
 DRILL_LABEL = "drill"  # `drill="true"`: a test alert sent by `storyloom drill`, never a real incident
+DRILL_RECEIVER_LABEL = "drill_receiver"  # a drill forced to this one receiver (`storyloom drill --receiver`)
 
 
 def fingerprint(labels: Mapping[str, str]) -> str:

@@ -22,7 +22,9 @@ class AcknowledgeIn(BaseModel):
         max_length=acknowledgements.MAX_OWNER_CHARS,
         description="who is on it; defaults to the token's name",
     )
-    note: Text = Field(default="", max_length=acknowledgements.MAX_NOTE_CHARS, description="what is being done")
+    note: Text = Field(
+        default="", max_length=acknowledgements.MAX_NOTE_CHARS, description="what is being done"
+    )
 
 
 class AcknowledgementOut(BaseModel):
