@@ -159,9 +159,9 @@ ENDPOINTS = [
         "drill",
         "POST",
         "/api/drills",
-        lambda rt, w, a: ("/api/drills", {"timeout": "1ms"}),  # no dispatcher runs: no answer, at once
+        lambda rt, w, a: ("/api/drills", None),
         "operator",
-        200,
+        409,  # past authorization: this runtime has no routing tree to drill
     ),
     Endpoint(
         "delivery replay",
