@@ -3,6 +3,7 @@ log, and every later notification (webhook, Slack, PagerDuty), and a re-fire sta
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -10,12 +11,16 @@ import pytest
 import structlog
 from fastapi.testclient import TestClient
 from sqlalchemy import select
+from typer.testing import CliRunner
 
 from storyloom.alerting import publish
 from storyloom.alerting.notifier import Notifier
 from storyloom.alerting.notify import notification_from_json
 from storyloom.alerting.publish import AlertSignal
 from storyloom.alerting.receivers import pagerduty, slack, webhook
+from storyloom.api.app import create_app
+from storyloom.cli import app as cli_app
+from storyloom.cli import base
 from storyloom.clock import FrozenClock
 from storyloom.runtime import Runtime
 from storyloom.store.db import Database
@@ -201,3 +206,24 @@ def test_acknowledging_sends_nothing_by_itself(
     clock.advance(5 * M)
 
     assert notifier.tick().deliveries == 0
+
+
+def test_the_cli_acknowledges_and_takes_it_back(rt: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    web = create_app(rt)
+    monkeypatch.setattr(
+        base.httpx,
+        "Client",
+        lambda base_url, timeout, headers: TestClient(web, base_url=base_url, headers=headers),
+    )
+    monkeypatch.setenv("STORYLOOM_TOKEN", token(rt, "operator", name="ops-ana")["Authorization"][7:])
+    fp = fire(rt)
+    runner = CliRunner()
+
+    with structlog.testing.capture_logs():
+        acked = runner.invoke(cli_app, ["alerts", "ack", fp, "--owner", "Bo", "--note", "on it"])
+        shown_json = runner.invoke(cli_app, ["alerts", "show", fp, "--output", "json"])
+        taken = runner.invoke(cli_app, ["alerts", "unack", fp, "--output", "json"])
+
+    assert acked.exit_code == 0 and acked.stdout.strip() == f"acknowledged {fp} by Bo", acked.output
+    assert json.loads(shown_json.stdout)["acknowledgement"]["note"] == "on it"
+    assert taken.exit_code == 0 and json.loads(taken.stdout)["by"] == "Bo"
