@@ -4,6 +4,7 @@ receivers, each receiver's answer and latency is reported, and the alert is reso
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
@@ -160,3 +161,20 @@ def test_an_invalid_drill_is_a_422_naming_the_field(
     assert [e["loc"] for e in response.json()["errors"]] == [loc]
     with rt.db.read() as conn:
         assert conn.execute(select(alerts)).first() is None  # nothing fired
+
+
+def test_the_routes_page_button_runs_a_drill_and_shows_each_answer(
+    rt: Runtime, pump: Callable[[float], None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(drills, "between_polls", pump)
+    client = TestClient(create_app(rt), follow_redirects=False)
+    plain = token(rt, "operator", name="ops-ana")["Authorization"].removeprefix("Bearer ")
+    client.get(f"/login?token={plain}")
+
+    page = client.post(
+        "/routes/drill", data={"csrf_token": client.cookies["storyloom_csrf"], "receiver": "chat"}
+    )
+
+    assert page.status_code == 200, page.text
+    assert re.search(r'data-receiver="chat">.*?delivered.*?\d+ ms', page.text, re.S)
+    assert 'data-receiver="ops"' not in page.text

@@ -23,6 +23,7 @@ from storyloom.api.routers import health as health_routes
 from storyloom.api.routers import metrics as metrics_routes
 from storyloom.api.routers import obligations as obligation_routes
 from storyloom.api.routers import set_aside as set_aside_routes
+from storyloom.console import actions as console_actions
 from storyloom.console import pages as console_pages
 from storyloom.runtime import Runtime
 
@@ -46,6 +47,7 @@ ROUTERS = [
     config.router,
     event_routes.router,
     set_aside_routes.router,
+    console_actions.router,
     console_pages.router,
 ]
 

@@ -1,0 +1,123 @@
+"""Console forms that act (work without scripts): acknowledge an alert, take it back, run a drill.
+
+Each form posts the CSRF cookie's value in its hidden `csrf_token` field; the poster must be a signed-in
+operator. Success redirects to the alert (post/redirect/get) or shows the drill's result; a refusal shows
+the problem's message with its status.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import BaseModel, ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from storyloom.api.auth import Unauthorized, form_actor
+from storyloom.api.routers.acknowledgements import AcknowledgeIn
+from storyloom.api.routers.drills import DrillIn
+from storyloom.console.pages import render
+from storyloom.runtime import Runtime
+from storyloom.services import acknowledgements, drills
+from storyloom.services.actors import Actor
+from storyloom.services.errors import Invalid, ServiceError
+
+router = APIRouter(include_in_schema=False)
+
+CONSOLE_DRILL_TIMEOUT = timedelta(seconds=30)
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def _valid(model: type[Model], **fields: Any) -> Model:
+    """The form's fields under the API body's rules (text, lengths), refused as the API would."""
+    try:
+        return model.model_validate(fields)
+    except ValidationError as exc:
+        raise Invalid.from_validation(exc) from None
+
+
+def _rt(request: Request) -> Runtime:
+    rt: Runtime = request.app.state.runtime
+    return rt
+
+
+async def _act(
+    request: Request,
+    csrf_token: str,
+    action: Callable[[Runtime, Actor], Any],
+    done: Callable[[Any], Awaitable[Response]] | None = None,
+    *,
+    nav: str,
+) -> Response:
+    """Authorize the form's poster, run `action` in a worker thread, then `done(result)`; a refusal is shown."""
+    rt = _rt(request)
+    try:
+        actor = await run_in_threadpool(form_actor, request, csrf_token, "operator")
+        result = await run_in_threadpool(action, rt, actor)
+    except Unauthorized:
+        referer = request.headers.get("referer", "")
+        return RedirectResponse(f"/login?next={quote(referer or '/', safe='')}", status_code=303)
+    except ServiceError as exc:
+        refused = {"_status": exc.status, "_message": exc.detail}
+        return await render(request, "error.html", lambda _r, _a: refused, title="Refused", nav=nav)
+    if done is None:
+        return RedirectResponse(request.url.path.rsplit("/", 1)[0], status_code=303)
+    return await done(result)
+
+
+@router.post("/alerts/{fingerprint}/acknowledge", response_class=HTMLResponse)
+async def acknowledge(
+    request: Request,
+    fingerprint: str,
+    csrf_token: str = Form(""),
+    owner: str = Form(""),
+    note: str = Form(""),
+) -> Response:
+    """The alert page's Acknowledge form; back to the alert, which shows who is on it."""
+
+    def action(rt: Runtime, actor: Actor) -> None:
+        body = _valid(AcknowledgeIn, owner=owner.strip() or None, note=note)
+        with rt.db.begin() as conn:
+            acknowledgements.acknowledge(
+                conn, actor, fingerprint, rt.clock.now(), owner=body.owner, note=body.note
+            )
+
+    return await _act(request, csrf_token, action, nav="alerts")
+
+
+@router.post("/alerts/{fingerprint}/unacknowledge", response_class=HTMLResponse)
+async def unacknowledge(request: Request, fingerprint: str, csrf_token: str = Form("")) -> Response:
+    """The alert page's "Take it back" button."""
+
+    def action(rt: Runtime, actor: Actor) -> None:
+        with rt.db.begin() as conn:
+            acknowledgements.unacknowledge(conn, actor, fingerprint, rt.clock.now())
+
+    return await _act(request, csrf_token, action, nav="alerts")
+
+
+@router.post("/routes/drill", response_class=HTMLResponse)
+async def drill(
+    request: Request,
+    csrf_token: str = Form(""),
+    receiver: str = Form(""),
+    alert_id: str = Form(drills.DRILL_ALERT_ID),
+) -> Response:
+    """The Routes page's "Send a test alert": runs a drill and shows each receiver's answer."""
+
+    def action(rt: Runtime, actor: Actor) -> dict[str, Any]:
+        body = _valid(DrillIn, alert_id=alert_id.strip(), receiver=receiver.strip() or None)
+        return drills.run_drill(
+            rt, actor, alert_id=body.alert_id, receiver=body.receiver, timeout=CONSOLE_DRILL_TIMEOUT
+        )
+
+    async def shown(report: dict[str, Any]) -> Response:
+        return await render(
+            request, "drill.html", lambda _r, _a: {"drill": report}, title="Drill result", nav="routes"
+        )
+
+    return await _act(request, csrf_token, action, shown, nav="routes")
