@@ -7,6 +7,7 @@ import asyncio
 import re
 from collections.abc import Callable, Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,9 +17,15 @@ from sqlalchemy import select
 
 from storyloom.alerting.dispatcher import DeliveryDispatcher
 from storyloom.alerting.notifier import Notifier
+from storyloom.alerting.publish import AlertSignal, alert_labels
+from storyloom.alerting.setup import SecretPlaceholders, routing_without_secrets
 from storyloom.api.app import create_app
 from storyloom.clock import FrozenClock
+from storyloom.config import load_config
+from storyloom.demo import served_routing
 from storyloom.domain.alerts import RESOLVED
+from storyloom.domain.catalog import CATALOG, Severity
+from storyloom.domain.routing import receivers_for
 from storyloom.runtime import Runtime
 from storyloom.services import drills
 from storyloom.services.actors import SYSTEM
@@ -178,3 +185,20 @@ def test_the_routes_page_button_runs_a_drill_and_shows_each_answer(
     assert page.status_code == 200, page.text
     assert re.search(r'data-receiver="chat">.*?delivered.*?\d+ ms', page.text, re.S)
     assert 'data-receiver="ops"' not in page.text
+
+
+EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "docs" / "examples").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
+def test_every_example_config_routes_drills_away_from_pagerduty(path: Path) -> None:
+    served = routing_without_secrets(served_routing(load_config(path, env=SecretPlaceholders())))
+    assert served.route is not None
+    pagers = {name for name, spec in served.receivers.items() if spec.type == "pagerduty"}
+    for alert_id in [drills.DRILL_ALERT_ID, *CATALOG]:
+        for severity in Severity:
+            signal = AlertSignal(
+                alert_id, {"drill": "true", "drill_id": "drl_x"}, "", severity=severity.value
+            )
+            reached = set(receivers_for(served.route, alert_labels(signal)))
+            assert reached and not reached & pagers, f"{path.name}: a {severity} drill of {alert_id} pages"
