@@ -138,7 +138,7 @@ def register(app: typer.Typer) -> None:
             fail(f"--timeout: {err}")
         body = {"alert_id": alert_id, "timeout": timeout, **({"receiver": receiver} if receiver else {})}
         report = ApiClient().request("POST", "/api/drills", json=body, timeout=wait.total_seconds() + 30)
-        if chosen(output) is not Output.JSON:
+        if chosen(output) is Output.TABLE:
             typer.echo(
                 f"drill {report['drill_id']} ({report['alert_id']}), resolved at {report['resolved_at']}"
             )
