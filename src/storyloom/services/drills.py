@@ -38,7 +38,7 @@ DRILL_ALERT_ID = "storyloom:drill"
 ALERT_ID_PATTERN = re.compile(r"^[a-z]+:[a-z-]+$")  # the webhook schema's alert_id
 DEFAULT_TIMEOUT = timedelta(seconds=60)
 MAX_TIMEOUT = timedelta(minutes=10)
-POLL_SECONDS = 0.05
+POLL_SECONDS = 0.1
 SETTLED = (DELIVERED, DEAD)
 NO_DELIVERY = "no-delivery"  # nothing reached the receiver before the deadline (muted, or still grouping)
 RETRYING = "retrying"  # attempts failed and the dispatcher still retries
