@@ -79,3 +79,10 @@ def test_a_drill_without_a_routing_tree_is_refused_with_why(client: TestClient, 
     shown = client.post("/routes/drill", data={"csrf_token": csrf})
 
     assert shown.status_code == 409 and "no routing tree" in shown.text
+
+
+def test_a_form_posted_without_a_session_goes_to_sign_in_and_back(client: TestClient, rt: Runtime) -> None:
+    fp = fire(rt)
+    response = client.post(f"/alerts/{fp}/acknowledge", data={"csrf_token": "x", "note": "on it"})
+    assert response.status_code == 303
+    assert response.headers["location"] == f"/login?next=%2Falerts%2F{fp}"

@@ -55,17 +55,17 @@ async def _act(
 ) -> Response:
     """Authorize the form's poster, run `action` in a worker thread, then `done(result)`; a refusal is shown."""
     rt = _rt(request)
+    page = request.url.path.rsplit("/", 1)[0]  # the page the form is on: /alerts/{fingerprint}, /routes
     try:
         actor = await run_in_threadpool(form_actor, request, csrf_token, "operator")
         result = await run_in_threadpool(action, rt, actor)
     except Unauthorized:
-        referer = request.headers.get("referer", "")
-        return RedirectResponse(f"/login?next={quote(referer or '/', safe='')}", status_code=303)
+        return RedirectResponse(f"/login?next={quote(page, safe='')}", status_code=303)
     except ServiceError as exc:
         refused = {"_status": exc.status, "_message": exc.detail}
         return await render(request, "error.html", lambda _r, _a: refused, title="Refused", nav=nav)
     if done is None:
-        return RedirectResponse(request.url.path.rsplit("/", 1)[0], status_code=303)
+        return RedirectResponse(page, status_code=303)
     return await done(result)
 
 
