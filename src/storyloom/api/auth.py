@@ -100,15 +100,14 @@ def current_actor(
     return actor
 
 
-def _cookie_actor(request: Request, source: str, sent_csrf: str | None = None) -> Actor:
-    """The session's actor; an unsafe method needs the CSRF value (a header, or a form's `sent_csrf`)."""
+def _cookie_actor(request: Request, source: str) -> Actor:
     session_id = request.cookies.get(SESSION_COOKIE)
     if not session_id:
         raise Unauthorized(
             "missing bearer token: send `Authorization: Bearer <token>` (see `storyloom token create`)"
         )
     if request.method not in _SAFE:
-        sent = sent_csrf or request.headers.get(CSRF_HEADER, "")
+        sent = request.headers.get(CSRF_HEADER, "")
         expected = request.cookies.get(CSRF_COOKIE, "")
         if not expected or not hmac.compare_digest(sent.encode(), expected.encode()):
             raise RoleForbidden("CSRF check failed: reload the console page and try again")
@@ -120,22 +119,15 @@ def _cookie_actor(request: Request, source: str, sent_csrf: str | None = None) -
     return actor
 
 
-def _at_least(actor: Actor, role: str) -> Actor:
-    if not actor.at_least(role):
-        raise RoleForbidden(f"this action needs the {role} role; your token {actor.name!r} is {actor.role}")
-    return actor
-
-
 def require(role: str) -> Callable[..., Actor]:
     def dependency(actor: Actor = Depends(current_actor)) -> Actor:
-        return _at_least(actor, role)
+        if not actor.at_least(role):
+            raise RoleForbidden(
+                f"this action needs the {role} role; your token {actor.name!r} is {actor.role}"
+            )
+        return actor
 
     return dependency
-
-
-def form_actor(request: Request, csrf_token: str, role: str) -> Actor:
-    """Who posts a console form: the session, CSRF from the form's hidden field, at least `role`."""
-    return _at_least(_cookie_actor(request, "console", csrf_token), role)
 
 
 viewer = require("viewer")

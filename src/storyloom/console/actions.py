@@ -17,14 +17,13 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from storyloom.api.auth import Unauthorized, form_actor
 from storyloom.api.routers.acknowledgements import AcknowledgeIn
 from storyloom.api.routers.drills import DrillIn
-from storyloom.console.pages import render
+from storyloom.console.render import csrf_ok, render, runtime_of, session_actor
 from storyloom.runtime import Runtime
 from storyloom.services import acknowledgements, drills
 from storyloom.services.actors import Actor
-from storyloom.services.errors import Invalid, ServiceError
+from storyloom.services.errors import Forbidden, Invalid, ServiceError
 
 router = APIRouter(include_in_schema=False)
 
@@ -40,11 +39,6 @@ def _valid(model: type[Model], **fields: Any) -> Model:
         raise Invalid.from_validation(exc) from None
 
 
-def _rt(request: Request) -> Runtime:
-    rt: Runtime = request.app.state.runtime
-    return rt
-
-
 async def _act(
     request: Request,
     csrf_token: str,
@@ -54,13 +48,16 @@ async def _act(
     nav: str,
 ) -> Response:
     """Authorize the form's poster, run `action` in a worker thread, then `done(result)`; a refusal is shown."""
-    rt = _rt(request)
     page = request.url.path.rsplit("/", 1)[0]  # the page the form is on: /alerts/{fingerprint}, /routes
-    try:
-        actor = await run_in_threadpool(form_actor, request, csrf_token, "operator")
-        result = await run_in_threadpool(action, rt, actor)
-    except Unauthorized:
+    actor = await session_actor(request)
+    if actor is None:
         return RedirectResponse(f"/login?next={quote(page, safe='')}", status_code=303)
+    try:
+        if not csrf_ok(request, csrf_token):
+            raise Forbidden("CSRF check failed: reload the page and try again")
+        if not actor.at_least("operator"):
+            raise Forbidden(f"this action needs the operator role; your token {actor.name!r} is {actor.role}")
+        result = await run_in_threadpool(action, runtime_of(request), actor)
     except ServiceError as exc:
         refused = {"_status": exc.status, "_message": exc.detail}
         return await render(request, "error.html", lambda _r, _a: refused, title="Refused", nav=nav)
