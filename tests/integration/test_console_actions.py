@@ -49,7 +49,8 @@ def test_the_acknowledge_form_is_prefilled_and_shows_who_is_on_it_after_posting(
     assert posted.status_code == 303 and posted.headers["location"] == f"/alerts/{fp}"
     shown = client.get(f"/alerts/{fp}").text
     assert "Acknowledged by <strong>Bo</strong> at" in shown and ": rolling back" in shown
-    assert '<span class="small acked">Acknowledged by Bo</span>' in client.get("/").text  # the incident list
+    for page in ("/", "/alerts"):  # the Overview's incident list, the Alerts table
+        assert '<span class="small acked">Acknowledged by Bo</span>' in client.get(page).text, page
     taken = client.post(f"/alerts/{fp}/unacknowledge", data={"csrf_token": csrf})
     assert taken.status_code == 303
     assert "Nobody has acknowledged this alert yet." in client.get(f"/alerts/{fp}").text
