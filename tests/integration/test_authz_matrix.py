@@ -12,8 +12,10 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from storyloom.alerting.publish import AlertSignal, fire
 from storyloom.api.app import create_app
 from storyloom.runtime import Runtime
+from storyloom.services.acknowledgements import acknowledge
 from storyloom.services.actors import SYSTEM
 from storyloom.services.silences import create_silence
 from tests.support.plan_seed import PROBLEM, World, iso, seed_world, set_item, token
@@ -85,6 +87,22 @@ def _expire_silence(rt: Runtime, w: World, agent: str) -> tuple[str, Any]:
     return f"/api/silences/{silence['id']}", None
 
 
+def _firing_alert(rt: Runtime) -> str:
+    with rt.db.begin() as conn:
+        return fire(conn, AlertSignal("tool:failed", {"plan_id": "p", "tool": "search"}, "x"), rt.clock.now())
+
+
+def _acknowledge(rt: Runtime, w: World, agent: str) -> tuple[str, Any]:
+    return f"/api/alerts/{_firing_alert(rt)}/acknowledge", {"note": "on it"}
+
+
+def _unacknowledge(rt: Runtime, w: World, agent: str) -> tuple[str, Any]:
+    fingerprint = _firing_alert(rt)
+    with rt.db.begin() as conn:
+        acknowledge(conn, SYSTEM, fingerprint, rt.clock.now())
+    return f"/api/alerts/{fingerprint}/acknowledge", None
+
+
 ENDPOINTS = [
     Endpoint("plans create", "POST", "/api/fiction/plans", _plan, "operator", 201, agent_scoped=True),
     Endpoint(
@@ -125,6 +143,25 @@ ENDPOINTS = [
     ),
     Endpoint("silence create", "POST", "/api/silences", _silence, "operator", 201),
     Endpoint("silence expire", "DELETE", "/api/silences/{silence_id}", _expire_silence, "operator", 200),
+    Endpoint(
+        "alert acknowledge", "POST", "/api/alerts/{fingerprint}/acknowledge", _acknowledge, "operator", 200
+    ),
+    Endpoint(
+        "alert unacknowledge",
+        "DELETE",
+        "/api/alerts/{fingerprint}/acknowledge",
+        _unacknowledge,
+        "operator",
+        200,
+    ),
+    Endpoint(
+        "drill",
+        "POST",
+        "/api/drills",
+        lambda rt, w, a: ("/api/drills", None),
+        "operator",
+        409,  # past authorization: this runtime has no routing tree to drill
+    ),
     Endpoint(
         "delivery replay",
         "POST",

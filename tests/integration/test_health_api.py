@@ -67,6 +67,8 @@ ALERT = {
     "slo_breached",
     "runbook_url",
     "console_url",
+    "acknowledgement",
+    "drill",
 }
 
 

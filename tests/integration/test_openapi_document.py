@@ -233,8 +233,15 @@ def test_every_typed_answer_matches_the_document(world_rt: Runtime) -> None:
     check.call(
         "POST", "/api/v2/alerts", 422, role="operator", json=[{"labels": {"alertname": "x"}}, {"labels": {}}]
     )
+    taken = "/api/alerts/{fingerprint}/acknowledge"
+    fingerprint = ingested["fired"][0]
+    check.call("POST", taken, 200, role="operator", fingerprint=fingerprint, json={"note": "on it"})
     check.call("GET", "/api/alerts", 200)
-    check.call("GET", "/api/alerts/{fingerprint}", 200, fingerprint=ingested["fired"][0])
+    check.call("GET", "/api/alerts/{fingerprint}", 200, fingerprint=fingerprint)
+    check.call("DELETE", taken, 200, role="operator", fingerprint=fingerprint)
+    check.call(
+        "POST", "/api/drills", 200, role="operator", json={"timeout": "1ms"}
+    )  # no dispatcher: no answer
 
     silence = check.call(
         "POST",

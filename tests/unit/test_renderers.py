@@ -126,6 +126,8 @@ def test_webhook_body_is_exactly_the_contract() -> None:
         "slo_breached",
         "runbook_url",
         "console_url",
+        "acknowledgement",
+        "drill",
     ]
     assert body["alerts"][0]["ends_at"] is None and body["alerts"][1]["ends_at"] == "2026-11-25T20:05:30Z"
     assert request.headers == {"content-type": "application/json"} and request.part == ""

@@ -22,7 +22,7 @@ from typing import Any, Protocol, TypeVar
 
 from storyloom.alerting.receivers.base import ReceiverSpec
 from storyloom.alerting.setup import AlertingRuntime
-from storyloom.domain.alerts import FIRING, Alert, Notification
+from storyloom.domain.alerts import DRILL_RECEIVER_LABEL, FIRING, Acknowledgement, Alert, Notification
 from storyloom.domain.alerts import fingerprint as label_fingerprint
 from storyloom.domain.grouping import GroupState, NotifyReason, needs_update, on_alert_added
 from storyloom.domain.inhibition import Inhibitor, InhibitRule
@@ -67,7 +67,15 @@ def alert_from_row(row: Mapping[Any, Any]) -> Alert:
         ends_at=row["ends_at"],
         generated_at=row["generated_at"],
         annotations=dict(row.get("annotations") or {}),
+        acknowledgement=acknowledgement_from_row(row),
     )
+
+
+def acknowledgement_from_row(row: Mapping[Any, Any]) -> Acknowledgement | None:
+    """The row's acknowledgement (docs/operations.md "Acknowledge"); None while nobody has taken it."""
+    if not row.get("acknowledged_by") or row.get("acknowledged_at") is None:
+        return None
+    return Acknowledgement(row["acknowledged_by"], row.get("acknowledged_note") or "", row["acknowledged_at"])
 
 
 def stamp_slo(alert: Alert, thresholds: Sequence[SloThreshold], now: datetime) -> Alert:
@@ -169,8 +177,21 @@ class RouteStage:
             return []
         firing = [a for a in alerts if a.status == FIRING]
         for alert in firing:
-            ctx.routed.extend((alert, route) for route in ctx.route.match(alert.labels))
+            ctx.routed.extend((alert, route) for route in routes_of(ctx.route, alert))
         return firing
+
+
+def routes_of(root: Route, alert: Alert) -> list[Route]:
+    """The routes the tree matches; a drill forced to one receiver goes only there, with the root's timers,
+    in a group of its own (the notifier flushes a route a reload removed the same way)."""
+    forced = alert.labels.get(DRILL_RECEIVER_LABEL)
+    if not forced:
+        return root.match(alert.labels)
+    return [
+        dataclasses.replace(
+            root, route_id="drill", receiver=forced, group_by=(), group_by_all=True, routes=()
+        )
+    ]
 
 
 class GroupStage:
@@ -390,6 +411,7 @@ def notification_from_json(data: Mapping[str, Any], *, notification_id: str | No
                 runbook_url=item.get("runbook_url", ""),
                 console_url=item.get("console_url", ""),
                 annotations=dict(item.get("annotations") or {}),
+                acknowledgement=Acknowledgement.from_payload(item.get("acknowledgement")),
             )
         )
     return Notification(

@@ -19,6 +19,7 @@ from storyloom.store.events import ALERT_STATE, record_events
 from storyloom.store.tables import alert_changes, alert_history, alerts
 
 NOTIFY_CHANNEL = "notify"
+UNACKNOWLEDGED = {"acknowledged_by": None, "acknowledged_note": None, "acknowledged_at": None}
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,8 @@ def fire_many(conn: Connection, signals_: Sequence[AlertSignal], now: datetime) 
         state = current.get(fp)
         becomes_firing = state is None or state[0] != FIRING
         if becomes_firing:
-            values.update(starts_at=min(signal.starts_at or now, now), ends_at=None)
+            # A re-fire is a new incident: nobody is on it yet (the resolved one kept its acknowledgement).
+            values.update(starts_at=min(signal.starts_at or now, now), ends_at=None, **UNACKNOWLEDGED)
         if signal.annotations is not None:
             values["annotations"] = dict(signal.annotations)
         if fp in inserts:

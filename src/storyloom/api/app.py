@@ -12,15 +12,18 @@ from storyloom.api import docs, openapi, problems, security_headers
 from storyloom.api.limits import BodyLimit
 from storyloom.api.query import check_parameters
 from storyloom.api.responses import ReadableJSONResponse
+from storyloom.api.routers import acknowledgements as acknowledgement_routes
 from storyloom.api.routers import alerts, catalog, config, ingest, plans, routes, silences, system
 from storyloom.api.routers import backlog as backlog_routes
 from storyloom.api.routers import deliveries as delivery_routes
 from storyloom.api.routers import demo as demo_routes
+from storyloom.api.routers import drills as drill_routes
 from storyloom.api.routers import events as event_routes
 from storyloom.api.routers import health as health_routes
 from storyloom.api.routers import metrics as metrics_routes
 from storyloom.api.routers import obligations as obligation_routes
 from storyloom.api.routers import set_aside as set_aside_routes
+from storyloom.console import actions as console_actions
 from storyloom.console import pages as console_pages
 from storyloom.runtime import Runtime
 
@@ -34,14 +37,17 @@ ROUTERS = [
     backlog_routes.router,
     obligation_routes.router,
     alerts.router,
+    acknowledgement_routes.router,
     silences.router,
     routes.router,
     ingest.router,
     delivery_routes.router,
+    drill_routes.router,
     demo_routes.router,
     config.router,
     event_routes.router,
     set_aside_routes.router,
+    console_actions.router,
     console_pages.router,
 ]
 

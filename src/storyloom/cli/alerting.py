@@ -34,6 +34,7 @@ ALERT_FIELDS = (
     "slo_minutes",
     "slo_breached",
     "receivers",
+    "acknowledgement",
     "runbook_url",
     "console_url",
 )
@@ -46,6 +47,7 @@ NOTIFICATION_COLUMNS = [
     "created_at",
     "last_error",
 ]
+DRILL_COLUMNS = ["receiver", "outcome", "latency_ms", "status_code", "attempts", "error"]
 
 
 def _subject(labels: dict[str, str]) -> str:
@@ -102,6 +104,47 @@ def register(app: typer.Typer) -> None:
             output=output,
             data=alert,
         )
+
+    @alerts_app.command("ack")
+    def alerts_ack(
+        fingerprint: str,
+        owner: str | None = typer.Option(None, "--owner", help="who is on it (default: your token's name)"),
+        note: str = typer.Option("", "--note", help="what is being done"),
+        output: Output = output_option(),
+    ) -> None:
+        """Acknowledge a firing alert: later notifications say who is on it. Sends nothing now."""
+        body = {"note": note, **({"owner": owner} if owner else {})}
+        ack = ApiClient().post(f"/api/alerts/{fingerprint}/acknowledge", body)
+        print_result(f"acknowledged {fingerprint} by {ack['by']}", ack, output=output)
+
+    @alerts_app.command("unack")
+    def alerts_unack(fingerprint: str, output: Output = output_option()) -> None:
+        """Take back the acknowledgement of a firing alert."""
+        ack = ApiClient().delete(f"/api/alerts/{fingerprint}/acknowledge")
+        print_result(f"unacknowledged {fingerprint} (was {ack['by']})", ack, output=output)
+
+    @app.command("drill")
+    def drill(
+        alert_id: str = typer.Argument("storyloom:drill", help="the alert id the drill alert carries"),
+        receiver: str | None = typer.Option(None, "--receiver", help="send it to this receiver only"),
+        timeout: str = typer.Option("60s", "--timeout", help="how long to wait for the receivers' answers"),
+        output: Output = output_option(),
+    ) -> None:
+        """Send a drill alert (drill="true") through routing, grouping, signing and delivery, print each
+        receiver's outcome and latency, then resolve it. Exits 1 unless every receiver got it."""
+        try:
+            wait = parse_duration(timeout)
+        except ValueError as err:
+            fail(f"--timeout: {err}")
+        body = {"alert_id": alert_id, "timeout": timeout, **({"receiver": receiver} if receiver else {})}
+        report = ApiClient().request("POST", "/api/drills", json=body, timeout=wait.total_seconds() + 30)
+        if chosen(output) is Output.TABLE:
+            typer.echo(
+                f"drill {report['drill_id']} ({report['alert_id']}), resolved at {report['resolved_at']}"
+            )
+        print_rows(report["receivers"], DRILL_COLUMNS, title="receivers", output=output, data=report)
+        if not report["receivers"] or any(r["outcome"] != "delivered" for r in report["receivers"]):
+            raise typer.Exit(1)
 
     @silences_app.command("add")
     def silences_add(

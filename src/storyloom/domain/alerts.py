@@ -11,6 +11,8 @@ from typing import Any
 
 FIRING = "firing"
 RESOLVED = "resolved"
+DRILL_LABEL = "drill"  # `drill="true"`: a test alert sent by `storyloom drill`, never a real incident
+DRILL_RECEIVER_LABEL = "drill_receiver"  # a drill forced to this one receiver (`storyloom drill --receiver`)
 
 
 def fingerprint(labels: Mapping[str, str]) -> str:
@@ -28,6 +30,24 @@ def rfc3339(moment: datetime | None) -> str | None:
     moment = moment.astimezone(UTC)
     text = moment.isoformat(timespec="milliseconds" if moment.microsecond else "seconds")
     return text.replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class Acknowledgement:
+    """Someone is on a firing alert: who, their note, and since when."""
+
+    by: str
+    note: str
+    at: datetime
+
+    def to_payload(self) -> dict[str, Any]:
+        return {"by": self.by, "note": self.note, "at": rfc3339(self.at)}
+
+    @classmethod
+    def from_payload(cls, data: Mapping[str, Any] | None) -> Acknowledgement | None:
+        if not data:
+            return None
+        return cls(by=data["by"], note=data.get("note") or "", at=datetime.fromisoformat(data["at"]))
 
 
 @dataclass(frozen=True)
@@ -49,6 +69,11 @@ class Alert:
     runbook_url: str = ""
     console_url: str = ""
     annotations: dict[str, str] = field(default_factory=dict)
+    acknowledgement: Acknowledgement | None = None
+
+    @property
+    def drill(self) -> bool:
+        return self.labels.get(DRILL_LABEL) == "true"
 
     def to_payload(self) -> dict[str, Any]:
         return {
@@ -66,6 +91,8 @@ class Alert:
             "slo_breached": self.slo_breached,
             "runbook_url": self.runbook_url,
             "console_url": self.console_url,
+            "acknowledgement": self.acknowledgement.to_payload() if self.acknowledgement else None,
+            "drill": self.drill,
         }
 
 

@@ -3,8 +3,9 @@
 A silence or a replay concerns alerts; its `fiction.backlog.action` entry names the plan, item, agent,
 persona, provider, model and task those alerts agree on, so it shows in that plan's
 `GET .../backlog/actions` like a resume does. Every operator action (resume, cancel, silence create and
-expire, replay, obligation resolve, dismiss and voice drift) also writes one `operator action` line to the
-server log once its transaction commits, so the log alone tells who did what.
+expire, replay, obligation resolve, dismiss and voice drift, alert acknowledge and unacknowledge, drill)
+also writes one `operator action` line to the server log once its transaction commits, so the log alone
+tells who did what.
 """
 
 from __future__ import annotations
@@ -42,6 +43,10 @@ LOGGED = (
     "delivery_id",
     "new_delivery_id",
     "receiver",
+    "fingerprint",
+    "alert_id",
+    "owner",
+    "drill_id",
     "previous_status",
     "status",
 )

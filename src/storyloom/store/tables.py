@@ -406,6 +406,10 @@ alerts = Table(
     _ts("expires_at"),  # ingested alerts: resolve at this moment unless the client sends them again
     _ts("generated_at", False),
     _ts("updated_at", False),
+    # Someone is on it: set while firing, cleared when the alert resolves (a re-fire starts unacknowledged).
+    Column("acknowledged_by", String(200), nullable=True),
+    Column("acknowledged_note", Text, nullable=True),
+    _ts("acknowledged_at"),
     Index("ix_alerts_status_severity", "status", "severity", "starts_at"),
     Index("ix_alerts_status_expires", "status", "expires_at"),
     Index("ix_alerts_alert_id_status", "alert_id", "status", "severity"),

@@ -21,12 +21,16 @@ def labels_of(alert: Alert) -> dict[str, str]:
 
 
 def annotations_of(alert: Alert) -> dict[str, str]:
-    """Alertmanager-style `summary`, `description`, `runbook_url`, then the alert's own annotations."""
+    """Alertmanager-style `summary`, `description`, `runbook_url`, who acknowledged it, then the alert's own
+    annotations."""
     annotations = {"summary": alert.title, "description": alert.description}
     if alert.runbook_url:
         annotations["runbook_url"] = alert.runbook_url
     if alert.console_url:
         annotations["console_url"] = alert.console_url
+    if alert.acknowledgement:
+        annotations["acknowledged_by"] = alert.acknowledgement.by
+        annotations["acknowledged_note"] = alert.acknowledgement.note
     annotations.update(alert.annotations)
     return annotations
 

@@ -22,6 +22,14 @@ def summary_of(alert: Alert, environment: str) -> str:
     return text if len(text) <= SUMMARY_MAX else text[: SUMMARY_MAX - 1] + "…"
 
 
+def custom_details(alert: Alert) -> dict[str, Any]:
+    """The labels, and who acknowledged the alert in Storyloom (`{by, note, at}`) once someone has."""
+    details: dict[str, Any] = dict(alert.labels)
+    if alert.acknowledgement:
+        details["acknowledgement"] = alert.acknowledgement.to_payload()
+    return details
+
+
 def event(spec: ReceiverSpec, notification: Notification, alert: Alert) -> dict[str, Any]:
     """The Events v2 object for one alert: `trigger` while firing, `resolve` once resolved."""
     base: dict[str, Any] = {"routing_key": spec.routing_key or "", "dedup_key": alert.fingerprint}
@@ -33,7 +41,7 @@ def event(spec: ReceiverSpec, notification: Notification, alert: Alert) -> dict[
         "severity": SEVERITY.get(alert.severity, "error"),
         "timestamp": rfc3339(alert.starts_at),
         "class": alert.alert_id,
-        "custom_details": dict(alert.labels),
+        "custom_details": custom_details(alert),
     }
     if alert.labels.get("phase"):
         payload["component"] = alert.labels["phase"]

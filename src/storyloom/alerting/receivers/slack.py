@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from storyloom.alerting.receivers.base import ReceiverSpec, RenderedRequest, json_request, register
-from storyloom.domain.alerts import FIRING, RESOLVED, Alert, Notification
+from storyloom.domain.alerts import FIRING, RESOLVED, Acknowledgement, Alert, Notification
 
 # Slack's documented limits: a message has at most 50 blocks, a header 150 characters,
 # a section text 3000, a section at most 10 fields of 2000 characters each.
@@ -62,12 +62,22 @@ def status_tag(notification: Notification) -> str:
     return f"{icon_of(worst)} [FIRING:{len(firing)}]"
 
 
+def acknowledged_line(ack: Acknowledgement) -> str:
+    """`👤 Acknowledged by Ana: rolling back` (the note left out when empty)."""
+    text = f"👤 Acknowledged by *{escape(ack.by)}*"
+    return text + (f": {escape(ack.note)}" if ack.note else "")
+
+
 def alert_section(alert: Alert) -> dict[str, Any]:
     lines = [
         f"{icon_of(alert)} *{escape(alert.title)}*" + (" (resolved)" if alert.status == RESOLVED else "")
     ]
     if alert.description:
         lines.append(escape(alert.description))
+    if alert.drill:
+        lines.append("_Drill: a test alert, not an incident._")
+    if alert.acknowledgement:
+        lines.append(acknowledged_line(alert.acknowledgement))
     links = [
         link(u, t) for u, t in ((alert.runbook_url, "Runbook"), (alert.console_url, "Open in console")) if u
     ]

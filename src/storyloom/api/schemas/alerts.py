@@ -12,6 +12,14 @@ Severity = Literal["info", "warning", "error", "critical"]
 AlertStatus = Literal["firing", "resolved"]
 
 
+class AlertAcknowledgement(Body):
+    """Who is on the alert (docs/reference/http-api.md, Acknowledge)."""
+
+    by: str
+    note: str
+    at: Timestamp
+
+
 class AlertPayload(Body):
     """An alert as notifications and the PlannerHealth report carry it."""
 
@@ -31,6 +39,10 @@ class AlertPayload(Body):
     slo_breached: bool
     runbook_url: str
     console_url: str
+    acknowledgement: AlertAcknowledgement | None = Field(
+        description="who acknowledged the firing alert; kept once resolved, cleared when it fires again"
+    )
+    drill: bool = Field(description='a drill (label drill="true"): a test of delivery, not an incident')
 
 
 class Alert(AlertPayload):
