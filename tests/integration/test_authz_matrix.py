@@ -98,8 +98,7 @@ def _acknowledge(rt: Runtime, w: World, agent: str) -> tuple[str, Any]:
 
 def _unacknowledge(rt: Runtime, w: World, agent: str) -> tuple[str, Any]:
     fingerprint = _firing_alert(rt)
-    with rt.db.begin() as conn:
-        acknowledge(conn, SYSTEM, fingerprint, rt.clock.now())
+    acknowledge(rt.db, SYSTEM, fingerprint, rt.clock.now())
     return f"/api/alerts/{fingerprint}/acknowledge", None
 
 

@@ -78,10 +78,9 @@ async def acknowledge(
 
     def action(rt: Runtime, actor: Actor) -> None:
         body = _valid(AcknowledgeIn, owner=owner.strip() or None, note=note)
-        with rt.db.begin() as conn:
-            acknowledgements.acknowledge(
-                conn, actor, fingerprint, rt.clock.now(), owner=body.owner, note=body.note
-            )
+        acknowledgements.acknowledge(
+            rt.db, actor, fingerprint, rt.clock.now(), owner=body.owner, note=body.note
+        )
 
     return await _act(request, csrf_token, action, nav="alerts")
 
@@ -91,8 +90,7 @@ async def unacknowledge(request: Request, fingerprint: str, csrf_token: str = Fo
     """The alert page's "Take it back" button."""
 
     def action(rt: Runtime, actor: Actor) -> None:
-        with rt.db.begin() as conn:
-            acknowledgements.unacknowledge(conn, actor, fingerprint, rt.clock.now())
+        acknowledgements.unacknowledge(rt.db, actor, fingerprint, rt.clock.now())
 
     return await _act(request, csrf_token, action, nav="alerts")
 

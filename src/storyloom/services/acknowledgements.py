@@ -17,6 +17,7 @@ from storyloom.domain.alerts import FIRING, Acknowledgement, rfc3339
 from storyloom.services.action_log import common_subject, record_action
 from storyloom.services.actors import Actor
 from storyloom.services.errors import Conflict, Invalid, NotFound
+from storyloom.store.db import Database
 from storyloom.store.tables import alerts
 
 MAX_OWNER_CHARS = 200
@@ -48,7 +49,7 @@ def _log(conn: Connection, action: str, row: Any, actor: Actor, now: datetime, *
 
 
 def acknowledge(
-    conn: Connection,
+    db: Database,
     actor: Actor,
     fingerprint: str,
     now: datetime,
@@ -57,32 +58,34 @@ def acknowledge(
     note: str = "",
 ) -> dict[str, Any]:
     """Mark a firing alert as taken by `owner` (default: the actor); returns the acknowledgement."""
-    owner = (owner or "").strip() or actor.name
-    note = note.strip()
-    if len(owner) > MAX_OWNER_CHARS:
-        raise Invalid.field(["body", "owner"], f"is {len(owner)} characters; at most {MAX_OWNER_CHARS}")
-    if len(note) > MAX_NOTE_CHARS:
-        raise Invalid.field(["body", "note"], f"is {len(note)} characters; at most {MAX_NOTE_CHARS}")
-    row = _firing_alert(conn, fingerprint, "acknowledged")
-    conn.execute(
-        update(alerts)
-        .where(alerts.c.fingerprint == fingerprint)
-        .values(acknowledged_by=owner, acknowledged_note=note, acknowledged_at=now)
-    )
-    _log(conn, "alert-acknowledge", row, actor, now, owner=owner, note=note)
-    return {"fingerprint": fingerprint, **Acknowledgement(owner, note, now).to_payload()}
+    with db.begin() as conn:
+        owner = (owner or "").strip() or actor.name
+        note = note.strip()
+        if len(owner) > MAX_OWNER_CHARS:
+            raise Invalid.field(["body", "owner"], f"is {len(owner)} characters; at most {MAX_OWNER_CHARS}")
+        if len(note) > MAX_NOTE_CHARS:
+            raise Invalid.field(["body", "note"], f"is {len(note)} characters; at most {MAX_NOTE_CHARS}")
+        row = _firing_alert(conn, fingerprint, "acknowledged")
+        conn.execute(
+            update(alerts)
+            .where(alerts.c.fingerprint == fingerprint)
+            .values(acknowledged_by=owner, acknowledged_note=note, acknowledged_at=now)
+        )
+        _log(conn, "alert-acknowledge", row, actor, now, owner=owner, note=note)
+        return {"fingerprint": fingerprint, **Acknowledgement(owner, note, now).to_payload()}
 
 
-def unacknowledge(conn: Connection, actor: Actor, fingerprint: str, now: datetime) -> dict[str, Any]:
+def unacknowledge(db: Database, actor: Actor, fingerprint: str, now: datetime) -> dict[str, Any]:
     """Take the acknowledgement off a firing alert (nobody is on it any more); returns what it was."""
-    row = _firing_alert(conn, fingerprint, "unacknowledged")
-    if row["acknowledged_by"] is None:
-        raise Conflict(f"alert {fingerprint} is not acknowledged; nothing to take back")
-    conn.execute(update(alerts).where(alerts.c.fingerprint == fingerprint).values(**UNACKNOWLEDGED))
-    _log(conn, "alert-unacknowledge", row, actor, now, owner=row["acknowledged_by"])
-    return {
-        "fingerprint": fingerprint,
-        "by": row["acknowledged_by"],
-        "note": row["acknowledged_note"] or "",
-        "at": rfc3339(row["acknowledged_at"]),
-    }
+    with db.begin() as conn:
+        row = _firing_alert(conn, fingerprint, "unacknowledged")
+        if row["acknowledged_by"] is None:
+            raise Conflict(f"alert {fingerprint} is not acknowledged; nothing to take back")
+        conn.execute(update(alerts).where(alerts.c.fingerprint == fingerprint).values(**UNACKNOWLEDGED))
+        _log(conn, "alert-unacknowledge", row, actor, now, owner=row["acknowledged_by"])
+        return {
+            "fingerprint": fingerprint,
+            "by": row["acknowledged_by"],
+            "note": row["acknowledged_note"] or "",
+            "at": rfc3339(row["acknowledged_at"]),
+        }

@@ -54,10 +54,9 @@ def acknowledge(
     when the alert fires again after resolving.
     """
     given = body or AcknowledgeIn()
-    with rt.db.begin() as conn:
-        answer = acknowledgements.acknowledge(
-            conn, actor, fingerprint, rt.clock.now(), owner=given.owner, note=given.note
-        )
+    answer = acknowledgements.acknowledge(
+        rt.db, actor, fingerprint, rt.clock.now(), owner=given.owner, note=given.note
+    )
     return AcknowledgementOut(**answer)
 
 
@@ -73,6 +72,5 @@ def unacknowledge(
 
     The firing alert is nobody's again; the answer is the acknowledgement that was removed.
     """
-    with rt.db.begin() as conn:
-        answer = acknowledgements.unacknowledge(conn, actor, fingerprint, rt.clock.now())
+    answer = acknowledgements.unacknowledge(rt.db, actor, fingerprint, rt.clock.now())
     return AcknowledgementOut(**answer)
