@@ -25,7 +25,7 @@ from pydantic import (
 from storyloom.alerting.egress import DEFAULT_EGRESS, EgressPolicy
 from storyloom.domain.durations import cron_every, format_duration, parse_duration
 from storyloom.domain.expiry import DEFAULT_RESOLVE_TIMEOUT
-from storyloom.pipeline.llm.offline import FaultSpec
+from storyloom.domain.faults import FaultSpec
 
 MAX_DURATION = timedelta(days=365)
 """No timer, timeout or window of the config is longer: a longer one is a typo, not a setting."""

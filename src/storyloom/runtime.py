@@ -9,9 +9,11 @@ from pathlib import Path
 
 import structlog
 
+from storyloom import signals
 from storyloom.alerting.setup import AlertingRuntime, build_alerting
 from storyloom.clock import Clock, system_clock
 from storyloom.config import DEFAULT_PUBLIC_URL, Config, ConfigError, database_url, load_config
+from storyloom.demo_receiver import with_demo_receiver
 from storyloom.store.db import Database
 
 log = structlog.get_logger(__name__)
@@ -61,8 +63,6 @@ class Runtime:
 
     def wake_scheduler(self) -> None:
         """New or resumed work: wake this process's scheduler now (others poll)."""
-        from storyloom import signals
-
         signals.wake("scheduler")
 
     def reload(self) -> list[str]:
@@ -91,7 +91,5 @@ def as_served(config: Config, *, demo: bool, self_url: str | None) -> Config:
     if self_url and config.public_url == DEFAULT_PUBLIC_URL:
         config = config.model_copy(update={"public_url": self_url})
     if demo or config.demo_receiver:
-        from storyloom.demo import with_demo_receiver
-
         config = with_demo_receiver(config, server_url=self_url or config.public_url, inject_fault=demo)
     return config

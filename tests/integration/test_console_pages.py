@@ -11,10 +11,11 @@ from fastapi.testclient import TestClient
 
 from storyloom.alerting.publish import AlertSignal, fire, resolve
 from storyloom.api.app import create_app
-from storyloom.api.routers.events import events_after, health_status, latest_event_id
+from storyloom.api.routers.events import events_after, latest_event_id
 from storyloom.clock import FrozenClock
 from storyloom.console.runbooks import render_runbook, runbook_path
 from storyloom.domain.catalog import CATALOG
+from storyloom.health.report import health_status
 from storyloom.pipeline.templates_store import seed_templates
 from storyloom.runtime import Runtime
 from storyloom.services.catalog import create_agent, create_persona

@@ -23,13 +23,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from storyloom.api.auth import CSRF_COOKIE, CSRF_HEADER, SESSION_COOKIE, Unauthorized, token_actor
-from storyloom.api.routers.events import health_status
 from storyloom.console import charts
 from storyloom.console.data import DELIVERY_STATUSES, Reader, Who
 from storyloom.console.runbooks import render_runbook
 from storyloom.domain.readable import showable
 from storyloom.domain.routing import receivers_for
-from storyloom.health.report import planner_health
+from storyloom.health.report import health_status, planner_health
 from storyloom.runtime import Runtime
 from storyloom.services.actors import Actor
 from storyloom.services.errors import NotFound, ServiceError

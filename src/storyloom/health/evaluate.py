@@ -23,6 +23,7 @@ import structlog
 from sqlalchemy import Connection, delete, insert, select
 
 from storyloom.alerting.publish import AlertSignal, alert_fingerprint, alert_labels, fire, resolve
+from storyloom.backlog.contract_drift import reconcile_contract_drift
 from storyloom.config import Config
 from storyloom.domain.alerts import FIRING, rfc3339
 from storyloom.domain.durations import format_duration
@@ -61,7 +62,7 @@ WORLDBIBLE_STALE = "worldbible:stale"
 Evaluator = Callable[[Connection, Runtime, datetime], int]
 
 # Other services' reconcilers for their evaluated alerts; append to it to be called by every evaluation.
-# The contract-drift and obligation reconcilers are found by `builtin_evaluators()` when importable.
+# The contract-drift and obligation reconcilers are in `builtin_evaluators()`.
 EXTRA_EVALUATORS: list[Evaluator] = []
 
 
@@ -290,9 +291,7 @@ CRITIQUE_EXHAUSTED = "planner:critique-exhausted"
 
 def reconcile_critique_exhausted(conn: Connection, rt: Runtime, now: datetime) -> int:
     """Resolve `planner:critique-exhausted` (fired by the planner runner) once its cause is gone: a later
-    execution of the plan critiqued within budget (or without critique), or the plan finished.
-
-    Used only while the runner does not provide its own `reconcile_critique_exhausted(conn, now, cfg)`."""
+    execution of the plan critiqued within budget (or without critique), or the plan finished."""
     pe = planner_executions.c
     gone = []
     for fingerprint, plan_id, starts_at in conn.execute(
@@ -316,37 +315,15 @@ def reconcile_critique_exhausted(conn: Connection, rt: Runtime, now: datetime) -
 
 
 def builtin_evaluators() -> list[Evaluator]:
-    """The backlog and obligation services' reconcilers, when their modules provide them, and the
-    critique-exhausted reconciliation."""
-    from storyloom.pipeline import runner
+    """The critique-exhausted, contract-drift and obligation reconcilers, run on every pass."""
+    from storyloom.services.obligations import reconcile_obligation_aging, reconcile_obligation_drift
 
-    found: list[Evaluator] = []
-    runner_critique = getattr(runner, "reconcile_critique_exhausted", None)
-    if runner_critique is None:
-        found.append(reconcile_critique_exhausted)
-    else:
-        found.append(lambda conn, rt, now: int(runner_critique(conn, now, rt.config)))
-    try:
-        from storyloom.services.backlog import reconcile_contract_drift
-    except ImportError:
-        pass
-    else:
-        found.append(lambda conn, rt, now: reconcile_contract_drift(conn, now))
-    try:
-        from storyloom.services.obligations import reconcile_obligation_aging
-    except ImportError:
-        pass
-    else:
-        found.append(
-            lambda conn, rt, now: reconcile_obligation_aging(conn, now, rt.config.health.obligation_aging)
-        )
-    try:
-        from storyloom.services.obligations import reconcile_obligation_drift
-    except ImportError:
-        pass
-    else:
-        found.append(lambda conn, rt, now: reconcile_obligation_drift(conn, now))
-    return found
+    return [
+        reconcile_critique_exhausted,
+        lambda conn, rt, now: reconcile_contract_drift(conn, now),
+        lambda conn, rt, now: reconcile_obligation_aging(conn, now, rt.config.health.obligation_aging),
+        lambda conn, rt, now: reconcile_obligation_drift(conn, now),
+    ]
 
 
 def _firing_managed(conn: Connection) -> dict[str, tuple[str, str]]:

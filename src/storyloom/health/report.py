@@ -64,6 +64,21 @@ def status_for(firing: Iterable[tuple[str, str]], *, template_missing: bool = Fa
     return status
 
 
+def health_status(conn: Connection) -> dict[str, Any]:
+    """The PlannerHealth status (the report's own rule, docs/reference/payloads.md) and firing counts."""
+    rows = conn.execute(
+        select(alerts.c.alert_id, alerts.c.severity, func.count())
+        .where(alerts.c.status == FIRING)
+        .group_by(alerts.c.alert_id, alerts.c.severity)
+    ).all()
+    firing: dict[str, int] = {}
+    for _, severity, count in rows:
+        firing[severity] = firing.get(severity, 0) + int(count)
+    missing = any(state.missing for state in q.template_states(conn))
+    status = status_for(((str(a), str(s)) for a, s, _ in rows), template_missing=missing)
+    return {"status": status, "firing": firing}
+
+
 def _iso(moment: datetime | None) -> str | None:
     return rfc3339(moment)
 

@@ -19,17 +19,18 @@ from sqlalchemy import Connection, func, insert, select, update
 from sqlalchemy.exc import StatementError
 
 from storyloom.alerting.publish import AlertSignal, fire, resolve_matching
+from storyloom.backlog.transitions import change_status, fire_item_alert, item_labels, resolve_item_alerts
 from storyloom.clock import Clock
 from storyloom.config import Config
 from storyloom.domain import backlog as bl
 from storyloom.domain import phases as ph
+from storyloom.domain.catalog import PLANNER_CRITIQUE_EXHAUSTED, PLANNER_PHASE_BLOCKED, PLANNER_PHASE_FAILED
 from storyloom.pipeline import effects
 from storyloom.pipeline.dispatcher import DispatchError, PlannerCall, ToolDispatcher
 from storyloom.pipeline.llm.base import LLMResponse
 from storyloom.pipeline.prompts import PromptRenderError, placeholders, render_prompt, system_prompt
 from storyloom.services.plans import get_plan
 from storyloom.store.db import Database
-from storyloom.store.events import BACKLOG_TELEMETRY, record_event
 from storyloom.store.tables import (
     artifacts,
     backlog_items,
@@ -48,14 +49,6 @@ log = structlog.get_logger(__name__)
 
 OK, RETRY, BLOCKED, FATAL, CANCELLED = "ok", "retry", "blocked", "fatal", "cancelled"
 GATED_PHASES = ("scroll_refiner", "scene_weaver")
-# Alerts about one backlog item that its successful completion resolves.
-ITEM_ALERTS = (
-    "planner:phase-failed",
-    "planner:phase-blocked",
-    "tool:failed",
-    "tool:timeout",
-    "tool:quota-exceeded",
-)
 
 
 @dataclass(frozen=True)
@@ -81,45 +74,6 @@ def describe_error(exc: BaseException) -> str:
     """`Type: message` of an unexpected error; a database error's driver message, without its SQL and parameters."""
     cause = exc.orig if isinstance(exc, StatementError) and exc.orig is not None else exc
     return f"{type(cause).__name__}: {cause}"[:2000]
-
-
-def item_labels(item: dict[str, Any], task_id: str | None = None) -> dict[str, Any]:
-    """The identifying labels of a backlog item's alerts (docs/reference/payloads.md)."""
-    return {
-        "plan_id": item["plan_id"],
-        "backlog_id": item["backlog_id"],
-        "task_id": task_id or item.get("task_id"),
-        "phase": item["phase"],
-        "agent_id": item["agent_id"],
-        "persona_id": item["persona_id"],
-        "provider": item["provider"],
-        "model": item["model"],
-    }
-
-
-def change_status(
-    conn: Connection,
-    item: dict[str, Any],
-    to: str,
-    reason: str,
-    now: datetime,
-    *,
-    flapping_threshold: int | None = None,
-    **extra: Any,
-) -> dict[str, Any]:
-    """Apply a state-machine transition and write its telemetry event; returns the updated item.
-
-    A return to pending also checks flapping (`health.flapping_threshold`, default 3, within 24h).
-    """
-    from storyloom.services.backlog import note_return_to_pending
-
-    change = bl.transition(item, to, reason, now, **extra)
-    conn.execute(update(backlog_items).where(backlog_items.c.id == item["id"]).values(**change.values))
-    record_event(conn, BACKLOG_TELEMETRY, change.event, now)
-    moved = {**item, **change.values}
-    if to == bl.PENDING:
-        note_return_to_pending(conn, moved, now, flapping_threshold)
-    return moved
 
 
 class PhaseRunner:
@@ -157,13 +111,7 @@ class PhaseRunner:
             if blocked:
                 if item["status"] != bl.BLOCKED:
                     change_status(conn, item, bl.BLOCKED, "phase-blocked", now, last_error=blocked)
-                fire(
-                    conn,
-                    AlertSignal(
-                        "planner:phase-blocked", {**item_labels(item, task_id), "gate": "lore"}, blocked
-                    ),
-                    now,
-                )
+                fire_item_alert(conn, PLANNER_PHASE_BLOCKED, item, task_id, blocked, now, gate="lore")
                 self._finish_task(conn, task_id, "blocked", now)
                 self._checkpoint(conn, item, "blocked", task_id, "lore-gate", now)
                 return TaskStart(**{**base.__dict__, "blocked": blocked})
@@ -396,14 +344,7 @@ class PhaseRunner:
             change_status(conn, item, bl.COMPLETE, "phase-complete", now, last_error=None, worker_id=None)
             self._finish_task(conn, task_id, "succeeded", now)
             self._checkpoint(conn, item, "complete", task_id, "persist", now)
-            resolve_matching(
-                conn,
-                ITEM_ALERTS,
-                now,
-                "the item completed",
-                plan_id=item["plan_id"],
-                backlog_id=item["backlog_id"],
-            )
+            resolve_item_alerts(conn, item, now, "the item completed")
             effects.complete_plan_if_done(conn, plan, now)
         log.info(
             "phase complete",
@@ -431,14 +372,13 @@ class PhaseRunner:
             change_status(conn, item, bl.FAILED, "phase-failed", now, last_error=error[:4000], worker_id=None)
             self._finish_task(conn, task_id, "failed", now)
             self._checkpoint(conn, item, "failed", task_id, "failed", now)
-            fire(
+            fire_item_alert(
                 conn,
-                AlertSignal(
-                    "planner:phase-failed",
-                    item_labels(item, task_id),
-                    f"{item['backlog_id']} ({item['phase']}) failed after {task['attempt']} "
-                    f"task(s) and {item['attempts']} attempt(s): {error[:500]}",
-                ),
+                PLANNER_PHASE_FAILED,
+                item,
+                task_id,
+                f"{item['backlog_id']} ({item['phase']}) failed after {task['attempt']} "
+                f"task(s) and {item['attempts']} attempt(s): {error[:500]}",
                 now,
             )
         log.warning(
@@ -461,15 +401,7 @@ class PhaseRunner:
             )
             self._finish_task(conn, task_id, "blocked", now)
             self._checkpoint(conn, item, "blocked", task_id, "validation", now)
-            fire(
-                conn,
-                AlertSignal(
-                    "planner:phase-blocked",
-                    {**item_labels(item, task_id), "gate": "validation"},
-                    reason[:500],
-                ),
-                now,
-            )
+            fire_item_alert(conn, PLANNER_PHASE_BLOCKED, item, task_id, reason[:500], now, gate="validation")
 
     # --- helpers -----------------------------------------------------------------------------------
 
@@ -696,7 +628,7 @@ class _Attempt:
                 fire(
                     conn,
                     AlertSignal(
-                        "planner:critique-exhausted",
+                        PLANNER_CRITIQUE_EXHAUSTED,
                         {**labels, "budget": self.critique_status.budget_label},
                         f"critique budget ran out ({self.critique_status.value}) on "
                         f"{self.item['backlog_id']}",
@@ -706,7 +638,7 @@ class _Attempt:
             elif kind == OK:
                 resolve_matching(
                     conn,
-                    "planner:critique-exhausted",
+                    PLANNER_CRITIQUE_EXHAUSTED,
                     now,
                     "a later run passed its critique",
                     plan_id=self.item["plan_id"],
