@@ -26,6 +26,7 @@ from storyloom.api.auth import CSRF_COOKIE, CSRF_HEADER, SESSION_COOKIE, Unautho
 from storyloom.console import charts
 from storyloom.console.data import DELIVERY_STATUSES, Reader, Who
 from storyloom.console.runbooks import render_runbook
+from storyloom.domain.catalog import PLANNER_PHASE_FAILED
 from storyloom.domain.readable import showable
 from storyloom.domain.routing import receivers_for
 from storyloom.health.report import health_status, planner_health
@@ -395,7 +396,7 @@ def alert_view(alert: dict[str, Any], people: Who, sent_to: list[str], routed: l
     persona_id = labels.get("persona_id") or people.persona_of_agent(agent_id)
     action = "silence"
     if alert.get("status") == "firing":
-        if alert_id == "planner:phase-failed" and labels.get("backlog_id"):
+        if alert_id == PLANNER_PHASE_FAILED and labels.get("backlog_id"):
             action = "resume"
         elif alert_id.startswith("obligation:") and labels.get("obligation_id"):
             action = "resolve"

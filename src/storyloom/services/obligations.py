@@ -13,6 +13,7 @@ from sqlalchemy import Connection, func, insert, select, update
 
 from storyloom.alerting.publish import AlertSignal, fire, resolve_matching
 from storyloom.domain.alerts import FIRING
+from storyloom.domain.catalog import OBLIGATION_AGING, OBLIGATION_DRIFT, OBLIGATION_OPEN
 from storyloom.ids import new_id
 from storyloom.services.action_log import record_action
 from storyloom.services.actors import Actor
@@ -27,7 +28,7 @@ STATUSES = (OPEN, RESOLVED, DISMISSED)
 MAX_PAGE_SIZE = 200
 
 
-def obligation_alert(row: dict[str, Any], alert_id: str = "obligation:open") -> AlertSignal:
+def obligation_alert(row: dict[str, Any], alert_id: str = OBLIGATION_OPEN) -> AlertSignal:
     return AlertSignal(
         alert_id,
         {
@@ -132,7 +133,7 @@ def _event(row: dict[str, Any]) -> dict[str, Any]:
 # --- read, resolve, voice drift (docs/reference/http-api.md, "Obligation resolve") ---------------------
 
 ACTIONS = {"resolve": RESOLVED, "dismiss": DISMISSED}
-OBLIGATION_ALERTS = ("obligation:open", "obligation:aging", "obligation:drift")
+OBLIGATION_ALERTS = (OBLIGATION_OPEN, OBLIGATION_AGING, OBLIGATION_DRIFT)
 FIELDS = (
     "obligation_id",
     "plan_id",
@@ -164,7 +165,7 @@ def _rfc3339(moment: datetime) -> str:
 
 def _drift_alert(row: Mapping[str, Any]) -> AlertSignal:
     return replace(
-        obligation_alert(dict(row), "obligation:drift"),
+        obligation_alert(dict(row), OBLIGATION_DRIFT),
         description=f"Obligation '{row['title']}' ({row['slug']}) of persona {row['persona_id']} "
         "is flagged for voice drift",
     )
@@ -173,7 +174,7 @@ def _drift_alert(row: Mapping[str, Any]) -> AlertSignal:
 def _aging_alert(row: Mapping[str, Any], now: datetime) -> AlertSignal:
     hours = (now - row["created_at"]).total_seconds() / 3600
     return replace(
-        obligation_alert(dict(row), "obligation:aging"),
+        obligation_alert(dict(row), OBLIGATION_AGING),
         description=f"Obligation '{row['title']}' ({row['slug']}) of persona {row['persona_id']} "
         f"has been open for {hours:.1f}h",
     )
@@ -385,9 +386,7 @@ def set_voice_drift(
     if flag:
         fire(conn, _drift_alert(row), now)
     else:
-        resolve_matching(
-            conn, "obligation:drift", now, "voice drift flag cleared", obligation_id=obligation_id
-        )
+        resolve_matching(conn, OBLIGATION_DRIFT, now, "voice drift flag cleared", obligation_id=obligation_id)
     return obligation_view(row)
 
 
@@ -401,7 +400,7 @@ def reconcile_obligation_aging(conn: Connection, now: datetime, aging: timedelta
     """
     cutoff = now - aging
     changed = 0
-    firing = _firing_obligation_ids(conn, "obligation:aging")
+    firing = _firing_obligation_ids(conn, OBLIGATION_AGING)
     rows = conn.execute(
         select(persona_obligations).where(
             persona_obligations.c.status == OPEN, persona_obligations.c.created_at < cutoff
@@ -415,7 +414,7 @@ def reconcile_obligation_aging(conn: Connection, now: datetime, aging: timedelta
             changed += 1
     for obligation_id in firing - aging_ids:
         changed += resolve_matching(
-            conn, "obligation:aging", now, "no longer open and aging", obligation_id=obligation_id
+            conn, OBLIGATION_AGING, now, "no longer open and aging", obligation_id=obligation_id
         )
     return changed
 
@@ -423,7 +422,7 @@ def reconcile_obligation_aging(conn: Connection, now: datetime, aging: timedelta
 def reconcile_obligation_drift(conn: Connection, now: datetime) -> int:
     """`obligation:drift` firing exactly for open obligations flagged `voice_drift: true` (not false, not settled)."""
     changed = 0
-    firing = _firing_obligation_ids(conn, "obligation:drift")
+    firing = _firing_obligation_ids(conn, OBLIGATION_DRIFT)
     rows = conn.execute(
         select(persona_obligations).where(
             persona_obligations.c.status == OPEN, persona_obligations.c.voice_drift.is_(True)
@@ -437,7 +436,7 @@ def reconcile_obligation_drift(conn: Connection, now: datetime) -> int:
             changed += 1
     for obligation_id in firing - drifting:
         changed += resolve_matching(
-            conn, "obligation:drift", now, "no longer open and drifting", obligation_id=obligation_id
+            conn, OBLIGATION_DRIFT, now, "no longer open and drifting", obligation_id=obligation_id
         )
     return changed
 
