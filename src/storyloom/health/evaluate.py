@@ -24,6 +24,7 @@ from sqlalchemy import Connection, delete, insert, select
 
 from storyloom.alerting.publish import AlertSignal, alert_fingerprint, alert_labels, fire, resolve
 from storyloom.backlog.contract_drift import reconcile_contract_drift
+from storyloom.backlog.obligations import reconcile_obligation_aging, reconcile_obligation_drift
 from storyloom.config import Config
 from storyloom.domain.alerts import FIRING, rfc3339
 from storyloom.domain.catalog import (
@@ -316,8 +317,6 @@ def reconcile_critique_exhausted(conn: Connection, rt: Runtime, now: datetime) -
 
 def builtin_evaluators() -> list[Evaluator]:
     """The critique-exhausted, contract-drift and obligation reconcilers, run on every pass."""
-    from storyloom.services.obligations import reconcile_obligation_aging, reconcile_obligation_drift
-
     return [
         reconcile_critique_exhausted,
         lambda conn, rt, now: reconcile_contract_drift(conn, now),

@@ -9,13 +9,13 @@ from typing import Any
 
 from sqlalchemy import Connection, func, insert, select, update
 
+from storyloom.backlog.items import add_items
+from storyloom.backlog.obligations import emit_hook
 from storyloom.config import Config
 from storyloom.domain import backlog as bl
 from storyloom.domain import phases as ph
 from storyloom.ids import new_id
 from storyloom.services.catalog import create_agent, create_persona
-from storyloom.services.obligations import emit_hook
-from storyloom.services.plans import add_items
 from storyloom.store.tables import (
     artifacts,
     backlog_items,

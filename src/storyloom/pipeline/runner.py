@@ -29,7 +29,6 @@ from storyloom.pipeline import effects
 from storyloom.pipeline.dispatcher import DispatchError, PlannerCall, ToolDispatcher
 from storyloom.pipeline.llm.base import LLMResponse
 from storyloom.pipeline.prompts import PromptRenderError, placeholders, render_prompt, system_prompt
-from storyloom.services.plans import get_plan
 from storyloom.store.db import Database
 from storyloom.store.tables import (
     artifacts,
@@ -159,7 +158,7 @@ class PhaseRunner:
                 update(backlog_items).where(backlog_items.c.id == item["id"]).values(updated_at=started)
             )
             item_attempt = item["attempts"] + 1  # `attempts` grows when this attempt's execution is recorded
-            plan = get_plan(conn, item["plan_id"])
+            plan = self._plan(conn, item["plan_id"])
             spec = ph.phase_spec(item["phase"])
             template = self._template(conn, spec.template_id)
             context = self._prompt_context(conn, plan, item, cfg, template)
@@ -339,7 +338,7 @@ class PhaseRunner:
             item = self._item(conn, task["plan_id"], task["backlog_id"], lock=True)
             if item["status"] != bl.IN_PROGRESS or item["task_id"] != task_id:
                 return []  # done already (a replayed step), or cancelled or resumed as another task meanwhile
-            plan = get_plan(conn, item["plan_id"])
+            plan = self._plan(conn, item["plan_id"])
             added = effects.apply(conn, plan, item, task_id, output, cfg, now)
             change_status(conn, item, bl.COMPLETE, "phase-complete", now, last_error=None, worker_id=None)
             self._finish_task(conn, task_id, "succeeded", now)
@@ -414,6 +413,10 @@ class PhaseRunner:
         """
         if self.db.dialect == "postgresql":
             conn.execute(select(plans.c.id).where(plans.c.id == plan_id).with_for_update(key_share=True))
+
+    def _plan(self, conn: Connection, plan_id: str) -> dict[str, Any]:
+        """The item's plan (it exists: an item belongs to one)."""
+        return dict(conn.execute(select(plans).where(plans.c.id == plan_id)).mappings().one())
 
     def _item(self, conn: Connection, plan_id: str, backlog_id: str, *, lock: bool = False) -> dict[str, Any]:
         query = select(backlog_items).where(
