@@ -20,7 +20,7 @@ from storyloom.backlog.tasks import LIVE, SCHEDULER_CHANNEL, claim_for_task
 from storyloom.backlog.transitions import change_status
 from storyloom.domain import backlog as bl
 from storyloom.engine.takeover import Liveness, Recover, live_workers, no_workflows
-from storyloom.pipeline.runner import GATED_PHASES
+from storyloom.pipeline.context import GATED_PHASES
 from storyloom.runtime import Runtime
 from storyloom.store.events import BACKLOG_ACTION, record_event
 from storyloom.store.set_aside import set_aside, set_aside_items
