@@ -5,13 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, select
 
-from storyloom.ids import new_id
+from storyloom.backlog.cast import insert_agent, insert_persona
 from storyloom.pipeline.providers import PROVIDER_NAMES
 from storyloom.services.actors import SYSTEM, Actor
 from storyloom.services.errors import Invalid, NotFound
-from storyloom.store.events import BACKLOG_ACTION, record_event
 from storyloom.store.tables import agents, personas
 
 PROVIDERS = PROVIDER_NAMES
@@ -28,26 +27,9 @@ def create_persona(
     actor: Actor = SYSTEM,
 ) -> dict[str, Any]:
     """Create a persona and log a `persona-create` action (a plan's tracked characters are the system's)."""
-    row = {
-        "id": new_id("persona"),
-        "name": name,
-        "kind": kind,
-        "summary": summary,
-        "plan_id": plan_id,
-        "created_at": now,
-    }
-    conn.execute(insert(personas).values(**row))
-    _log_action(
-        conn,
-        "persona-create",
-        f"{kind} persona {name!r} created",
-        actor,
-        now,
-        persona_id=row["id"],
-        plan_id=plan_id,
-        agent_id=None,
+    return insert_persona(
+        conn, name=name, kind=kind, summary=summary, plan_id=plan_id, now=now, audit=actor.audit_fields()
     )
-    return row
 
 
 def create_agent(
@@ -66,38 +48,8 @@ def create_agent(
         raise Invalid.field(
             ["body", "provider"], f"unknown provider {provider!r}; use one of {', '.join(PROVIDERS)}"
         )
-    row = {
-        "id": new_id("agent"),
-        "name": name,
-        "persona_id": persona_id,
-        "provider": provider,
-        "model": model,
-        "created_at": now,
-    }
-    conn.execute(insert(agents).values(**row))
-    _log_action(
-        conn,
-        "agent-create",
-        f"agent {name!r} created for persona {persona['name']!r}",
-        actor,
-        now,
-        agent_id=row["id"],
-        persona_id=persona_id,
-        plan_id=persona["plan_id"],
-        provider=provider,
-        model=model,
-    )
-    return row
-
-
-def _log_action(
-    conn: Connection, action: str, description: str, actor: Actor, now: datetime, **fields: Any
-) -> None:
-    record_event(
-        conn,
-        BACKLOG_ACTION,
-        {"action": action, "description": description, **actor.audit_fields(), **fields},
-        now,
+    return insert_agent(
+        conn, name=name, persona=persona, provider=provider, model=model, now=now, audit=actor.audit_fields()
     )
 
 
