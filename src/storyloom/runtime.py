@@ -10,7 +10,6 @@ from pathlib import Path
 
 import structlog
 
-from storyloom import signals
 from storyloom.alerting.setup import AlertingRuntime, alerting_problems, build_alerting
 from storyloom.clock import Clock, system_clock
 from storyloom.config import DEFAULT_PUBLIC_URL, Config, ConfigError, database_url, load_config
@@ -61,10 +60,6 @@ class Runtime:
             demo=demo,
             self_url=self_url,
         )
-
-    def wake_scheduler(self) -> None:
-        """New or resumed work: wake this process's scheduler now (others poll)."""
-        signals.wake("scheduler")
 
     def reload(self) -> list[str]:
         """Re-read the config file; on error keep the last good config and return the problems."""

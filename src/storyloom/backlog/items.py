@@ -8,7 +8,9 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, select
 
+from storyloom import signals
 from storyloom.domain import backlog as bl
+from storyloom.store.db import after_commit
 from storyloom.store.events import BACKLOG_TELEMETRY, record_event
 from storyloom.store.tables import backlog_items
 
@@ -61,6 +63,7 @@ def add_items(
         )
     if rows:
         conn.execute(insert(backlog_items), rows)
+        after_commit(conn, lambda: signals.wake(signals.SCHEDULER_CHANNEL))
         for row in rows:
             record_event(
                 conn,

@@ -15,8 +15,9 @@ from typing import Any
 import structlog
 from sqlalchemy import and_, or_, select, update
 
+from storyloom import signals
 from storyloom.background import BackgroundLoop
-from storyloom.backlog.tasks import LIVE, SCHEDULER_CHANNEL, claim_for_task
+from storyloom.backlog.tasks import LIVE, claim_for_task
 from storyloom.backlog.transitions import change_status
 from storyloom.domain import backlog as bl
 from storyloom.engine.takeover import Liveness, Recover, live_workers, no_workflows
@@ -52,7 +53,7 @@ def _readiness(
 
 class Scheduler(BackgroundLoop):
     thread_name = "storyloom-scheduler"
-    wake_channel = SCHEDULER_CHANNEL
+    wake_channel = signals.SCHEDULER_CHANNEL
     stop_timeout = 10.0
 
     def __init__(
