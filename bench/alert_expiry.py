@@ -37,7 +37,7 @@ def measure(alerts: int, folder: Path, idle_passes: int, batch: int) -> None:
     db = Database(f"sqlite:///{folder / f'expiry-{alerts}-{batch}.db'}")
     upgrade(db)
     clock = FrozenClock()
-    rt = Runtime(config=parse_config({}, env={}), db=db, clock=clock)
+    rt = Runtime(config=parse_config({}), db=db, clock=clock)
     sweep = AlertExpiry(rt, batch=batch)
     idle = []
     for _ in range(idle_passes):

@@ -40,9 +40,10 @@ from storyloom.config import parse_config  # noqa: E402
 from storyloom.engine.engine import Engine  # noqa: E402
 from storyloom.engine.scheduler import Scheduler  # noqa: E402
 from storyloom.logs import configure_logging  # noqa: E402
+from storyloom.pipeline.attempt import OK  # noqa: E402
 from storyloom.pipeline.dispatcher import ToolDispatcher  # noqa: E402
 from storyloom.pipeline.providers import Providers  # noqa: E402
-from storyloom.pipeline.runner import OK, PhaseRunner  # noqa: E402
+from storyloom.pipeline.runner import PhaseRunner  # noqa: E402
 from storyloom.runtime import Runtime  # noqa: E402
 from storyloom.server import prepare  # noqa: E402
 from storyloom.services.catalog import create_agent, create_persona  # noqa: E402

@@ -103,7 +103,7 @@ def clock() -> FrozenClock:
 
 def make_config(**overrides: Any) -> Config:
     """A config for tests: the defaults with any top-level sections overridden."""
-    return parse_config(overrides, env=dict(os.environ))
+    return parse_config(overrides)
 
 
 @pytest.fixture

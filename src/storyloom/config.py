@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -25,7 +24,7 @@ from pydantic import (
 from storyloom.alerting.egress import DEFAULT_EGRESS, EgressPolicy
 from storyloom.domain.durations import cron_every, format_duration, parse_duration
 from storyloom.domain.expiry import DEFAULT_RESOLVE_TIMEOUT
-from storyloom.pipeline.llm.offline import FaultSpec
+from storyloom.domain.faults import FaultSpec
 
 MAX_DURATION = timedelta(days=365)
 """No timer, timeout or window of the config is longer: a longer one is a typo, not a setting."""
@@ -355,28 +354,25 @@ def _pydantic_problems(err: ValidationError) -> list[str]:
     return problems
 
 
-def parse_config(data: Any, *, env: Mapping[str, str] | None = None) -> Config:
-    """Validate a parsed YAML document; raises ConfigError listing every problem."""
+def parse_config(data: Any) -> Config:
+    """Validate a parsed YAML document's settings; raises ConfigError listing every problem.
+
+    The alerting section's cross-checks (receivers, routes, secrets) are `runtime.load_checked_config`'s.
+    """
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(["(root): the config must be a YAML mapping"])
     try:
-        config = Config.model_validate(data)
+        return Config.model_validate(data)
     except ValidationError as err:
         raise ConfigError(_pydantic_problems(err)) from None
-    from storyloom.alerting.setup import alerting_problems
-
-    problems = alerting_problems(config, os.environ if env is None else env)
-    if problems:
-        raise ConfigError(problems)
-    return config
 
 
-def load_config(path: str | Path | None, *, env: Mapping[str, str] | None = None) -> Config:
-    """Read and validate a config file (or the defaults when `path` is None)."""
+def load_config(path: str | Path | None) -> Config:
+    """Read and validate a config file's settings (or the defaults when `path` is None)."""
     if path is None:
-        return parse_config({}, env=env)
+        return parse_config({})
     path = Path(path)
     try:
         text = path.read_text()
@@ -390,7 +386,7 @@ def load_config(path: str | Path | None, *, env: Mapping[str, str] | None = None
         raise ConfigError(
             [f"(file): {path} is not valid YAML{where}: {getattr(exc, 'problem', exc)}"]
         ) from None
-    return parse_config(_relative_to(data, path.parent), env=env)
+    return parse_config(_relative_to(data, path.parent))
 
 
 def _relative_to(data: Any, folder: Path) -> Any:

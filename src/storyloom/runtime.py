@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import structlog
 
-from storyloom.alerting.setup import AlertingRuntime, build_alerting
+from storyloom.alerting.setup import AlertingRuntime, alerting_problems, build_alerting
 from storyloom.clock import Clock, system_clock
 from storyloom.config import DEFAULT_PUBLIC_URL, Config, ConfigError, database_url, load_config
+from storyloom.demo_receiver import with_demo_receiver
 from storyloom.store.db import Database
 
 log = structlog.get_logger(__name__)
@@ -64,7 +66,7 @@ class Runtime:
         if self.config_path is None:
             return ["(file): no config file was given at start, so there is nothing to reload"]
         try:
-            new = as_served(load_config(self.config_path), demo=self.demo, self_url=self.self_url)
+            new = as_served(load_checked_config(self.config_path), demo=self.demo, self_url=self.self_url)
             alerting = build_alerting(new, os.environ)
         except ConfigError as err:
             log.warning("config reload refused; keeping the last good config", problems=err.problems)
@@ -85,7 +87,15 @@ def as_served(config: Config, *, demo: bool, self_url: str | None) -> Config:
     if self_url and config.public_url == DEFAULT_PUBLIC_URL:
         config = config.model_copy(update={"public_url": self_url})
     if demo or config.demo_receiver:
-        from storyloom.demo import with_demo_receiver
-
         config = with_demo_receiver(config, server_url=self_url or config.public_url, inject_fault=demo)
+    return config
+
+
+def load_checked_config(path: str | Path | None, *, env: Mapping[str, str] | None = None) -> Config:
+    """A config file checked as `config check` does: its settings, then its alerting section (receivers,
+    routes, inhibit rules; `secret_env` read from `env`, by default the process environment)."""
+    config = load_config(path)
+    problems = alerting_problems(config, os.environ if env is None else env)
+    if problems:
+        raise ConfigError(problems)
     return config

@@ -11,10 +11,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from storyloom.alerting.publish import AlertSignal, fire
+from storyloom.pipeline.attempt import CANCELLED
 from storyloom.pipeline.dispatcher import ToolDispatcher
 from storyloom.pipeline.llm.base import LLMRequest, LLMResponse
 from storyloom.pipeline.providers import build_provider
-from storyloom.pipeline.runner import CANCELLED, PhaseRunner
+from storyloom.pipeline.runner import PhaseRunner
 from storyloom.runtime import Runtime
 from storyloom.server import prepare
 from storyloom.services.actors import Actor

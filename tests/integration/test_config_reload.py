@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from storyloom.api.app import create_app
 from storyloom.clock import FrozenClock
 from storyloom.config import load_config
-from storyloom.demo import DEMO_RECEIVER, DEMO_SECRET_ENV
+from storyloom.demo_receiver import DEMO_RECEIVER, DEMO_SECRET_ENV
 from storyloom.runtime import Runtime
 from storyloom.services.tokens import create_token
 from storyloom.store.db import Database

@@ -13,12 +13,13 @@ from sqlalchemy import insert
 
 from storyloom.alerting.publish import AlertSignal, fire, resolve
 from storyloom.api.app import create_app
-from storyloom.api.routers.events import events_after, health_status, latest_event_id
+from storyloom.api.routers.events import events_after, latest_event_id
 from storyloom.clock import FrozenClock
 from storyloom.console.charts import queue_series, window
 from storyloom.console.render import STATIC_DIR
 from storyloom.console.runbooks import render_runbook, runbook_path
 from storyloom.domain.catalog import CATALOG
+from storyloom.health.report import health_status
 from storyloom.pipeline.templates_store import seed_templates
 from storyloom.runtime import Runtime
 from storyloom.services.actors import Actor

@@ -19,7 +19,7 @@ from storyloom.alerting.publish import AlertSignal
 from storyloom.alerting.setup import build_alerting, routing_without_secrets
 from storyloom.api.app import create_app
 from storyloom.clock import FrozenClock
-from storyloom.demo import DEMO_RECEIVER, DEMO_SECRET_ENV, with_demo_receiver
+from storyloom.demo_receiver import DEMO_RECEIVER, DEMO_SECRET_ENV, with_demo_receiver
 from storyloom.runtime import Runtime
 from storyloom.services.alerts import match_routes
 from storyloom.services.tokens import create_token

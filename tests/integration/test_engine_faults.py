@@ -15,9 +15,10 @@ from sqlalchemy import func, select
 
 from storyloom.clock import FrozenClock
 from storyloom.config import Config
+from storyloom.pipeline.attempt import OK, RETRY
 from storyloom.pipeline.dispatcher import ToolDispatcher
 from storyloom.pipeline.providers import Providers
-from storyloom.pipeline.runner import OK, RETRY, PhaseRunner
+from storyloom.pipeline.runner import PhaseRunner
 from storyloom.runtime import Runtime
 from storyloom.server import prepare
 from storyloom.store.db import Database

@@ -12,12 +12,12 @@ import structlog
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
-from storyloom.runtime import Runtime
-from storyloom.services.obligations import (
+from storyloom.backlog.obligations import (
     emit_hook,
     reconcile_obligation_aging,
     reconcile_obligation_drift,
 )
+from storyloom.runtime import Runtime
 from storyloom.store.events import BACKLOG_ACTION, PERSONA_OBLIGATION
 from storyloom.store.tables import persona_obligations, workflow_events
 from tests.support.plan_seed import PROBLEM, World, firing, iso, seed_world, snapshot, token

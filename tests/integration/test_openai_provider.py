@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from storyloom.domain.phases import CritiqueContext, Phase, critique, validate_output
+from storyloom.domain.critique import CritiqueContext, critique
+from storyloom.domain.phases import Phase, validate_output
 from storyloom.pipeline.llm.base import (
     LLMBadResponse,
     LLMRateLimited,

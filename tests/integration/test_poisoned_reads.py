@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Connection, insert, text
 
-from storyloom.alerting.publish import AlertSignal, fire
+from storyloom.alerting.publish import AlertSignal, fire_many
 from storyloom.api.app import create_app
 from storyloom.api.routers.events import events_after
 from storyloom.clock import FrozenClock
@@ -81,27 +82,38 @@ def _json_param(conn: Connection, name: str = "raw") -> str:
     return f"CAST(:{name} AS JSON)" if conn.dialect.name == "postgresql" else f":{name}"
 
 
+def _fire_outside(conn: Connection, signal: AlertSignal, now: datetime) -> str:
+    """An alert id outside the catalog, stored as ingest stores one (`fire` refuses unknown ids)."""
+    return fire_many(conn, [signal], now)[0]
+
+
 def _poison(rt: Runtime) -> dict[str, str]:
     """Stored rows no current write path would accept; returns the fingerprints by poison name."""
     now = rt.clock.now()
     fingerprints: dict[str, str] = {}
     with rt.db.begin() as conn:
         for name, stored in POISONED_LABELS.items():
-            fp = fire(conn, AlertSignal(f"poison:{name}", {"case": name}, "stored by an older version"), now)
+            fp = _fire_outside(
+                conn, AlertSignal(f"poison:{name}", {"case": name}, "stored by an older version"), now
+            )
             conn.execute(
                 text(f"UPDATE alerts SET labels = {_json_param(conn)} WHERE fingerprint = :fp"),
                 {"raw": stored, "fp": fp},
             )
             fingerprints[name] = fp
-        fp = fire(conn, AlertSignal("poison:annotations", {"case": "annotations"}, "odd annotations"), now)
+        fp = _fire_outside(
+            conn, AlertSignal("poison:annotations", {"case": "annotations"}, "odd annotations"), now
+        )
         conn.execute(
             text(f"UPDATE alerts SET annotations = {_json_param(conn)} WHERE fingerprint = :fp"),
             {"raw": as_stored({"summary": SURROGATE, "n": 1}), "fp": fp},
         )
         fingerprints["annotations"] = fp
         if conn.dialect.name == "sqlite":  # PostgreSQL text holds neither a NUL nor bytes that are not UTF-8
-            fingerprints["nul"] = fire(conn, AlertSignal("poison:nul", {"case": "nul"}, "a\x00b"), now)
-            fp = fire(conn, AlertSignal("poison:bytes", {"case": "bytes"}, "not UTF-8"), now)
+            fingerprints["nul"] = _fire_outside(
+                conn, AlertSignal("poison:nul", {"case": "nul"}, "a\x00b"), now
+            )
+            fp = _fire_outside(conn, AlertSignal("poison:bytes", {"case": "bytes"}, "not UTF-8"), now)
             conn.execute(
                 text("UPDATE alerts SET title = CAST(X'66ff6f' AS TEXT) WHERE fingerprint = :fp"), {"fp": fp}
             )
@@ -265,4 +277,6 @@ def test_any_json_response_or_page_encodes_a_stored_lone_surrogate(rt: Runtime, 
 
 def _fire_clean(rt: Runtime) -> str:
     with rt.db.begin() as conn:
-        return fire(conn, AlertSignal("sound:alert", {"case": "clean"}, "nothing odd"), rt.clock.now())
+        return _fire_outside(
+            conn, AlertSignal("sound:alert", {"case": "clean"}, "nothing odd"), rt.clock.now()
+        )

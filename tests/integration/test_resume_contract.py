@@ -13,10 +13,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
 from storyloom.api.app import create_app
+from storyloom.backlog.contract_drift import reconcile_contract_drift
 from storyloom.clock import FrozenClock
 from storyloom.engine.scheduler import Scheduler
 from storyloom.runtime import Runtime
-from storyloom.services.backlog import reconcile_contract_drift
 from storyloom.store.events import BACKLOG_ACTION, BACKLOG_TELEMETRY
 from storyloom.store.tables import backlog_items, checkpoints, tasks, workflow_events
 from tests.conftest import make_config

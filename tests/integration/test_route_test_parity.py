@@ -18,7 +18,7 @@ from storyloom.api.app import create_app
 from storyloom.cli import app, base
 from storyloom.clock import FrozenClock
 from storyloom.config import load_config
-from storyloom.demo import DEMO_RECEIVER, DEMO_SECRET_ENV
+from storyloom.demo_receiver import DEMO_RECEIVER, DEMO_SECRET_ENV
 from storyloom.runtime import Runtime, as_served
 from storyloom.store.db import Database
 from tests.support.plan_seed import token

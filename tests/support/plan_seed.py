@@ -11,9 +11,9 @@ from typing import Any
 
 from sqlalchemy import Connection, func, insert, select, update
 
+from storyloom.backlog.obligations import emit_hook
 from storyloom.runtime import Runtime
 from storyloom.services.catalog import create_agent, create_persona
-from storyloom.services.obligations import emit_hook
 from storyloom.services.plans import PlanRequest, create_plan
 from storyloom.services.tokens import create_token
 from storyloom.store.events import BACKLOG_CONTRACT

@@ -32,3 +32,10 @@ def test_subjects_by_plan_gives_one_subject_per_plan_and_one_for_none() -> None:
 def test_silence_subject_reads_equality_matchers_only() -> None:
     subject = silence_subject(['plan_id="p"', 'backlog_id=~"scroll-.*"', 'agent_id!="a"'])
     assert subject["plan_id"] == "p" and subject["backlog_id"] is None and subject["agent_id"] is None
+
+
+def test_what_storyloom_creates_by_itself_is_logged_as_the_system_actor() -> None:
+    from storyloom.backlog.cast import SYSTEM_AUDIT
+    from storyloom.services.actors import SYSTEM
+
+    assert SYSTEM.audit_fields() == SYSTEM_AUDIT

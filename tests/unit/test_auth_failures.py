@@ -56,7 +56,7 @@ def test_the_config_refuses_nonsense_limits_and_lifetimes_with_their_path() -> N
     problems = []
     for security in ({"session_ttl": "0s"}, {"failed_auth": {"refill_every": "0s", "burst": 0}}):
         with pytest.raises(ConfigError) as refused:
-            parse_config({"security": security}, env={})
+            parse_config({"security": security})
         problems += refused.value.problems
     assert problems == [
         "security.session_ttl: must be between 1m and 30d",

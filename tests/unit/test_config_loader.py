@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from storyloom.config import Config, ConfigError, load_config
+from storyloom.runtime import load_checked_config
 
 PROBLEM = re.compile(r"^[^\s].*?: \S.*$")
 ENV = {"LOADER_TEST_SECRET": "whsec_bG9hZGVyLXRlc3Qtc2VjcmV0LTAxMjM0NTY3"}
@@ -115,7 +116,7 @@ def assert_ok_or_problem_lines(document: Any) -> None:
         path = Path(folder) / "storyloom.yaml"
         path.write_text(yaml.safe_dump(document, allow_unicode=True))
         try:
-            config = load_config(path, env=ENV)
+            config = load_checked_config(path, env=ENV)
         except ConfigError as err:
             assert err.problems, "a refused config names at least one problem"
             for problem in err.problems:
@@ -204,5 +205,5 @@ def test_nonsense_is_refused_with_its_yaml_path(
     with pytest.raises(ConfigError) as refused, tempfile.TemporaryDirectory() as folder:
         file = Path(folder) / "storyloom.yaml"
         file.write_text(yaml.safe_dump(set_at(BASE, path, value)))
-        load_config(file, env=ENV)
+        load_checked_config(file, env=ENV)
     assert any(problem.startswith(expected) for problem in refused.value.problems), refused.value.problems

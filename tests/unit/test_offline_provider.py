@@ -8,16 +8,15 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from storyloom.domain.critique import CritiqueContext, critique
 from storyloom.domain.phases import (
     ChapterBlueprint,
-    CritiqueContext,
     LoreNeed,
     Phase,
     ScrollPlan,
     VisionPlan,
     WorldBible,
     attentional_gate,
-    critique,
     hooks_in,
     salient_terms_for_scene,
     validate_output,

@@ -6,25 +6,27 @@ import json
 
 import pytest
 
-from storyloom.domain.phases import (
-    PHASES,
-    ChapterBlueprint,
+from storyloom.domain.critique import (
     CritiqueBudget,
     CritiqueContext,
     CritiqueStatus,
     CritiqueUsage,
-    IterationPlan,
     ObligationRef,
+    critique,
+    initial_status,
+    next_status,
+)
+from storyloom.domain.phases import (
+    PHASES,
+    ChapterBlueprint,
+    IterationPlan,
     Phase,
     ScrollPlan,
     ScrollScene,
     VisionPlan,
     WorldBible,
     attentional_gate,
-    critique,
     hooks_in,
-    initial_status,
-    next_status,
     phase_spec,
     salient_terms_for_scene,
     slugify,

@@ -51,7 +51,13 @@ def alert_fingerprint(labels: Mapping[str, str]) -> str:
 
 
 def fire(conn: Connection, signal: AlertSignal, now: datetime) -> str:
-    """Make the alert firing (insert, re-fire, or refresh); returns its fingerprint."""
+    """Make a catalog alert firing (insert, re-fire, or refresh); returns its fingerprint.
+
+    An id the catalog does not know raises: a typo must not fire a wrongly labelled alert. Alerts from
+    outside (ingest) go through `fire_many` with their own source.
+    """
+    if signal.alert_id not in CATALOG:
+        raise ValueError(f"unknown alert id {signal.alert_id!r}: add it to domain/catalog.py first")
     return fire_many(conn, [signal], now)[0]
 
 

@@ -251,7 +251,7 @@ def _route_test_locally(path: Path, labels: dict[str, str]) -> dict[str, Any]:
     from storyloom.alerting.setup import SecretPlaceholders, routing_without_secrets
     from storyloom.cli.local import load_or_fail, refuse
     from storyloom.config import ConfigError
-    from storyloom.demo import served_routing
+    from storyloom.demo_receiver import served_routing
     from storyloom.services.alerts import match_routes
 
     config = served_routing(load_or_fail(path, env=SecretPlaceholders()))

@@ -9,13 +9,14 @@ from typing import NoReturn
 import typer
 
 from storyloom.cli.base import console, fail
-from storyloom.config import Config, ConfigError, load_config
+from storyloom.config import Config, ConfigError
+from storyloom.runtime import load_checked_config
 
 
 def load_or_fail(path: Path | None, env: Mapping[str, str] | None = None) -> Config:
     """The config (env: where `secret_env` variables are read), or exit 1 printing the `config check` lines."""
     try:
-        return load_config(path, env=env)
+        return load_checked_config(path, env=env)
     except ConfigError as err:
         refuse(err)
 

@@ -10,6 +10,7 @@ from urllib.parse import urlencode
 
 from storyloom.console.data import Reader, Who
 from storyloom.console.render import SEVERITIES
+from storyloom.domain.catalog import PLANNER_PHASE_FAILED
 from storyloom.domain.routing import receivers_for
 from storyloom.runtime import Runtime
 
@@ -42,7 +43,7 @@ def alert_view(
     persona_id = labels.get("persona_id") or people.persona_of_agent(agent_id)
     action = "silence"
     if alert.get("status") == "firing":
-        if alert_id == "planner:phase-failed" and labels.get("backlog_id"):
+        if alert_id == PLANNER_PHASE_FAILED and labels.get("backlog_id"):
             action = "resume"
         elif alert_id.startswith("obligation:") and labels.get("obligation_id"):
             action = "resolve"

@@ -22,10 +22,10 @@ from jinja2 import Undefined
 from starlette.concurrency import run_in_threadpool
 
 from storyloom.api.auth import CSRF_COOKIE, CSRF_HEADER, SESSION_COOKIE, Unauthorized, token_actor
-from storyloom.api.routers.events import health_status
 from storyloom.console import charts
 from storyloom.console.data import Reader, Who
 from storyloom.domain.readable import showable
+from storyloom.health.report import health_status
 from storyloom.runtime import Runtime
 from storyloom.services.actors import Actor
 from storyloom.services.errors import NotFound, ServiceError

@@ -43,34 +43,60 @@ def _k(alert_id: str, severity: Severity, source: Source, title: str, evaluated:
     return AlertKind(alert_id, severity, source, title, evaluated)
 
 
+# Every alert id a publisher of ours raises; fire them by these names, never by a literal string.
+PLANNER_PHASE_FAILED = "planner:phase-failed"
+PLANNER_PHASE_BLOCKED = "planner:phase-blocked"
+PLANNER_CRITIQUE_EXHAUSTED = "planner:critique-exhausted"
+PLANNER_RECENT_FAILURES = "planner:recent-failures"
+PLANNER_NO_EXECUTIONS = "planner:no-executions"
+PLANNER_TEMPLATE_MISSING = "planner:template-missing"
+PLANNER_TEMPLATE_INACTIVE = "planner:template-inactive"
+PLANNER_LATENCY_SLO = "planner:latency-slo"
+PLANNER_PROVIDER_UNAVAILABLE = "planner:provider-unavailable"
+TOOL_FAILED = "tool:failed"
+TOOL_TIMEOUT = "tool:timeout"
+TOOL_QUOTA_EXCEEDED = "tool:quota-exceeded"
+BACKLOG_STALE = "backlog:stale"
+BACKLOG_ORPHANED = "backlog:orphaned"
+BACKLOG_FLAPPING = "backlog:flapping"
+BACKLOG_CONTRACT_DRIFT = "backlog:contract-drift"
+BACKLOG_QUEUE_AGE = "backlog:queue-age"
+OBLIGATION_OPEN = "obligation:open"
+OBLIGATION_AGING = "obligation:aging"
+OBLIGATION_DRIFT = "obligation:drift"
+LORE_BLOCKED = "lore:blocked"
+WORLDBIBLE_MISSING = "worldbible:missing"
+WORLDBIBLE_STALE = "worldbible:stale"
+DELIVERY_FAILING = "delivery:failing"
+
 S, R = Severity, Source
 CATALOG: dict[str, AlertKind] = {
     k.alert_id: k
     for k in (
-        _k("planner:phase-failed", S.ERROR, R.PLANNER_RUNNER, "Planner phase failed"),
-        _k("planner:phase-blocked", S.WARNING, R.PLANNER_RUNNER, "Planner phase blocked"),
-        _k("planner:critique-exhausted", S.WARNING, R.PLANNER_RUNNER, "Critique budget exhausted"),
-        _k("planner:recent-failures", S.ERROR, R.HEALTH, "Recent planner failures", True),
-        _k("planner:no-executions", S.INFO, R.HEALTH, "No planner executions yet", True),
-        _k("planner:template-missing", S.CRITICAL, R.HEALTH, "Planner template missing", True),
-        _k("planner:template-inactive", S.WARNING, R.HEALTH, "Planner template inactive", True),
-        _k("planner:latency-slo", S.WARNING, R.HEALTH, "Phase latency SLO burning", True),
-        _k("planner:provider-unavailable", S.ERROR, R.TOOL_DISPATCHER, "LLM provider unavailable"),
-        _k("tool:failed", S.WARNING, R.TOOL_DISPATCHER, "Tool call failed"),
-        _k("tool:timeout", S.WARNING, R.TOOL_DISPATCHER, "Tool call timed out"),
-        _k("tool:quota-exceeded", S.WARNING, R.TOOL_DISPATCHER, "Planner quota exceeded"),
-        _k("backlog:stale", S.WARNING, R.HEALTH, "Backlog item stale", True),
-        _k("backlog:orphaned", S.WARNING, R.HEALTH, "Backlog item orphaned", True),
-        _k("backlog:flapping", S.WARNING, R.BACKLOG_SCHEDULER, "Backlog item flapping"),
-        _k("backlog:contract-drift", S.WARNING, R.BACKLOG_SCHEDULER, "Backlog resume contract drift"),
-        _k("backlog:queue-age", S.WARNING, R.HEALTH, "Backlog queue age over SLO", True),
-        _k("obligation:open", S.INFO, R.OBLIGATIONS, "Persona obligation open"),
-        _k("obligation:aging", S.WARNING, R.OBLIGATIONS, "Persona obligation aging", True),
-        _k("obligation:drift", S.WARNING, R.OBLIGATIONS, "Persona voice drift"),
-        _k("lore:blocked", S.WARNING, R.HEALTH, "Lore requirements block a plan", True),
-        _k("worldbible:missing", S.WARNING, R.HEALTH, "World bible missing", True),
-        _k("worldbible:stale", S.WARNING, R.HEALTH, "World bible stale", True),
-        _k("delivery:failing", S.ERROR, R.DELIVERY, "Webhook deliveries failing"),
+        _k(PLANNER_PHASE_FAILED, S.ERROR, R.PLANNER_RUNNER, "Planner phase failed"),
+        _k(PLANNER_PHASE_BLOCKED, S.WARNING, R.PLANNER_RUNNER, "Planner phase blocked"),
+        _k(PLANNER_CRITIQUE_EXHAUSTED, S.WARNING, R.PLANNER_RUNNER, "Critique budget exhausted"),
+        _k(PLANNER_RECENT_FAILURES, S.ERROR, R.HEALTH, "Recent planner failures", True),
+        _k(PLANNER_NO_EXECUTIONS, S.INFO, R.HEALTH, "No planner executions yet", True),
+        _k(PLANNER_TEMPLATE_MISSING, S.CRITICAL, R.HEALTH, "Planner template missing", True),
+        _k(PLANNER_TEMPLATE_INACTIVE, S.WARNING, R.HEALTH, "Planner template inactive", True),
+        _k(PLANNER_LATENCY_SLO, S.WARNING, R.HEALTH, "Phase latency SLO burning", True),
+        _k(PLANNER_PROVIDER_UNAVAILABLE, S.ERROR, R.TOOL_DISPATCHER, "LLM provider unavailable"),
+        _k(TOOL_FAILED, S.WARNING, R.TOOL_DISPATCHER, "Tool call failed"),
+        _k(TOOL_TIMEOUT, S.WARNING, R.TOOL_DISPATCHER, "Tool call timed out"),
+        _k(TOOL_QUOTA_EXCEEDED, S.WARNING, R.TOOL_DISPATCHER, "Planner quota exceeded"),
+        _k(BACKLOG_STALE, S.WARNING, R.HEALTH, "Backlog item stale", True),
+        _k(BACKLOG_ORPHANED, S.WARNING, R.HEALTH, "Backlog item orphaned", True),
+        _k(BACKLOG_FLAPPING, S.WARNING, R.BACKLOG_SCHEDULER, "Backlog item flapping"),
+        _k(BACKLOG_CONTRACT_DRIFT, S.WARNING, R.BACKLOG_SCHEDULER, "Backlog resume contract drift"),
+        _k(BACKLOG_QUEUE_AGE, S.WARNING, R.HEALTH, "Backlog queue age over SLO", True),
+        _k(OBLIGATION_OPEN, S.INFO, R.OBLIGATIONS, "Persona obligation open"),
+        _k(OBLIGATION_AGING, S.WARNING, R.OBLIGATIONS, "Persona obligation aging", True),
+        _k(OBLIGATION_DRIFT, S.WARNING, R.OBLIGATIONS, "Persona voice drift"),
+        _k(LORE_BLOCKED, S.WARNING, R.HEALTH, "Lore requirements block a plan", True),
+        _k(WORLDBIBLE_MISSING, S.WARNING, R.HEALTH, "World bible missing", True),
+        _k(WORLDBIBLE_STALE, S.WARNING, R.HEALTH, "World bible stale", True),
+        _k(DELIVERY_FAILING, S.ERROR, R.DELIVERY, "Webhook deliveries failing"),
     )
 }
 

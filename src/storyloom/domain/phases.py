@@ -1,8 +1,7 @@
-"""The six fiction phases as data: their output models, validation, the attentional gate and critique rules.
+"""The six fiction phases as data: their output models, validation and the attentional gate.
 
 Pure: no I/O. The planner runner renders a phase's template, calls a provider, then asks this module
-whether the text is a valid output (`validate_output`) and whether the critic accepts it (`critique`),
-while `next_status` keeps the critique budget honest.
+whether the text is a valid output (`validate_output`); the critic and its budget are `critique.py`.
 """
 
 from __future__ import annotations
@@ -396,7 +395,7 @@ _SPACES = re.compile(r"\s+")
 _QUOTES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u201c": '"', "\u201d": '"'})
 
 
-def _normalize(text: str) -> str:
+def normalized(text: str) -> str:
     return _SPACES.sub(" ", _EMPHASIS.sub("", text.translate(_QUOTES))).casefold().strip()
 
 
@@ -406,7 +405,7 @@ def _unique(terms: Iterable[str | None]) -> list[str]:
     for term in terms:
         if not term or not term.strip():
             continue
-        key = _normalize(term)
+        key = normalized(term)
         if key and key not in seen:
             seen.add(key)
             out.append(term.strip())
@@ -415,8 +414,8 @@ def _unique(terms: Iterable[str | None]) -> list[str]:
 
 def attentional_gate(markdown: str, salient_terms: Iterable[str]) -> list[str]:
     """The salient terms the prose never mentions (case-, emphasis- and whitespace-insensitive)."""
-    text = _normalize(markdown)
-    return [term for term in _unique(salient_terms) if _normalize(term) not in text]
+    text = normalized(markdown)
+    return [term for term in _unique(salient_terms) if normalized(term) not in text]
 
 
 def salient_terms_for_scene(
@@ -435,39 +434,9 @@ def salient_terms_for_scene(
     """
     names = list(tracked_characters)
     if scene is not None:
-        plan = _normalize(scene.plan_text())
-        names = [name for name in names if _normalize(name) in plan]
+        plan = normalized(scene.plan_text())
+        names = [name for name in names if normalized(name) in plan]
     return _unique([scene_title, section_title, scroll_title, blueprint_title, *names])
-
-
-# --------------------------------------------------------------------------------------------------
-# Critique
-# --------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ObligationRef:
-    """An open obligation the critic may require the output to address."""
-
-    slug: str
-    title: str = ""
-    character: str | None = None
-
-
-@dataclass(frozen=True)
-class CritiqueContext:
-    salient_terms: Sequence[str] = ()
-    open_obligations: Sequence[ObligationRef] = ()
-    require_obligations: bool = False
-    forced_reject: bool = False  # the provider flagged the output (offline `critique_reject` fault)
-    forced_reason: str = "critic rejected the output (injected critique_reject fault)"
-
-
-@dataclass(frozen=True)
-class CritiqueVerdict:
-    ok: bool
-    reasons: list[str]
-    tokens: int
 
 
 def hooks_in(value: BaseModel) -> list[ContinuityHook]:
@@ -479,126 +448,3 @@ def hooks_in(value: BaseModel) -> list[ContinuityHook]:
     if isinstance(value, ScrollPlan):
         return [hook for _, scene in value.scenes() for hook in scene.carry_forward]
     return []
-
-
-def _addressed(obligation: ObligationRef, text: str, slugs: set[str]) -> bool:
-    if slugify(obligation.slug) in slugs:
-        return True
-    candidates = [obligation.title, obligation.slug, obligation.slug.replace("-", " ")]
-    return any(c and _normalize(c) in text for c in candidates)
-
-
-def critique(
-    phase: str | Phase, value: ValidationResult | BaseModel | str, context: CritiqueContext | None = None
-) -> CritiqueVerdict:
-    """Rule-based critic: schema valid, salient terms present, open obligations addressed when required.
-
-    `value` may be a ValidationResult, a parsed model, or raw text (validated here). `tokens` counts the
-    words the critic read, which is what the critique token budget is charged.
-    """
-    ctx = context or CritiqueContext()
-    if isinstance(value, ValidationResult):
-        result = value
-    elif isinstance(value, str):
-        result = validate_output(phase, value)
-    else:
-        spec = phase_spec(phase)
-        if spec.output_model is not None and isinstance(value, spec.output_model):
-            result = ValidationResult(True, value, [])
-        else:
-            expected = spec.output_model.__name__ if spec.output_model else "Markdown text"
-            result = ValidationResult(False, None, [f"$: expected {expected}, got {type(value).__name__}"])
-    parsed = result.value
-    if isinstance(parsed, BaseModel):
-        text = parsed.model_dump_json()
-    elif isinstance(parsed, str):
-        text = parsed
-    else:
-        text = value if isinstance(value, str) else ""
-    reasons = [f"schema: {error}" for error in result.errors]
-    if result.ok:
-        missing = attentional_gate(text, ctx.salient_terms)
-        if missing:
-            reasons.append(f"salient terms missing: {', '.join(missing)}")
-        if ctx.require_obligations and ctx.open_obligations:
-            slugs = {hook.slug for hook in hooks_in(parsed)} if isinstance(parsed, BaseModel) else set()
-            normalized = _normalize(text)
-            unaddressed = [o.slug for o in ctx.open_obligations if not _addressed(o, normalized, slugs)]
-            if unaddressed:
-                reasons.append(f"open obligations not addressed: {', '.join(unaddressed)}")
-    if ctx.forced_reject:
-        reasons.append(ctx.forced_reason)
-    return CritiqueVerdict(ok=not reasons, reasons=reasons, tokens=estimate_tokens(text))
-
-
-# --------------------------------------------------------------------------------------------------
-# Critique budget
-# --------------------------------------------------------------------------------------------------
-
-
-class CritiqueStatus(StrEnum):
-    DISABLED = "disabled"
-    IDLE = "idle"
-    USED = "used"
-    COUNT_EXHAUSTED = "count-exhausted"
-    TOKEN_EXHAUSTED = "token-exhausted"
-
-    @property
-    def exhausted(self) -> bool:
-        return self in (CritiqueStatus.COUNT_EXHAUSTED, CritiqueStatus.TOKEN_EXHAUSTED)
-
-    @property
-    def budget_label(self) -> str | None:
-        """The `budget` label of `planner:critique-exhausted` (`count` | `token`), else None."""
-        return {CritiqueStatus.COUNT_EXHAUSTED: "count", CritiqueStatus.TOKEN_EXHAUSTED: "token"}.get(self)
-
-
-@dataclass(frozen=True)
-class CritiqueBudget:
-    max_total: int
-    max_per_step: int
-    max_tokens: int
-    enabled: bool = True
-
-
-@dataclass(frozen=True)
-class CritiqueUsage:
-    """Critiques spent so far: `total` and `tokens` across the plan, `step` within the current step."""
-
-    total: int = 0
-    step: int = 0
-    tokens: int = 0
-
-    def record(self, tokens: int) -> CritiqueUsage:
-        return CritiqueUsage(self.total + 1, self.step + 1, self.tokens + max(tokens, 0))
-
-    def new_step(self) -> CritiqueUsage:
-        return CritiqueUsage(self.total, 0, self.tokens)
-
-
-def initial_status(budget: CritiqueBudget) -> CritiqueStatus:
-    return CritiqueStatus.IDLE if budget.enabled else CritiqueStatus.DISABLED
-
-
-def next_status(
-    current: CritiqueStatus,
-    budget: CritiqueBudget,
-    usage: CritiqueUsage,
-    *,
-    requested: bool = True,
-    tokens: int = 0,
-) -> CritiqueStatus:
-    """The execution's critique status after asking for one more critique (`requested`) of ~`tokens`.
-
-    `used` means the critique may run (then record it in `usage`); an exhausted status means it may not,
-    and it sticks for the rest of the execution. `usage` is what was spent before this request.
-    """
-    if current is CritiqueStatus.DISABLED or not budget.enabled:
-        return CritiqueStatus.DISABLED
-    if current.exhausted or not requested:
-        return current
-    if usage.total >= budget.max_total or usage.step >= budget.max_per_step:
-        return CritiqueStatus.COUNT_EXHAUSTED
-    if usage.tokens >= budget.max_tokens or usage.tokens + max(tokens, 0) > budget.max_tokens:
-        return CritiqueStatus.TOKEN_EXHAUSTED
-    return CritiqueStatus.USED

@@ -17,11 +17,12 @@ from sqlalchemy import and_, or_, select, update
 
 from storyloom import signals
 from storyloom.background import BackgroundLoop
+from storyloom.backlog.tasks import LIVE, claim_for_task
+from storyloom.backlog.transitions import change_status
 from storyloom.domain import backlog as bl
 from storyloom.engine.takeover import Liveness, Recover, live_workers, no_workflows
-from storyloom.pipeline.runner import GATED_PHASES, change_status
+from storyloom.pipeline.context import GATED_PHASES
 from storyloom.runtime import Runtime
-from storyloom.services.tasks import LIVE, claim_for_task
 from storyloom.store.events import BACKLOG_ACTION, record_event
 from storyloom.store.set_aside import set_aside, set_aside_items
 from storyloom.store.tables import backlog_items, lore_requirements, plans, tasks

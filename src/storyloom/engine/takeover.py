@@ -27,11 +27,11 @@ from sqlalchemy.exc import IntegrityError
 from storyloom.domain import backlog as bl
 from storyloom.runtime import Runtime
 from storyloom.store.events import WORKER_TAKEOVER, record_event
+from storyloom.store.leases import WORKER_LEASE_PREFIX
 from storyloom.store.tables import backlog_items, deliveries, leases, tasks
 
 log = structlog.get_logger(__name__)
 
-WORKER_LEASE_PREFIX = "worker:"
 
 Recover = Callable[[str], list[str]]  # executor id → ids of the workflows handed back
 

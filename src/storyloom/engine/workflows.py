@@ -19,16 +19,8 @@ from dbos import DBOS
 from dbos._error import DBOSMaxStepRetriesExceeded
 
 from storyloom import signals
-from storyloom.pipeline.runner import (
-    BLOCKED,
-    CANCELLED,
-    FATAL,
-    OK,
-    AttemptOutcome,
-    PhaseRunner,
-    TaskStart,
-    describe_error,
-)
+from storyloom.pipeline.attempt import BLOCKED, CANCELLED, FATAL, OK, AttemptOutcome, describe_error
+from storyloom.pipeline.runner import PhaseRunner, TaskStart
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")

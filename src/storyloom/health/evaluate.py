@@ -23,8 +23,24 @@ import structlog
 from sqlalchemy import Connection, delete, insert, select
 
 from storyloom.alerting.publish import AlertSignal, alert_fingerprint, alert_labels, fire, resolve
+from storyloom.backlog.contract_drift import reconcile_contract_drift
+from storyloom.backlog.obligations import reconcile_obligation_aging, reconcile_obligation_drift
 from storyloom.config import Config
 from storyloom.domain.alerts import FIRING, rfc3339
+from storyloom.domain.catalog import (
+    BACKLOG_ORPHANED,
+    BACKLOG_QUEUE_AGE,
+    BACKLOG_STALE,
+    LORE_BLOCKED,
+    PLANNER_CRITIQUE_EXHAUSTED,
+    PLANNER_LATENCY_SLO,
+    PLANNER_NO_EXECUTIONS,
+    PLANNER_RECENT_FAILURES,
+    PLANNER_TEMPLATE_INACTIVE,
+    PLANNER_TEMPLATE_MISSING,
+    WORLDBIBLE_MISSING,
+    WORLDBIBLE_STALE,
+)
 from storyloom.domain.durations import format_duration
 from storyloom.domain.slo import (
     FAST_BURN_FACTOR,
@@ -49,23 +65,12 @@ SOURCE = "health"
 SET_ASIDE_PASS = "health"
 BURN_WINDOWS = (FAST_BURN_SHORT_WINDOW, SLOW_BURN_SHORT_WINDOW, FAST_BURN_LONG_WINDOW, SLOW_BURN_LONG_WINDOW)
 
-RECENT_FAILURES = "planner:recent-failures"
-NO_EXECUTIONS = "planner:no-executions"
-TEMPLATE_MISSING = "planner:template-missing"
-TEMPLATE_INACTIVE = "planner:template-inactive"
-LATENCY_SLO = "planner:latency-slo"
-STALE = "backlog:stale"
-ORPHANED = "backlog:orphaned"
-QUEUE_AGE = "backlog:queue-age"
-LORE_BLOCKED = "lore:blocked"
-WORLDBIBLE_MISSING = "worldbible:missing"
-WORLDBIBLE_STALE = "worldbible:stale"
 
 # An extra reconciler: (conn, rt, now) → how many alerts it changed. Runs inside the evaluation's transaction.
 Evaluator = Callable[[Connection, Runtime, datetime], int]
 
 # Other services' reconcilers for their evaluated alerts; append to it to be called by every evaluation.
-# The contract-drift and obligation reconcilers are found by `builtin_evaluators()` when importable.
+# The contract-drift and obligation reconcilers are in `builtin_evaluators()`.
 EXTRA_EVALUATORS: list[Evaluator] = []
 
 
@@ -94,7 +99,7 @@ def rule_recent_failures(conn: Connection, config: Config, now: datetime) -> lis
     window = config.health.recent_failure_window
     return [
         AlertSignal(
-            RECENT_FAILURES,
+            PLANNER_RECENT_FAILURES,
             _plan_labels(row),
             f"{row['failures']} failed planner execution(s) of {row['items']} item(s) of plan {row['plan_id']} "
             f"not completed since, within the last {format_duration(window)}; the latest finished at "
@@ -112,7 +117,7 @@ def rule_no_executions(conn: Connection, config: Config, now: datetime) -> list[
         return []
     return [
         AlertSignal(
-            NO_EXECUTIONS,
+            PLANNER_NO_EXECUTIONS,
             {},
             f"{waiting} plan(s) exist but no planner execution has been recorded yet (is a worker running?)",
         )
@@ -125,7 +130,7 @@ def rule_templates(conn: Connection, config: Config, now: datetime) -> list[Aler
         if state.issue is None:
             continue
         labels = {"step_id": state.spec.step_id, "template_id": state.spec.template_id}
-        alert_id = TEMPLATE_MISSING if state.missing else TEMPLATE_INACTIVE
+        alert_id = PLANNER_TEMPLATE_MISSING if state.missing else PLANNER_TEMPLATE_INACTIVE
         out.append(
             AlertSignal(
                 alert_id, labels, f"{state.spec.planner_name} (step {state.spec.step_id}): {state.issue}"
@@ -145,7 +150,7 @@ def rule_latency_slo(conn: Connection, config: Config, now: datetime) -> list[Al
     which = "fast" if fast else "slow"
     return [
         AlertSignal(
-            LATENCY_SLO,
+            PLANNER_LATENCY_SLO,
             {},
             f"phase latency is burning its error budget ({which} burn): burn rate "
             f"{rates[FAST_BURN_LONG_WINDOW]:.1f} over 1h and {rates[FAST_BURN_SHORT_WINDOW]:.1f} over 5m "
@@ -160,7 +165,7 @@ def rule_stale(conn: Connection, config: Config, now: datetime) -> list[AlertSig
     stale_after = config.health.stale_in_progress
     return [
         AlertSignal(
-            STALE,
+            BACKLOG_STALE,
             _item_labels(item),
             f"{item['backlog_id']} ({item['phase']}) of plan {item['plan_id']} has been in progress without "
             f"an update since {rfc3339(item['updated_at'])}, longer than {format_duration(stale_after)}"
@@ -181,7 +186,7 @@ _ORPHAN_REASONS = {
 def rule_orphaned(conn: Connection, config: Config, now: datetime) -> list[AlertSignal]:
     return [
         AlertSignal(
-            ORPHANED,
+            BACKLOG_ORPHANED,
             _item_labels(item),
             f"{item['backlog_id']} ({item['status']}) of plan {item['plan_id']} is orphaned: "
             + _ORPHAN_REASONS[item["reason"]].format(**item),
@@ -199,7 +204,7 @@ def rule_queue_age(conn: Connection, config: Config, now: datetime) -> list[Aler
     oldest = stats.oldest
     return [
         AlertSignal(
-            QUEUE_AGE,
+            BACKLOG_QUEUE_AGE,
             {},
             f"the oldest ready item, {oldest['backlog_id']} ({oldest['phase']}) of plan {oldest['plan_id']}, "
             f"has waited since {rfc3339(stats.oldest_ready_at)}, longer than the "
@@ -251,14 +256,14 @@ Rule = Callable[[Connection, Config, datetime], list[AlertSignal]]
 
 # Every evaluated alert this module owns, and the rule that decides it.
 RULES: dict[str, Rule] = {
-    RECENT_FAILURES: rule_recent_failures,
-    NO_EXECUTIONS: rule_no_executions,
-    TEMPLATE_MISSING: rule_templates,  # one rule decides both template alerts
-    TEMPLATE_INACTIVE: rule_templates,
-    LATENCY_SLO: rule_latency_slo,
-    STALE: rule_stale,
-    ORPHANED: rule_orphaned,
-    QUEUE_AGE: rule_queue_age,
+    PLANNER_RECENT_FAILURES: rule_recent_failures,
+    PLANNER_NO_EXECUTIONS: rule_no_executions,
+    PLANNER_TEMPLATE_MISSING: rule_templates,  # one rule decides both template alerts
+    PLANNER_TEMPLATE_INACTIVE: rule_templates,
+    PLANNER_LATENCY_SLO: rule_latency_slo,
+    BACKLOG_STALE: rule_stale,
+    BACKLOG_ORPHANED: rule_orphaned,
+    BACKLOG_QUEUE_AGE: rule_queue_age,
     LORE_BLOCKED: rule_lore_blocked,
     WORLDBIBLE_MISSING: rule_worldbible_missing,
     WORLDBIBLE_STALE: rule_worldbible_stale,
@@ -308,19 +313,14 @@ class EvaluationResult:
     errors: tuple[str, ...] = field(default=())
 
 
-CRITIQUE_EXHAUSTED = "planner:critique-exhausted"
-
-
 def reconcile_critique_exhausted(conn: Connection, rt: Runtime, now: datetime) -> int:
     """Resolve `planner:critique-exhausted` (fired by the planner runner) once its cause is gone: a later
-    execution of the plan critiqued within budget (or without critique), or the plan finished.
-
-    Used only while the runner does not provide its own `reconcile_critique_exhausted(conn, now, cfg)`."""
+    execution of the plan critiqued within budget (or without critique), or the plan finished."""
     pe = planner_executions.c
     gone = []
     for fingerprint, plan_id, starts_at in conn.execute(
         select(alerts.c.fingerprint, alerts.c.plan_id, alerts.c.starts_at).where(
-            alerts.c.alert_id == CRITIQUE_EXHAUSTED, alerts.c.status == FIRING
+            alerts.c.alert_id == PLANNER_CRITIQUE_EXHAUSTED, alerts.c.status == FIRING
         )
     ):
         plan_status = conn.execute(select(plans.c.status).where(plans.c.id == plan_id)).scalar()
@@ -339,37 +339,13 @@ def reconcile_critique_exhausted(conn: Connection, rt: Runtime, now: datetime) -
 
 
 def builtin_evaluators() -> list[Evaluator]:
-    """The backlog and obligation services' reconcilers, when their modules provide them, and the
-    critique-exhausted reconciliation."""
-    from storyloom.pipeline import runner
-
-    found: list[Evaluator] = []
-    runner_critique = getattr(runner, "reconcile_critique_exhausted", None)
-    if runner_critique is None:
-        found.append(reconcile_critique_exhausted)
-    else:
-        found.append(lambda conn, rt, now: int(runner_critique(conn, now, rt.config)))
-    try:
-        from storyloom.services.backlog import reconcile_contract_drift
-    except ImportError:
-        pass
-    else:
-        found.append(lambda conn, rt, now: reconcile_contract_drift(conn, now))
-    try:
-        from storyloom.services.obligations import reconcile_obligation_aging
-    except ImportError:
-        pass
-    else:
-        found.append(
-            lambda conn, rt, now: reconcile_obligation_aging(conn, now, rt.config.health.obligation_aging)
-        )
-    try:
-        from storyloom.services.obligations import reconcile_obligation_drift
-    except ImportError:
-        pass
-    else:
-        found.append(lambda conn, rt, now: reconcile_obligation_drift(conn, now))
-    return found
+    """The critique-exhausted, contract-drift and obligation reconcilers, run on every pass."""
+    return [
+        reconcile_critique_exhausted,
+        lambda conn, rt, now: reconcile_contract_drift(conn, now),
+        lambda conn, rt, now: reconcile_obligation_aging(conn, now, rt.config.health.obligation_aging),
+        lambda conn, rt, now: reconcile_obligation_drift(conn, now),
+    ]
 
 
 def _firing_managed(conn: Connection) -> dict[str, tuple[str, str, str]]:

@@ -8,9 +8,9 @@ from datetime import datetime
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from sqlalchemy import func, select
 
-from storyloom.engine.takeover import WORKER_LEASE_PREFIX
 from storyloom.runtime import Runtime
 from storyloom.store.events import WORKER_TAKEOVER
+from storyloom.store.leases import WORKER_LEASE_PREFIX
 from storyloom.store.tables import leases, workflow_events
 
 

@@ -17,13 +17,13 @@ from sqlalchemy import Connection, case, func, select
 from storyloom.alerting.notify import enrich
 from storyloom.alerting.readable import readable_alert
 from storyloom.domain.alerts import FIRING, rfc3339
-from storyloom.domain.catalog import Severity
+from storyloom.domain.catalog import BACKLOG_CONTRACT_DRIFT, PLANNER_TEMPLATE_MISSING, Severity
 from storyloom.domain.durations import format_duration
 from storyloom.domain.routing import receivers_for
 from storyloom.domain.slo import FAST_BURN_LONG_WINDOW, SLOW_BURN_LONG_WINDOW
 from storyloom.health import queries as q
 from storyloom.health import totals
-from storyloom.health.evaluate import TEMPLATE_MISSING, last_evaluation, lease_ttl_for
+from storyloom.health.evaluate import last_evaluation, lease_ttl_for
 from storyloom.runtime import Runtime
 from storyloom.store.events import BACKLOG_ACTION, BACKLOG_TELEMETRY
 from storyloom.store.tables import (
@@ -38,7 +38,6 @@ from storyloom.store.tables import (
 )
 
 HEALTHY, DEGRADED, CRITICAL = "healthy", "degraded", "critical"
-CONTRACT_DRIFT = "backlog:contract-drift"
 PLAN_LIMIT = 25
 ITEM_LIMIT = 50
 EVENT_LIMIT = 20
@@ -57,11 +56,28 @@ def status_for(firing: Iterable[tuple[str, str]], *, template_missing: bool = Fa
     status = CRITICAL if template_missing else HEALTHY
     for alert_id, severity in firing:
         rank = _RANK.get(severity, 0)
-        if alert_id == TEMPLATE_MISSING or (alert_id == CONTRACT_DRIFT and rank >= Severity.ERROR.rank):
+        if alert_id == PLANNER_TEMPLATE_MISSING or (
+            alert_id == BACKLOG_CONTRACT_DRIFT and rank >= Severity.ERROR.rank
+        ):
             return CRITICAL
         if rank >= Severity.WARNING.rank:
             status = DEGRADED if status == HEALTHY else status
     return status
+
+
+def health_status(conn: Connection) -> dict[str, Any]:
+    """The PlannerHealth status (the report's own rule, docs/reference/payloads.md) and firing counts."""
+    rows = conn.execute(
+        select(alerts.c.alert_id, alerts.c.severity, func.count())
+        .where(alerts.c.status == FIRING)
+        .group_by(alerts.c.alert_id, alerts.c.severity)
+    ).all()
+    firing: dict[str, int] = {}
+    for _, severity, count in rows:
+        firing[severity] = firing.get(severity, 0) + int(count)
+    missing = any(state.missing for state in q.template_states(conn))
+    status = status_for(((str(a), str(s)) for a, s, _ in rows), template_missing=missing)
+    return {"status": status, "firing": firing}
 
 
 def _iso(moment: datetime | None) -> str | None:

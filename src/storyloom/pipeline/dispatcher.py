@@ -20,6 +20,12 @@ from sqlalchemy import Connection, func, insert, select, update
 from storyloom.alerting.publish import AlertSignal, fire, resolve_matching
 from storyloom.clock import Clock
 from storyloom.config import Config, QuotaConfig
+from storyloom.domain.catalog import (
+    PLANNER_PROVIDER_UNAVAILABLE,
+    TOOL_FAILED,
+    TOOL_QUOTA_EXCEEDED,
+    TOOL_TIMEOUT,
+)
 from storyloom.logs import redact, redact_text
 from storyloom.pipeline.llm.base import (
     LLMError,
@@ -363,18 +369,18 @@ class ToolDispatcher:
                 conn.execute(update(tasks).where(tasks.c.task_id == call.task_id).values(status=quota))
                 fire(
                     conn,
-                    AlertSignal("tool:quota-exceeded", {**labels, "quota": quota}, error or "quota"),
+                    AlertSignal(TOOL_QUOTA_EXCEEDED, {**labels, "quota": quota}, error or "quota"),
                     now,
                 )
             elif failure is not None:
-                alert_id = "tool:timeout" if failure == "timeout" else "tool:failed"
+                alert_id = TOOL_TIMEOUT if failure == "timeout" else TOOL_FAILED
                 fire(conn, AlertSignal(alert_id, labels, error or failure), now)
                 if unavailable and provider:
                     self._provider_outage(conn, provider, now)
             elif provider:
                 resolve_matching(
                     conn,
-                    "planner:provider-unavailable",
+                    PLANNER_PROVIDER_UNAVAILABLE,
                     now,
                     "the provider answered again",
                     provider=provider,
@@ -397,7 +403,7 @@ class ToolDispatcher:
             fire(
                 conn,
                 AlertSignal(
-                    "planner:provider-unavailable",
+                    PLANNER_PROVIDER_UNAVAILABLE,
                     {"provider": provider},
                     f"provider {provider} failed for {failing_plans} plans within "
                     f"{int(PROVIDER_OUTAGE_WINDOW.total_seconds() // 60)} minutes",

@@ -9,13 +9,13 @@ from typing import Any
 
 from sqlalchemy import Connection, func, insert, select, update
 
+from storyloom.backlog.cast import SYSTEM_AUDIT, insert_agent, insert_persona
+from storyloom.backlog.items import add_items
+from storyloom.backlog.obligations import emit_hook
 from storyloom.config import Config
 from storyloom.domain import backlog as bl
 from storyloom.domain import phases as ph
 from storyloom.ids import new_id
-from storyloom.services.catalog import create_agent, create_persona
-from storyloom.services.obligations import emit_hook
-from storyloom.services.plans import add_items
 from storyloom.store.tables import (
     artifacts,
     backlog_items,
@@ -142,16 +142,23 @@ def _character(
         return row["persona_id"] or plan["persona_id"], row["id"]
     persona_id, agent_id = plan["persona_id"], None
     if member.track:
-        persona = create_persona(
-            conn, name=member.name, kind="character", summary=member.summary, now=now, plan_id=plan["id"]
+        persona = insert_persona(
+            conn,
+            name=member.name,
+            kind="character",
+            summary=member.summary,
+            plan_id=plan["id"],
+            now=now,
+            audit=SYSTEM_AUDIT,
         )
-        agent = create_agent(
+        agent = insert_agent(
             conn,
             name=f"{member.name} agent",
-            persona_id=persona["id"],
+            persona=persona,
             provider=plan["provider"],
             model=plan["model"],
             now=now,
+            audit=SYSTEM_AUDIT,
         )
         persona_id, agent_id = persona["id"], agent["id"]
         _bible_entry(

@@ -1,4 +1,4 @@
-"""Backlog resume (docs/reference/http-api.md, "Resume"), its contract events, drift alert and flapping.
+"""Backlog resume (docs/reference/http-api.md, "Resume"); its rejections feed `backlog/contract_drift.py`.
 
 `resume` applies the seven rules in order inside the caller's transaction. A rejection after rule 1 raises
 `ContractRejection`: the caller's transaction rolls back (nothing of the rejected change is kept) and the
@@ -10,18 +10,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import Connection, func, select, update
 
-from storyloom.alerting.publish import AlertSignal, fire, resolve, resolve_matching
+from storyloom.backlog.contract_drift import record_contract_rejection
+from storyloom.backlog.tasks import LIVE, claim_for_task, latest_task
+from storyloom.backlog.transitions import DEFAULT_FLAPPING_THRESHOLD, change_status
 from storyloom.config import Config
 from storyloom.domain import backlog as bl
-from storyloom.domain.alerts import FIRING
 from storyloom.domain.text import Text
-from storyloom.pipeline.runner import change_status
 from storyloom.services.action_log import record_action
 from storyloom.services.actors import Actor
 from storyloom.services.catalog import PROVIDERS, get_agent
@@ -33,15 +33,8 @@ from storyloom.services.plans import (
     get_plan,
     require_agent_binding,
 )
-from storyloom.services.tasks import LIVE, claim_for_task, latest_task
 from storyloom.store.db import Database
-from storyloom.store.events import BACKLOG_CONTRACT, BACKLOG_TELEMETRY, record_event
-from storyloom.store.tables import alerts, backlog_items, checkpoints, leases, tasks, workflow_events
-
-DRIFT_ALERT = "backlog:contract-drift"
-FLAPPING_ALERT = "backlog:flapping"
-WINDOW = timedelta(hours=24)
-DEFAULT_FLAPPING_THRESHOLD = 3
+from storyloom.store.tables import backlog_items, checkpoints, leases, tasks
 
 # Contract codes (the `code` of a `fiction.backlog.contract` event and of the problem+json body).
 MISSING_AGENT_OR_PROVIDER = "missing-agent-or-provider"
@@ -395,131 +388,3 @@ def resume_item(
         with db.begin() as conn:
             record_contract_rejection(conn, rejection.event, now)
         raise
-
-
-# --- contract drift ------------------------------------------------------------------------------------
-
-
-def _contract_events(conn: Connection, plan_id: str | None, since: datetime) -> list[dict[str, Any]]:
-    query = select(workflow_events.c.payload).where(
-        workflow_events.c.kind == BACKLOG_CONTRACT, workflow_events.c.created_at >= since
-    )
-    if plan_id is not None:
-        query = query.where(workflow_events.c.plan_id == plan_id)
-    return [dict(p) for p in conn.execute(query).scalars()]
-
-
-def drift_severity(count: int) -> str | None:
-    """Contract drift: warning at 1 event within 24h, error from 2; None when there is none."""
-    if count <= 0:
-        return None
-    return "warning" if count == 1 else "error"
-
-
-def record_contract_rejection(conn: Connection, event: dict[str, Any], now: datetime) -> str:
-    """Write the `fiction.backlog.contract` event and raise/escalate `backlog:contract-drift` (plan, code)."""
-    record_event(conn, BACKLOG_CONTRACT, event, now)
-    plan_id, code = event["plan_id"], event["code"]
-    count = sum(1 for e in _contract_events(conn, plan_id, now - WINDOW) if e.get("code") == code)
-    severity = drift_severity(count) or "warning"
-    return fire(
-        conn,
-        AlertSignal(
-            DRIFT_ALERT,
-            {"plan_id": plan_id, "code": code},
-            f"{count} resume request(s) of plan {plan_id} rejected with {code} within 24h; "
-            f"latest: {event.get('detail')}",
-            severity=severity,
-        ),
-        now,
-    )
-
-
-def reconcile_contract_drift(conn: Connection, now: datetime) -> int:
-    """Resolve drift alerts with no contract event in 24h and settle the severity of the rest.
-
-    Call it from the scheduled health evaluation; returns how many alerts it resolved or changed.
-    """
-    changed = 0
-    rows = conn.execute(
-        select(alerts.c.fingerprint, alerts.c.labels, alerts.c.severity, alerts.c.description).where(
-            alerts.c.alert_id == DRIFT_ALERT, alerts.c.status == FIRING
-        )
-    ).all()
-    for row in rows:
-        plan_id, code = row.labels.get("plan_id"), row.labels.get("code")
-        count = sum(1 for e in _contract_events(conn, plan_id, now - WINDOW) if e.get("code") == code)
-        severity = drift_severity(count)
-        if severity is None:
-            changed += resolve(conn, [row.fingerprint], now, "no rejected resume within 24h")
-        elif severity != row.severity:
-            fire(
-                conn,
-                AlertSignal(
-                    DRIFT_ALERT, {"plan_id": plan_id, "code": code}, row.description, severity=severity
-                ),
-                now,
-            )
-            changed += 1
-    return changed
-
-
-# --- flapping ------------------------------------------------------------------------------------------
-
-
-def _flapping_labels(item: Mapping[str, Any]) -> dict[str, Any]:
-    """The item's identity without its task: each return mints a new task, the alert must stay one."""
-    return {
-        "plan_id": item["plan_id"],
-        "backlog_id": item["backlog_id"],
-        "phase": item["phase"],
-        "agent_id": item["agent_id"],
-        "persona_id": item["persona_id"],
-        "provider": item["provider"],
-        "model": item["model"],
-    }
-
-
-def returns_to_pending(conn: Connection, plan_id: str, backlog_id: str, since: datetime) -> int:
-    """Telemetry events since `since` that moved the item back to pending (creation does not count)."""
-    payloads = conn.execute(
-        select(workflow_events.c.payload).where(
-            workflow_events.c.kind == BACKLOG_TELEMETRY,
-            workflow_events.c.plan_id == plan_id,
-            workflow_events.c.backlog_id == backlog_id,
-            workflow_events.c.created_at >= since,
-        )
-    ).scalars()
-    return sum(1 for p in payloads if p.get("status") == bl.PENDING and p.get("previous_status"))
-
-
-def note_return_to_pending(
-    conn: Connection, item: Mapping[str, Any], now: datetime, threshold: int | None = None
-) -> bool:
-    """After an item went back to pending: fire `backlog:flapping` at `threshold` returns within 24h.
-
-    Called by `change_status` once the transition's telemetry event is written; returns whether it fired.
-    """
-    threshold = threshold or DEFAULT_FLAPPING_THRESHOLD
-    count = returns_to_pending(conn, item["plan_id"], item["backlog_id"], now - WINDOW)
-    if count < threshold:
-        resolve_matching(
-            conn,
-            FLAPPING_ALERT,
-            now,
-            "returned to pending fewer times than the threshold within 24h",
-            plan_id=item["plan_id"],
-            backlog_id=item["backlog_id"],
-        )
-        return False
-    fire(
-        conn,
-        AlertSignal(
-            FLAPPING_ALERT,
-            _flapping_labels(item),
-            f"{item['backlog_id']} ({item['phase']}) returned to pending {count} times within 24h "
-            f"(threshold {threshold})",
-        ),
-        now,
-    )
-    return True

@@ -15,10 +15,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import update
 
-from storyloom.alerting.publish import resolve_matching
+from storyloom.backlog.tasks import LIVE
+from storyloom.backlog.transitions import change_status, resolve_item_alerts
 from storyloom.domain import backlog as bl
 from storyloom.domain.text import Text
-from storyloom.pipeline.runner import ITEM_ALERTS, change_status
 from storyloom.services.action_log import record_action
 from storyloom.services.actors import Actor
 from storyloom.services.catalog import get_agent
@@ -30,7 +30,6 @@ from storyloom.services.plans import (
     get_plan,
     require_agent_binding,
 )
-from storyloom.services.tasks import LIVE
 from storyloom.store.db import Database
 from storyloom.store.tables import checkpoints, tasks
 
@@ -83,9 +82,7 @@ def cancel(
             .where(checkpoints.c.plan_id == plan_id, checkpoints.c.phase_key == key)
             .values(status="cancelled", locked_by_agent=None, last_step="cancel", updated_at=now)
         )
-        resolve_matching(
-            conn, ITEM_ALERTS, now, "the item was cancelled", plan_id=plan_id, backlog_id=backlog_id
-        )
+        resolve_item_alerts(conn, item, now, "the item was cancelled")
         record_action(
             conn,
             {

@@ -5,14 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, select
 
-from storyloom.ids import new_id
+from storyloom.backlog.cast import insert_agent, insert_persona
 from storyloom.pipeline.providers import PROVIDER_NAMES
 from storyloom.services.actors import SYSTEM, Actor
 from storyloom.services.errors import Invalid, NotFound
 from storyloom.store.db import Database
-from storyloom.store.events import BACKLOG_ACTION, record_event
 from storyloom.store.tables import agents, personas
 
 PROVIDERS = PROVIDER_NAMES
@@ -29,26 +28,9 @@ def create_persona(
     actor: Actor = SYSTEM,
 ) -> dict[str, Any]:
     """Create a persona and log a `persona-create` action (a plan's tracked characters are the system's)."""
-    row = {
-        "id": new_id("persona"),
-        "name": name,
-        "kind": kind,
-        "summary": summary,
-        "plan_id": plan_id,
-        "created_at": now,
-    }
-    conn.execute(insert(personas).values(**row))
-    _log_action(
-        conn,
-        "persona-create",
-        f"{kind} persona {name!r} created",
-        actor,
-        now,
-        persona_id=row["id"],
-        plan_id=plan_id,
-        agent_id=None,
+    return insert_persona(
+        conn, name=name, kind=kind, summary=summary, plan_id=plan_id, now=now, audit=actor.audit_fields()
     )
-    return row
 
 
 def add_persona(
@@ -75,28 +57,9 @@ def create_agent(
         raise Invalid.field(
             ["body", "provider"], f"unknown provider {provider!r}; use one of {', '.join(PROVIDERS)}"
         )
-    row = {
-        "id": new_id("agent"),
-        "name": name,
-        "persona_id": persona_id,
-        "provider": provider,
-        "model": model,
-        "created_at": now,
-    }
-    conn.execute(insert(agents).values(**row))
-    _log_action(
-        conn,
-        "agent-create",
-        f"agent {name!r} created for persona {persona['name']!r}",
-        actor,
-        now,
-        agent_id=row["id"],
-        persona_id=persona_id,
-        plan_id=persona["plan_id"],
-        provider=provider,
-        model=model,
+    return insert_agent(
+        conn, name=name, persona=persona, provider=provider, model=model, now=now, audit=actor.audit_fields()
     )
-    return row
 
 
 def add_agent(
@@ -114,17 +77,6 @@ def add_agent(
         return create_agent(
             conn, name=name, persona_id=persona_id, provider=provider, model=model, now=now, actor=actor
         )
-
-
-def _log_action(
-    conn: Connection, action: str, description: str, actor: Actor, now: datetime, **fields: Any
-) -> None:
-    record_event(
-        conn,
-        BACKLOG_ACTION,
-        {"action": action, "description": description, **actor.audit_fields(), **fields},
-        now,
-    )
 
 
 def get_persona(conn: Connection, persona_id: str, *, loc: list[str | int] | None = None) -> dict[str, Any]:

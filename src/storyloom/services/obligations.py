@@ -1,19 +1,25 @@
-"""Persona obligations: created from continuity hooks, reopened when a hook is re-emitted, listed, resolved or
-dismissed by an owning agent (docs/reference/http-api.md, "Obligation resolve"), flagged for
-voice drift; their alerts follow their state."""
+"""Persona obligations' use cases: listed, resolved or dismissed by an owning agent (docs/reference/http-api.md,
+"Obligation resolve"), flagged for voice drift. Hooks open them in `backlog/obligations.py`."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, func, select, update
 
-from storyloom.alerting.publish import AlertSignal, fire, resolve_matching
-from storyloom.domain.alerts import FIRING
-from storyloom.ids import new_id
+from storyloom.alerting.publish import fire, resolve_matching
+from storyloom.backlog.obligations import (
+    DISMISSED,
+    OBLIGATION_ALERTS,
+    OPEN,
+    RESOLVED,
+    STATUSES,
+    drift_alert,
+    obligation_event,
+)
+from storyloom.domain.catalog import OBLIGATION_DRIFT
 from storyloom.services.action_log import record_action
 from storyloom.services.actors import Actor
 from storyloom.services.catalog import get_agent
@@ -21,119 +27,14 @@ from storyloom.services.errors import Conflict, Forbidden, Invalid, NotFound
 from storyloom.services.plans import get_item, get_plan, require_agent_binding
 from storyloom.store.db import Database
 from storyloom.store.events import PERSONA_OBLIGATION, record_event
-from storyloom.store.tables import alerts, persona_obligations
+from storyloom.store.tables import persona_obligations
 
-OPEN, RESOLVED, DISMISSED = "open", "resolved", "dismissed"
-STATUSES = (OPEN, RESOLVED, DISMISSED)
 MAX_PAGE_SIZE = 200
-
-
-def obligation_alert(row: dict[str, Any], alert_id: str = "obligation:open") -> AlertSignal:
-    return AlertSignal(
-        alert_id,
-        {
-            "plan_id": row["plan_id"],
-            "obligation_id": row["obligation_id"],
-            "persona_id": row["persona_id"],
-            "backlog_id": row["source_backlog_id"],
-            "phase": row["source_phase"],
-        },
-        f"Obligation '{row['title']}' ({row['slug']}) is open for persona {row['persona_id']}",
-    )
-
-
-def emit_hook(
-    conn: Connection,
-    *,
-    plan_id: str,
-    persona_id: str,
-    character_id: str | None,
-    slug: str,
-    title: str,
-    description: str,
-    source_phase: str,
-    source_backlog_id: str,
-    branch_slug: str,
-    now: datetime,
-) -> str:
-    """Create the obligation for a hook, or reopen it when an earlier one was settled; returns its id."""
-    row = (
-        conn.execute(
-            select(persona_obligations).where(
-                persona_obligations.c.plan_id == plan_id,
-                persona_obligations.c.persona_id == persona_id,
-                persona_obligations.c.slug == slug,
-            )
-        )
-        .mappings()
-        .first()
-    )
-    if row is None:
-        values: dict[str, Any] = {
-            "obligation_id": new_id("obl"),
-            "plan_id": plan_id,
-            "persona_id": persona_id,
-            "character_id": character_id,
-            "slug": slug,
-            "title": title,
-            "description": description,
-            "status": OPEN,
-            "source_phase": source_phase,
-            "source_backlog_id": source_backlog_id,
-            "branch_slug": branch_slug,
-            "voice_drift": False,
-            "resolution_notes": [],
-            "resolved_at": None,
-            "resolved_by": None,
-            "created_at": now,
-            "updated_at": now,
-        }
-        conn.execute(insert(persona_obligations).values(**values))
-        record_event(conn, PERSONA_OBLIGATION, {"action": "open", **_event(values)}, now)
-        fire(conn, obligation_alert(values), now)
-        return str(values["obligation_id"])
-    if row["status"] != OPEN:
-        values = {
-            **row,
-            "status": OPEN,
-            "source_phase": source_phase,
-            "source_backlog_id": source_backlog_id,
-            "updated_at": now,
-        }
-        conn.execute(
-            update(persona_obligations)
-            .where(persona_obligations.c.obligation_id == row["obligation_id"])
-            .values(
-                status=OPEN, source_phase=source_phase, source_backlog_id=source_backlog_id, updated_at=now
-            )
-        )
-        record_event(conn, PERSONA_OBLIGATION, {"action": "reopen", **_event(values)}, now)
-        fire(conn, obligation_alert(values), now)
-        if values["voice_drift"]:
-            fire(conn, _drift_alert(values), now)
-    return str(row["obligation_id"])
-
-
-def _event(row: dict[str, Any]) -> dict[str, Any]:
-    return {
-        k: row[k]
-        for k in (
-            "obligation_id",
-            "plan_id",
-            "persona_id",
-            "slug",
-            "status",
-            "source_phase",
-            "source_backlog_id",
-            "voice_drift",
-        )
-    }
 
 
 # --- read, resolve, voice drift (docs/reference/http-api.md, "Obligation resolve") ---------------------
 
 ACTIONS = {"resolve": RESOLVED, "dismiss": DISMISSED}
-OBLIGATION_ALERTS = ("obligation:open", "obligation:aging", "obligation:drift")
 FIELDS = (
     "obligation_id",
     "plan_id",
@@ -161,23 +62,6 @@ def obligation_view(row: Mapping[str, Any]) -> dict[str, Any]:
 
 def _rfc3339(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def _drift_alert(row: Mapping[str, Any]) -> AlertSignal:
-    return replace(
-        obligation_alert(dict(row), "obligation:drift"),
-        description=f"Obligation '{row['title']}' ({row['slug']}) of persona {row['persona_id']} "
-        "is flagged for voice drift",
-    )
-
-
-def _aging_alert(row: Mapping[str, Any], now: datetime) -> AlertSignal:
-    hours = (now - row["created_at"]).total_seconds() / 3600
-    return replace(
-        obligation_alert(dict(row), "obligation:aging"),
-        description=f"Obligation '{row['title']}' ({row['slug']}) of persona {row['persona_id']} "
-        f"has been open for {hours:.1f}h",
-    )
 
 
 def list_obligations(
@@ -262,7 +146,7 @@ def _log(
         PERSONA_OBLIGATION,
         {
             "action": action,
-            **_event(row),
+            **obligation_event(row),
             "actor": actor.name,
             "actor_id": actor.actor_id,
             "source": actor.source,
@@ -390,67 +274,12 @@ def set_voice_drift(
         row = {**row, "voice_drift": flag, "updated_at": now}
         _log(conn, "voice-drift", row, agent, actor, now, notes=notes)
         if flag:
-            fire(conn, _drift_alert(row), now)
+            fire(conn, drift_alert(row), now)
         else:
             resolve_matching(
-                conn, "obligation:drift", now, "voice drift flag cleared", obligation_id=obligation_id
+                conn, OBLIGATION_DRIFT, now, "voice drift flag cleared", obligation_id=obligation_id
             )
         return obligation_view(row)
 
 
 # --- evaluated alerts (called by the scheduled health evaluation) ------------------------------------
-
-
-def reconcile_obligation_aging(conn: Connection, now: datetime, aging: timedelta) -> int:
-    """Fire `obligation:aging` for obligations open longer than `aging`; resolve it for all others.
-
-    Returns how many alerts it fired anew or resolved.
-    """
-    cutoff = now - aging
-    changed = 0
-    firing = _firing_obligation_ids(conn, "obligation:aging")
-    rows = conn.execute(
-        select(persona_obligations).where(
-            persona_obligations.c.status == OPEN, persona_obligations.c.created_at < cutoff
-        )
-    ).mappings()
-    aging_ids = set()
-    for row in rows:
-        aging_ids.add(row["obligation_id"])
-        if row["obligation_id"] not in firing:
-            fire(conn, _aging_alert(dict(row), now), now)
-            changed += 1
-    for obligation_id in firing - aging_ids:
-        changed += resolve_matching(
-            conn, "obligation:aging", now, "no longer open and aging", obligation_id=obligation_id
-        )
-    return changed
-
-
-def reconcile_obligation_drift(conn: Connection, now: datetime) -> int:
-    """`obligation:drift` firing exactly for open obligations flagged `voice_drift: true` (not false, not settled)."""
-    changed = 0
-    firing = _firing_obligation_ids(conn, "obligation:drift")
-    rows = conn.execute(
-        select(persona_obligations).where(
-            persona_obligations.c.status == OPEN, persona_obligations.c.voice_drift.is_(True)
-        )
-    ).mappings()
-    drifting = set()
-    for row in rows:
-        drifting.add(row["obligation_id"])
-        if row["obligation_id"] not in firing:
-            fire(conn, _drift_alert(dict(row)), now)
-            changed += 1
-    for obligation_id in firing - drifting:
-        changed += resolve_matching(
-            conn, "obligation:drift", now, "no longer open and drifting", obligation_id=obligation_id
-        )
-    return changed
-
-
-def _firing_obligation_ids(conn: Connection, alert_id: str) -> set[str]:
-    rows = conn.execute(
-        select(alerts.c.labels).where(alerts.c.alert_id == alert_id, alerts.c.status == FIRING)
-    ).scalars()
-    return {str(labels["obligation_id"]) for labels in rows if labels.get("obligation_id")}

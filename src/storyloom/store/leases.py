@@ -13,6 +13,9 @@ from storyloom.store.tables import leases
 
 log = structlog.get_logger(__name__)
 
+WORKER_LEASE_PREFIX = "worker:"
+"""Each worker's heartbeat is the lease `worker:<id>`."""
+
 
 def hold_lease(conn: Connection, name: str, holder: str, now: datetime, ttl: timedelta) -> bool:
     """Take or renew lease `name` inside `conn`'s transaction; False while another holder's is unexpired."""

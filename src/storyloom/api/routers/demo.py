@@ -21,7 +21,7 @@ from storyloom.api.auth import runtime, viewer
 from storyloom.api.openapi import answers, problem_responses
 from storyloom.api.problems import problem
 from storyloom.api.schemas.demo import InboxEntry
-from storyloom.demo import DEMO_SECRET_ENV
+from storyloom.demo_receiver import DEMO_SECRET_ENV
 from storyloom.domain.alerts import rfc3339
 from storyloom.domain.text import escaped
 from storyloom.runtime import Runtime

@@ -26,8 +26,7 @@ from storyloom import signals
 from storyloom.api.auth import runtime, viewer
 from storyloom.api.query import MAX_ID
 from storyloom.domain.readable import kind_of, readable_json
-from storyloom.health.queries import template_states
-from storyloom.health.report import status_for
+from storyloom.health.report import health_status
 from storyloom.runtime import Runtime
 from storyloom.services.actors import Actor
 from storyloom.store.events import (
@@ -39,7 +38,7 @@ from storyloom.store.events import (
     PERSONA_OBLIGATION,
     SILENCE_ACTION,
 )
-from storyloom.store.tables import alerts, workflow_events
+from storyloom.store.tables import workflow_events
 
 router = APIRouter(prefix="/api/events", tags=["events"])
 
@@ -94,21 +93,6 @@ def events_after(conn: Connection, cursor: int, limit: int = BATCH) -> list[dict
         }
         out.append({"id": row.id, "event": LIVE_KINDS[row.kind], "data": data})
     return out
-
-
-def health_status(conn: Connection) -> dict[str, Any]:
-    """The PlannerHealth status (the report's own rule, docs/reference/payloads.md) and firing counts."""
-    rows = conn.execute(
-        select(alerts.c.alert_id, alerts.c.severity, func.count())
-        .where(alerts.c.status == "firing")
-        .group_by(alerts.c.alert_id, alerts.c.severity)
-    ).all()
-    firing: dict[str, int] = {}
-    for _, severity, count in rows:
-        firing[severity] = firing.get(severity, 0) + int(count)
-    missing = any(state.missing for state in template_states(conn))
-    status = status_for(((str(a), str(s)) for a, s, _ in rows), template_missing=missing)
-    return {"status": status, "firing": firing}
 
 
 def _iso(moment: datetime | None) -> str | None:

@@ -13,51 +13,15 @@ import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-
-from storyloom.domain.durations import parse_duration
+from storyloom.domain.faults import FaultSpec
 from storyloom.domain.phases import Phase, estimate_tokens, slugify
 from storyloom.pipeline.llm.base import LLMRequest, LLMResponse, LLMTimeout, LLMUnavailable
-
-FaultMode = Literal["fail", "timeout", "malformed", "slow", "critique_reject", "raise"]
 
 
 class InjectedBug(RuntimeError):
     """The offline `raise` fault: an unexpected error (not a provider error), as a bug in a step would raise."""
-
-
-class FaultSpec(BaseModel):
-    """`llm.faults[]` of the config: make matching calls fail, hang, garble, slow down, be rejected or raise."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    phase: str = "*"
-    mode: FaultMode
-    times: int | None = Field(default=None, ge=0)  # the first N attempts of each matching item; None = all
-    delay: timedelta = timedelta(0)  # for slow / timeout
-
-    @field_validator("phase")
-    @classmethod
-    def _known_phase(cls, value: str) -> str:
-        if value != "*" and value not in {p.value for p in Phase}:
-            known = ", ".join(p.value for p in Phase)
-            raise ValueError(f"unknown phase {value!r}: expected '*' or one of {known}")
-        return value
-
-    @field_validator("delay", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> Any:
-        if isinstance(value, str | int | float) and not isinstance(value, bool):
-            return parse_duration(value)
-        return value
-
-    def applies_to(self, request: LLMRequest) -> bool:
-        if self.phase != "*" and self.phase != str(request.phase):
-            return False
-        return self.times is None or request.attempt <= self.times
 
 
 # --------------------------------------------------------------------------------------------------
@@ -417,7 +381,9 @@ class OfflineProvider:
 
     def fault_for(self, request: LLMRequest) -> FaultSpec | None:
         """The first configured fault that applies to this call."""
-        return next((fault for fault in self.faults if fault.applies_to(request)), None)
+        return next(
+            (fault for fault in self.faults if fault.applies_to(str(request.phase), request.attempt)), None
+        )
 
     def complete(self, request: LLMRequest) -> LLMResponse:
         started = time.monotonic()
