@@ -15,18 +15,19 @@ import structlog
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from storyloom.alerting import publish
 from storyloom.alerting.dispatcher import DeliveryDispatcher
 from storyloom.alerting.notifier import Notifier
 from storyloom.alerting.publish import AlertSignal, alert_labels
 from storyloom.alerting.setup import SecretPlaceholders, routing_without_secrets
 from storyloom.api.app import create_app
 from storyloom.clock import FrozenClock
-from storyloom.config import load_config
-from storyloom.demo import served_routing
+from storyloom.demo_receiver import served_routing
 from storyloom.domain.alerts import RESOLVED
 from storyloom.domain.catalog import CATALOG, Severity
 from storyloom.domain.routing import receivers_for
-from storyloom.runtime import Runtime
+from storyloom.health.report import health_status
+from storyloom.runtime import Runtime, load_checked_config
 from storyloom.services import drills
 from storyloom.services.actors import SYSTEM
 from storyloom.store.db import Database
@@ -108,6 +109,19 @@ def test_a_drill_reaches_every_routed_receiver_marked_as_a_drill_and_is_resolved
         pump(0)
     assert [r.json["status"] for r in ops.requests] == ["firing", "resolved"]
     assert len(chat.requests) == 1  # send_resolved: false
+
+
+def test_a_firing_drill_never_counts_in_health_while_a_real_alert_of_its_id_does(rt: Runtime) -> None:
+    with rt.db.read() as conn:
+        before = health_status(conn)
+    with rt.db.begin() as conn:
+        drills.start_drill(conn, rt.alerting, SYSTEM, rt.clock.now(), alert_id="planner:phase-failed")
+    with rt.db.read() as conn:
+        assert health_status(conn) == before
+    with rt.db.begin() as conn:
+        publish.fire(conn, AlertSignal("planner:phase-failed", {"plan_id": "p1"}, "real"), rt.clock.now())
+    with rt.db.read() as conn:
+        assert health_status(conn)["firing"] == {**before["firing"], "error": 1}
 
 
 def test_a_forced_receiver_is_the_only_one_told_and_a_dead_delivery_is_reported(
@@ -192,7 +206,7 @@ EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "docs" / "examples").gl
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
 def test_every_example_config_routes_drills_away_from_pagerduty(path: Path) -> None:
-    served = routing_without_secrets(served_routing(load_config(path, env=SecretPlaceholders())))
+    served = routing_without_secrets(served_routing(load_checked_config(path, env=SecretPlaceholders())))
     assert served.route is not None
     pagers = {name for name, spec in served.receivers.items() if spec.type == "pagerduty"}
     for alert_id in [drills.DRILL_ALERT_ID, *CATALOG]:

@@ -12,11 +12,11 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, case, func, select
+from sqlalchemy import Connection, String, case, cast, func, select
 
 from storyloom.alerting.notify import enrich
 from storyloom.alerting.readable import readable_alert
-from storyloom.domain.alerts import FIRING, rfc3339
+from storyloom.domain.alerts import DRILL_LABEL, FIRING, rfc3339
 from storyloom.domain.catalog import BACKLOG_CONTRACT_DRIFT, PLANNER_TEMPLATE_MISSING, Severity
 from storyloom.domain.durations import format_duration
 from storyloom.domain.routing import receivers_for
@@ -67,16 +67,12 @@ def status_for(firing: Iterable[tuple[str, str]], *, template_missing: bool = Fa
 
 def health_status(conn: Connection) -> dict[str, Any]:
     """The PlannerHealth status (the report's own rule, docs/reference/payloads.md) and firing counts."""
-    rows = conn.execute(
-        select(alerts.c.alert_id, alerts.c.severity, func.count())
-        .where(alerts.c.status == FIRING)
-        .group_by(alerts.c.alert_id, alerts.c.severity)
-    ).all()
+    rows = _firing(conn)
     firing: dict[str, int] = {}
     for _, severity, count in rows:
-        firing[severity] = firing.get(severity, 0) + int(count)
+        firing[severity] = firing.get(severity, 0) + count
     missing = any(state.missing for state in q.template_states(conn))
-    status = status_for(((str(a), str(s)) for a, s, _ in rows), template_missing=missing)
+    status = status_for(((a, s) for a, s, _ in rows), template_missing=missing)
     return {"status": status, "firing": firing}
 
 
@@ -249,12 +245,17 @@ def _snippets(conn: Connection, keys: list[tuple[str, int]]) -> dict[tuple[str, 
     return found
 
 
+# A drill (`drill="true"`, sent by `storyloom drill`) rehearses delivery; it never makes health degraded.
+NOT_A_DRILL = ~cast(alerts.c.labels, String).like(f'%"{DRILL_LABEL}": "true"%')
+
+
 def _firing(conn: Connection) -> list[tuple[str, str, int]]:
+    """(alert id, severity, count) of the firing alerts that count for the status: drills do not."""
     return [
         (str(r[0]), str(r[1]), int(r[2]))
         for r in conn.execute(
             select(alerts.c.alert_id, alerts.c.severity, func.count())
-            .where(alerts.c.status == FIRING)
+            .where(alerts.c.status == FIRING, NOT_A_DRILL)
             .group_by(alerts.c.alert_id, alerts.c.severity)
         )
     ]
