@@ -29,11 +29,14 @@ bench-deps:
 run: install
 	$(BIN)/storyloom run --demo
 
+## In-process tests on every core (pytest-xdist), then the browser and real-process tests one at a time.
+## (Exit code 5 is "nothing selected": a PYTEST_ARGS that picks tests of one lane only.)
 test: install system-deps
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n auto -m "not browser and not slow" $(PYTEST_ARGS) || [ $$? -eq 5 ]
+	$(BIN)/pytest -m "browser or slow" $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 test-fast: install
-	$(BIN)/pytest -m "not browser and not slow" $(PYTEST_ARGS)
+	$(BIN)/pytest -n auto -m "not browser and not slow" $(PYTEST_ARGS)
 
 ## The suite against PostgreSQL (127.0.0.1:5432, user postgres); a fresh database per run.
 test-postgres: install
