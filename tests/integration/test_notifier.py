@@ -13,9 +13,10 @@ from sqlalchemy import func, insert, select
 
 from storyloom import signals
 from storyloom.alerting import publish
-from storyloom.alerting.notifier import LEASE_NAME, Notifier, routes_for_alert
-from storyloom.alerting.notify import notification_from_json
+from storyloom.alerting.notification import notification_from_json
+from storyloom.alerting.notifier import LEASE_NAME, Notifier
 from storyloom.alerting.publish import AlertSignal
+from storyloom.alerting.reads import routes_for_alert
 from storyloom.clock import FrozenClock
 from storyloom.config import Config
 from storyloom.domain.alerts import FIRING, RESOLVED

@@ -13,7 +13,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
-    ColumnElement,
     Connection,
     and_,
     case,
@@ -26,9 +25,9 @@ from sqlalchemy import (
 
 from storyloom.domain import backlog as bl
 from storyloom.domain.phases import PHASES, PhaseSpec
+from storyloom.store.aggregates import PERCENTILES, count_when, percentiles
 from storyloom.store.tables import (
     backlog_items,
-    deliveries,
     lore_requirements,
     planner_executions,
     planner_templates,
@@ -48,15 +47,10 @@ WORLD_BIBLE_ITEM = "world-bible"
 # finished within SAMPLE_WINDOW, at most SAMPLE_SIZE of the newest.
 SAMPLE_WINDOW = timedelta(hours=24)
 SAMPLE_SIZE = 5_000
-PERCENTILES = (50, 95, 99)
 
 
 def _ms(delta: timedelta) -> float:
     return delta.total_seconds() * 1000.0
-
-
-def _count_when(condition: ColumnElement[bool]) -> ColumnElement[Any]:
-    return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
 
 
 # --- planner templates -------------------------------------------------------------------------------
@@ -471,34 +465,13 @@ def latency_windows(
     columns = []
     for window in windows:
         inside = planner_executions.c.finished_at >= now - window
-        columns += [_count_when(inside), _count_when(and_(inside, slow))]
+        columns += [count_when(inside), count_when(and_(inside, slow))]
     row = conn.execute(
         select(*columns).where(
             planner_executions.c.finished_at >= now - longest, planner_executions.c.finished_at <= now
         )
     ).one()
     return BurnWindows({w: (int(row[2 * i]), int(row[2 * i + 1])) for i, w in enumerate(windows)})
-
-
-def _percentiles(
-    conn: Connection, values: Any, column: Any, n: int, wanted: Sequence[int] = PERCENTILES
-) -> dict[int, float | None]:
-    """Nearest-rank percentiles of `column` over the `n` rows of the bounded subquery `values`.
-
-    Each is one `ORDER BY ... LIMIT 1 OFFSET k` taken from the nearer end, so the database keeps at most
-    half the sample in its top-N sorter (p95 and p99 only the few slowest).
-    """
-    out: dict[int, float | None] = dict.fromkeys(wanted)
-    for p in wanted if n > 0 else ():
-        rank = max(1, (n * p + 99) // 100)  # 1-based nearest rank
-        from_top = n - rank
-        if from_top < rank - 1:
-            query = select(column).select_from(values).order_by(column.desc()).offset(from_top)
-        else:
-            query = select(column).select_from(values).order_by(column).offset(rank - 1)
-        value = conn.execute(query.limit(1)).scalar()
-        out[p] = None if value is None else float(value)
-    return out
 
 
 def _execution_sample(now: datetime, *columns: Any) -> Any:
@@ -527,11 +500,11 @@ class LatencySummary:
 
 def latency_summary(conn: Connection, now: datetime, threshold: timedelta) -> LatencySummary:
     sample = _execution_sample(now, planner_executions.c.latency_ms)
-    total, good = conn.execute(select(func.count(), _count_when(sample.c.latency_ms <= _ms(threshold)))).one()
+    total, good = conn.execute(select(func.count(), count_when(sample.c.latency_ms <= _ms(threshold)))).one()
     if not total:
         return LatencySummary(0, 0, dict.fromkeys(PERCENTILES))
     ranked = _execution_sample(now, planner_executions.c.latency_ms)
-    return LatencySummary(int(total), int(good), _percentiles(conn, ranked, ranked.c.latency_ms, int(total)))
+    return LatencySummary(int(total), int(good), percentiles(conn, ranked, ranked.c.latency_ms, int(total)))
 
 
 def critique_counts(conn: Connection, now: datetime) -> dict[str, int]:
@@ -543,48 +516,3 @@ def critique_counts(conn: Connection, now: datetime) -> dict[str, int]:
             select(sample.c.critique_status, func.count()).group_by(sample.c.critique_status)
         )
     }
-
-
-# --- deliveries --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class DeliveryStats:
-    success_ratio: float | None
-    p95_ms: float | None
-    pending: int
-    dead: int
-
-
-def delivery_stats(conn: Connection, now: datetime) -> DeliveryStats:
-    """Success ratio and p95 latency over deliveries created in the recent window; pending/dead now."""
-    d = deliveries.c
-    recent = select(d.status, d.latency_ms).where(d.created_at >= now - SAMPLE_WINDOW).subquery()
-    delivered = recent.c.status == "delivered"
-    ok, settled, timed = conn.execute(
-        select(
-            _count_when(delivered),
-            _count_when(recent.c.status.in_(("delivered", "failed", "dead"))),
-            _count_when(and_(delivered, recent.c.latency_ms.is_not(None))),
-        )
-    ).one()
-    p95: float | None = None
-    if timed:
-        # the latency as a CASE keeps the planner on the covering (created_at, status, latency_ms) index
-        # instead of walking every delivered row ever through the status index
-        latency = case((delivered, recent.c.latency_ms)).label("latency_ms")
-        inner = select(latency).subquery()
-        latencies = select(inner.c.latency_ms).where(inner.c.latency_ms.is_not(None)).subquery()
-        p95 = _percentiles(conn, latencies, latencies.c.latency_ms, int(timed), (95,))[95]
-    counts: dict[str, int] = {
-        str(status): int(count)
-        for status, count in conn.execute(
-            select(d.status, func.count()).where(d.status.in_(("pending", "dead"))).group_by(d.status)
-        )
-    }
-    return DeliveryStats(
-        success_ratio=int(ok) / int(settled) if settled else None,
-        p95_ms=p95,
-        pending=int(counts.get("pending", 0)),
-        dead=int(counts.get("dead", 0)),
-    )

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, case, func, select
 
 from storyloom.alerting.notify import enrich
-from storyloom.alerting.readable import readable_alert
+from storyloom.alerting.reads import delivery_stats, readable_alert, routed_receivers
 from storyloom.domain.alerts import FIRING, rfc3339
 from storyloom.domain.catalog import Severity
 from storyloom.domain.durations import format_duration
@@ -27,10 +27,8 @@ from storyloom.health.evaluate import TEMPLATE_MISSING, last_evaluation, lease_t
 from storyloom.runtime import Runtime
 from storyloom.store.events import BACKLOG_ACTION, BACKLOG_TELEMETRY
 from storyloom.store.tables import (
-    aggregation_groups,
     alerts,
     backlog_items,
-    group_members,
     planner_executions,
     plans,
     transcripts,
@@ -271,26 +269,6 @@ def _alerts_and_routes(
     return payloads, routes
 
 
-def _route_order(route_id: str) -> tuple[int, ...]:
-    return tuple(int(p) for p in route_id.split(".") if p.isdigit())
-
-
-def routed_receivers(conn: Connection, fingerprints: list[str]) -> dict[str, list[str]]:
-    """`alerting.notifier.routes_for_alert` for many alerts in one query: the receivers of the aggregation
-    groups each alert is in, in routing order."""
-    if not fingerprints:
-        return {}
-    rows = conn.execute(
-        select(group_members.c.fingerprint, aggregation_groups.c.route_id, aggregation_groups.c.receiver)
-        .join(aggregation_groups, aggregation_groups.c.group_key == group_members.c.group_key)
-        .where(group_members.c.fingerprint.in_(fingerprints))
-    ).all()
-    out: dict[str, list[str]] = {}
-    for row in sorted(rows, key=lambda r: (_route_order(r.route_id), r.receiver)):
-        out.setdefault(row.fingerprint, []).append(row.receiver)
-    return out
-
-
 def _round(value: float | None, digits: int = 3) -> float | None:
     return None if value is None else round(value, digits)
 
@@ -320,7 +298,7 @@ def planner_health(rt: Runtime) -> dict[str, Any]:
             conn, now, slo.phase_latency.threshold, (FAST_BURN_LONG_WINDOW, SLOW_BURN_LONG_WINDOW)
         )
         queue = q.queue_stats(conn, depth=counts["pending"])
-        deliveries = q.delivery_stats(conn, now)
+        deliveries = delivery_stats(conn, now)
         firing = _firing(conn)
         alert_payloads, routes = _alerts_and_routes(conn, rt, now)
         report: dict[str, Any] = {
