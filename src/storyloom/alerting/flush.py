@@ -27,6 +27,7 @@ from storyloom.alerting.delivery.queue import pending_row
 from storyloom.alerting.mute import MuteIndex, mute_index
 from storyloom.alerting.notification import notification_json
 from storyloom.alerting.notify import FLUSH, FlushContext, run_stages
+from storyloom.alerting.quiet import quiet
 from storyloom.alerting.rows import load_alerts
 from storyloom.alerting.setup import AlertingRuntime
 from storyloom.domain import routing
@@ -51,9 +52,17 @@ class GroupFlusher:
         self._routes: tuple[AlertingRuntime | None, dict[tuple[str, str], Route]] = (None, {})
 
     def flush_due(
-        self, conn: Connection, alerting: AlertingRuntime, now: datetime, batch: int
+        self,
+        conn: Connection,
+        alerting: AlertingRuntime,
+        now: datetime,
+        batch: int,
+        silence_boundary: datetime | None = None,
     ) -> tuple[int, int, bool]:
-        """Flush up to `batch` due groups: (groups flushed, deliveries enqueued, was the batch full)."""
+        """Flush up to `batch` due groups: (groups flushed, deliveries enqueued, was the batch full).
+
+        Each flushed group then sleeps (`quiet`) until its repeat or `silence_boundary`, the next moment
+        a silence starts or ends, unless a change re-arms it first."""
         rows = conn.execute(
             select(aggregation_groups)
             .where(aggregation_groups.c.next_flush_at <= now)
@@ -79,6 +88,7 @@ class GroupFlusher:
             fps = members.get(group.group_key, [])
             try:
                 state, drop, delivery = self._flush_group(alerting, group, fps, current, mutes, now)
+                state = quiet(state, self._route_for(alerting, group), silence_boundary)
             except Exception as exc:  # this group cannot flush: it waits aside, the others go on
                 _set_group_aside(conn, group.group_key, exc, now, states)
                 continue
@@ -137,21 +147,22 @@ class GroupFlusher:
         return state, drop, _delivery_row(ctx, now)
 
     def _route_for(self, alerting: AlertingRuntime, group: GroupRecord) -> Route:
-        """The group's route in the current tree; a route a reload removed flushes with the root's timers."""
+        return self.route_of(alerting, group.route_id, group.receiver)
+
+    def route_of(self, alerting: AlertingRuntime, route_id: str, receiver: str) -> Route:
+        """A group's route in the current tree; a route a reload removed flushes with the root's timers."""
         cached_for, index = self._routes
         if cached_for is not alerting:
             index = {(r.route_id, r.receiver): r for r in alerting.route.walk()} if alerting.route else {}
             self._routes = (alerting, index)
-        found = index.get((group.route_id, group.receiver))
+        found = index.get((route_id, receiver))
         if found is not None:
             return found
         if alerting.route is not None:
-            return dataclasses.replace(
-                alerting.route, route_id=group.route_id, receiver=group.receiver, routes=()
-            )
+            return dataclasses.replace(alerting.route, route_id=route_id, receiver=receiver, routes=())
         return Route(
-            route_id=group.route_id,
-            receiver=group.receiver,
+            route_id=route_id,
+            receiver=receiver,
             matchers=(),
             continue_=False,
             group_by=(),

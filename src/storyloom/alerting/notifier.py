@@ -9,7 +9,8 @@ tick is one transaction that
 2. on taking the lease or after a config reload, re-routes every firing alert through the current tree
    (idempotent: groups already scheduled keep their timers, so nothing is re-notified);
 3. consumes a batch of `alert_changes` rows (the outbox publishers write) through aggregation
-   (`aggregation.ingest`: route → group);
+   (`aggregation.ingest`: route → group), and re-arms the quiet groups a change can make speak
+   (`quiet`: a flushed group sleeps until its repeat or a silence boundary unless re-armed);
 4. flushes a batch of due groups through the flush stages (`flush`) and inserts their deliveries in the
    same transaction as the group state that says they were sent.
 
@@ -18,6 +19,7 @@ After commit it wakes the delivery worker. Reads (API, health, console) never go
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -29,6 +31,7 @@ from storyloom.alerting.delivery.queue import wake as wake_delivery
 from storyloom.alerting.flush import GroupFlusher
 from storyloom.alerting.host import AlertingHost
 from storyloom.alerting.publish import NOTIFY_CHANNEL
+from storyloom.alerting.quiet import SilenceSet, current_silences, rearm, silence_boundary
 from storyloom.alerting.setup import AlertingRuntime
 from storyloom.background import BackgroundLoop
 from storyloom.clock import Clock
@@ -79,6 +82,7 @@ class Notifier(BackgroundLoop):
         self._routed_with: AlertingRuntime | None = None  # the config every firing alert was routed with
         self._flusher = GroupFlusher()
         self._held = False
+        self._silences: SilenceSet | None = None  # the silences the last pass saw (None: none yet)
         self._next_flush_at: datetime | None = None  # the earliest scheduled flush seen by the last pass
         super().__init__()
 
@@ -89,7 +93,7 @@ class Notifier(BackgroundLoop):
 
     def release(self) -> None:
         release_lease(self.rt.db, LEASE_NAME, self.holder)
-        self._routed_with = None
+        self._routed_with, self._silences = None, None
         self._held = False
 
     def run_pass(self) -> bool:
@@ -122,14 +126,25 @@ class Notifier(BackgroundLoop):
             if not self._hold_lease(conn, now):
                 self._routed_with = None
                 return TickResult(held=False)
+            muting = current_silences(conn, now)
+            everything = muting != self._silences  # a silence came, went or changed: any group may speak
             if self._routed_with is not alerting:
                 reroute(conn, alerting, now)
-            consumed, more_changes = consume(conn, alerting, now, self.change_batch)
-            flushed, enqueued, more_groups = self._flusher.flush_due(conn, alerting, now, self.flush_batch)
+                everything = True
+            consumed = consume(conn, alerting, now, self.change_batch)
+            route_of = functools.partial(self._flusher.route_of, alerting)
+            since = min(now, consumed.since or now)  # a change wakes a group on the tick after it was made
+            if everything or consumed.inhibition:
+                rearm(conn, route_of, since, None)
+            elif consumed.groups:
+                rearm(conn, route_of, since, consumed.groups)
+            flushed, enqueued, more_groups = self._flusher.flush_due(
+                conn, alerting, now, self.flush_batch, silence_boundary(muting, now)
+            )
             if enqueued:
                 after_commit(conn, wake_delivery)
-        self._routed_with = alerting
-        return TickResult(True, consumed, flushed, enqueued, more_changes or more_groups)
+        self._routed_with, self._silences = alerting, muting
+        return TickResult(True, consumed.count, flushed, enqueued, consumed.more or more_groups)
 
     # lease
 
@@ -146,6 +161,8 @@ class Notifier(BackgroundLoop):
             if lease.expires_at - now < self.lease_ttl / 2 or self._routed_with is not alerting:
                 return True, True
             if conn.execute(select(alert_changes.c.id).limit(1)).first() is not None:
+                return True, True
+            if current_silences(conn, now) != self._silences:
                 return True, True
             self._next_flush_at = conn.execute(select(func.min(aggregation_groups.c.next_flush_at))).scalar()
             return self._next_flush_at is not None and self._next_flush_at <= now, True

@@ -77,6 +77,18 @@ def members_of(conn: Connection, keys: Sequence[str]) -> dict[str, list[str]]:
     return found
 
 
+def groups_holding(conn: Connection, fingerprints: Sequence[str]) -> set[str]:
+    """The keys of the groups these alerts are members of."""
+    found: set[str] = set()
+    for chunk in chunks(sorted(set(fingerprints))):
+        found.update(
+            conn.execute(
+                select(group_members.c.group_key).where(group_members.c.fingerprint.in_(chunk))
+            ).scalars()
+        )
+    return found
+
+
 def add_members(conn: Connection, members: Iterable[tuple[str, str]], now: datetime) -> None:
     """Insert the memberships not stored yet (looked up by fingerprint: an alert is in few groups)."""
     wanted = set(members)

@@ -8,14 +8,22 @@ updates, a restart neither loses nor repeats a change. A batch that raises is re
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 import structlog
 from sqlalchemy import Connection, delete, insert, select
 
-from storyloom.alerting.aggregation.groups import add_members, load_groups, remove_members, state_values
+from storyloom.alerting.aggregation.groups import (
+    add_members,
+    groups_holding,
+    load_groups,
+    remove_members,
+    state_values,
+)
 from storyloom.alerting.aggregation.stages import INGEST, IngestContext
 from storyloom.alerting.notify import run_stages
+from storyloom.alerting.quiet import touches_inhibition
 from storyloom.alerting.rows import chunks, firing_alerts, load_alerts
 from storyloom.alerting.setup import AlertingRuntime
 from storyloom.domain.alerts import FIRING, Alert
@@ -92,19 +100,41 @@ def reroute(conn: Connection, alerting: AlertingRuntime, now: datetime) -> None:
         log.info("alerts re-routed after a config change", left_groups=len(stale))
 
 
-def consume(conn: Connection, alerting: AlertingRuntime, now: datetime, batch: int) -> tuple[int, bool]:
-    """Ingest up to `batch` changes; (how many were consumed, was the batch full)."""
+@dataclass(frozen=True)
+class Consumed:
+    """What one batch of changes did: `groups` hold a changed alert (before or after routing);
+    `inhibition` says a changed alert is a source of an inhibit rule (any group's mute state may move)."""
+
+    count: int = 0
+    more: bool = False
+    groups: frozenset[str] = frozenset()
+    inhibition: bool = False
+    since: datetime | None = None  # when the earliest of these changes was made
+
+
+def consume(conn: Connection, alerting: AlertingRuntime, now: datetime, batch: int) -> Consumed:
+    """Ingest up to `batch` changes (`more`: the batch was full)."""
     rows = conn.execute(
-        select(alert_changes.c.id, alert_changes.c.fingerprint).order_by(alert_changes.c.id).limit(batch)
+        select(alert_changes.c.id, alert_changes.c.fingerprint, alert_changes.c.created_at)
+        .order_by(alert_changes.c.id)
+        .limit(batch)
     ).all()
     if not rows:
-        return 0, False
+        return Consumed()
     fingerprints = list(dict.fromkeys(r.fingerprint for r in rows))
     unreadable: dict[str, str] = {}
     current = load_alerts(conn, fingerprints, unreadable)
     for fp, error in unreadable.items():
         set_aside(conn, PASS_NAME, fp, error, now)
-    ingest_isolated(conn, alerting, now, [current[fp] for fp in fingerprints if fp in current])
+    changed = [current[fp] for fp in fingerprints if fp in current]
+    members = ingest_isolated(conn, alerting, now, changed)
     for chunk in chunks([r.id for r in rows]):
         conn.execute(delete(alert_changes).where(alert_changes.c.id.in_(chunk)))
-    return len(rows), len(rows) >= batch
+    groups = {key for key, _ in members} | groups_holding(conn, fingerprints)
+    return Consumed(
+        len(rows),
+        len(rows) >= batch,
+        frozenset(groups),
+        touches_inhibition(alerting, changed),
+        min(r.created_at for r in rows),
+    )
