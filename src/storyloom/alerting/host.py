@@ -12,6 +12,10 @@ from storyloom.alerting.setup import AlertingRuntime
 from storyloom.clock import Clock
 from storyloom.store.db import Database
 
+IDLE_POLL_MAX = 5.0
+"""Seconds an idle notifier or delivery worker waits at most: commits in this process wake them at once,
+the poll only catches other processes' work (and never outwaits a known flush or retry)."""
+
 
 class AlertingHost(Protocol):
     @property

@@ -29,7 +29,7 @@ from sqlalchemy import Connection, func, select
 from storyloom.alerting.aggregation.ingest import consume, reroute
 from storyloom.alerting.delivery.queue import wake as wake_delivery
 from storyloom.alerting.flush import GroupFlusher
-from storyloom.alerting.host import AlertingHost
+from storyloom.alerting.host import IDLE_POLL_MAX, AlertingHost
 from storyloom.alerting.publish import NOTIFY_CHANNEL
 from storyloom.alerting.quiet import SilenceSet, current_silences, rearm, silence_boundary
 from storyloom.alerting.setup import AlertingRuntime
@@ -60,6 +60,7 @@ class Notifier(BackgroundLoop):
 
     thread_name = "storyloom-notifier"
     wake_channel = NOTIFY_CHANNEL
+    max_idle_interval = IDLE_POLL_MAX
 
     def __init__(
         self,

@@ -47,7 +47,7 @@ from storyloom.alerting.delivery.record import Result, record_results
 from storyloom.alerting.delivery.retry import Random
 from storyloom.alerting.delivery.send import RateLimiter, SendOutcome, make_client, scrub, send
 from storyloom.alerting.egress import EgressPolicy
-from storyloom.alerting.host import AlertingHost
+from storyloom.alerting.host import IDLE_POLL_MAX, AlertingHost
 from storyloom.alerting.notification import notification_from_json
 from storyloom.alerting.receivers.base import ReceiverSpec, RenderedRequest, render_unsigned, sign_request
 from storyloom.alerting.setup import AlertingRuntime
@@ -97,6 +97,7 @@ class DeliveryDispatcher(BackgroundLoop):
 
     thread_name = "storyloom-dispatcher"
     wake_channel = DISPATCH_CHANNEL
+    max_idle_interval = IDLE_POLL_MAX
     stop_timeout = 20.0  # batches in flight finish (bounded by receiver timeouts) and are recorded
 
     def __init__(
