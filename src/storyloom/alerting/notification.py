@@ -31,7 +31,7 @@ def _time(text: str | None) -> datetime | None:
 
 
 def notification_from_json(data: Mapping[str, Any], *, notification_id: str | None = None) -> Notification:
-    """Rebuild the Notification a delivery row carries (the dispatcher renders it per receiver type)."""
+    """Rebuild the Notification a delivery row carries (the delivery worker renders it per receiver type)."""
     alerts = []
     for item in data.get("alerts", []):
         starts_at = _time(item["starts_at"])

@@ -21,7 +21,7 @@ SECRET_PREFIX = "whsec_"
 
 @dataclass(frozen=True)
 class AlertingRuntime:
-    """Everything the notify pipeline and the dispatcher need, built once per (re)load."""
+    """Everything the notify pipeline and the delivery worker need, built once per (re)load."""
 
     receivers: dict[str, ReceiverSpec] = field(default_factory=dict)
     route: Route | None = None

@@ -36,7 +36,7 @@ class RouteStage:
     """Match each firing alert against the routing tree (Alertmanager's dispatcher `route.Match`).
 
     Resolved alerts are not routed: they are already members of the groups they were notified in, which
-    keep flushing until the resolution has been told.
+    the resolution re-arms (`quiet.rearm`) until it has been told.
     """
 
     def exec(self, ctx: IngestContext, alerts: list[Alert]) -> list[Alert]:
