@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select
+from sqlalchemy import Connection, bindparam, delete, insert, select
 
 from storyloom.alerting.rows import chunks
 from storyloom.domain.grouping import GroupState
@@ -110,13 +110,11 @@ def add_members(conn: Connection, members: Iterable[tuple[str, str]], now: datet
 
 
 def remove_members(conn: Connection, pairs: Sequence[tuple[str, str]]) -> None:
-    by_key: dict[str, list[str]] = {}
-    for key, fp in pairs:
-        by_key.setdefault(key, []).append(fp)
-    for key, fps in by_key.items():
-        for chunk in chunks(fps):
-            conn.execute(
-                delete(group_members).where(
-                    group_members.c.group_key == key, group_members.c.fingerprint.in_(chunk)
-                )
-            )
+    """Delete these (group key, fingerprint) memberships in one executemany."""
+    if pairs:
+        conn.execute(
+            delete(group_members).where(
+                group_members.c.group_key == bindparam("key"), group_members.c.fingerprint == bindparam("fp")
+            ),
+            [{"key": key, "fp": fp} for key, fp in pairs],
+        )
