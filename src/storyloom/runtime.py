@@ -59,12 +59,6 @@ class Runtime:
             self_url=self_url,
         )
 
-    def wake_scheduler(self) -> None:
-        """New or resumed work: wake this process's scheduler now (others poll)."""
-        from storyloom import signals
-
-        signals.wake("scheduler")
-
     def reload(self) -> list[str]:
         """Re-read the config file; on error keep the last good config and return the problems."""
         if self.config_path is None:

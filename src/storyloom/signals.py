@@ -5,6 +5,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
+SCHEDULER_CHANNEL = (
+    "scheduler"  # work for the backlog scheduler: items added or ready, a task queued or ended
+)
+
 _events: dict[str, threading.Event] = {}
 _listeners: list[Callable[[str, dict[str, object]], None]] = []
 _lock = threading.Lock()

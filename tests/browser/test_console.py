@@ -44,20 +44,28 @@ def test_sign_in_shows_the_failure_alert_with_ids_and_owner(
 
     expect(page.locator("#live-indicator")).to_have_attribute("data-state", "live")
     expect(page.locator("#status-chip")).to_contain_text(re.compile("degraded|critical"))
+    plan = server.get(f"/api/fiction/plans/{plan_id}")
+    incident = page.locator(f'tr.incident[data-alert-id="planner:phase-failed"][data-plan-id="{plan_id}"]')
+    expect(incident).to_have_attribute("data-count", "3")  # the three failed items, one row
+    expect(incident).to_contain_text(plan["name"])
+    expect(page.locator("#slo-tiles .chart")).to_have_count(4)
+    incident.locator("th a").click()
+
     item = backlog_item(server, plan_id, "scroll-1")
-    card = page.locator('.alert-card[data-alert-id="planner:phase-failed"]').filter(has_text="scroll-1")
-    expect(card).to_have_count(1)
-    expect(card).to_contain_text(plan_id)
-    expect(card).to_contain_text(item["task_id"])
-    expect(card).to_contain_text(AGENT_NAME)
-    expect(card).to_contain_text(PERSONA_NAME)
-    expect(card.locator(".receivers")).to_contain_text(DEAD_RECEIVER)
-    expect(card.get_by_role("link", name=re.compile("^Runbook"))).to_have_attribute(
+    row = page.locator('tr[data-alert-id="planner:phase-failed"]').filter(has_text="scroll-1")
+    expect(row).to_have_count(1)
+    expect(row).to_contain_text(plan["name"])
+    expect(row).to_contain_text(item["task_id"])
+    expect(row).to_contain_text(AGENT_NAME)
+    expect(row).to_contain_text(PERSONA_NAME)
+    expect(row).to_contain_text(DEAD_RECEIVER)
+    expect(row.get_by_role("link", name="runbook")).to_have_attribute(
         "href", "/runbooks/planner:phase-failed"
     )
-    expect(card.get_by_role("button", name="Resume scroll-1")).to_be_enabled()
-    expect(card.get_by_role("button", name=re.compile("^Silence"))).to_be_enabled()
-    expect(page.locator("#slo-tiles .spark")).to_have_count(4)
+    expect(row.get_by_role("button", name="Resume scroll-1")).to_be_enabled()
+    expect(row.get_by_role("button", name="Cancel scroll-1")).to_be_enabled()
+    expect(row.get_by_role("button", name=re.compile("^Silence"))).to_be_enabled()
+    page.goto(server.url)
     expect(page.locator("#recent-failures")).to_contain_text("injected fault")
     screenshot(page, "overview")
 
@@ -156,16 +164,17 @@ def test_resume_resolves_the_alert_and_the_plan_completes_without_reload(
     admin_page: Any, server: ServerProcess, plan_id: str
 ) -> None:
     page = admin_page
-    page.evaluate("window.__noReload = 'overview'")
-    card = page.locator('.alert-card[data-alert-id="planner:phase-failed"]').filter(has_text="scroll-1")
-    card.get_by_role("button", name="Resume scroll-1").click()
+    page.goto(f"{server.url}/alerts?alert_id=planner:phase-failed")
+    page.evaluate("window.__noReload = 'alerts'")
+    row = page.locator('tr[data-alert-id="planner:phase-failed"]').filter(has_text="scroll-1")
+    row.get_by_role("button", name="Resume scroll-1").click()
     dialog = page.locator("#resume-dialog")
     expect(dialog.get_by_label("Agent")).not_to_have_value("")
     dialog.get_by_role("button", name="Resume item").click()
     expect(dialog).to_be_hidden()
     expect(page.locator("#toast")).to_contain_text("Resumed scroll-1")
-    expect(card).to_have_count(0, timeout=20_000)  # resolved, pushed over SSE
-    assert page.evaluate("window.__noReload") == "overview"
+    expect(row).to_have_count(0, timeout=20_000)  # resolved, pushed over SSE
+    assert page.evaluate("window.__noReload") == "alerts"
 
     page.goto(f"{server.url}/plans/{plan_id}")
     page.evaluate("window.__noReload = 'plan'")

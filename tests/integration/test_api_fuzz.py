@@ -1,5 +1,5 @@
 """Schemathesis against a real `storyloom api` on loopback, over every operation, with and without a token:
-no server error, and every status and content type is one the OpenAPI document declares.
+no server error, and every status, content type and body is one the OpenAPI document declares.
 
 The short pass (`make test`) has a fixed seed and a few examples per operation; `make fuzz` sets
 STORYLOOM_FUZZ=long for the long pass (boundary coverage, many examples, stateful links, a fresh seed).
@@ -26,7 +26,7 @@ from tests.support.server import ADMIN_TOKEN, ServerProcess, running_server
 pytestmark = pytest.mark.slow
 
 LONG = os.environ.get("STORYLOOM_FUZZ") == "long"
-CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance"
+CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
 EXCLUDED = ["/api/events/stream"]
 # (phases, examples per operation, seed): the short pass stays well under a minute on a loaded machine.
 PASSES = {

@@ -3,24 +3,31 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from http.cookies import SimpleCookie
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import insert
 
 from storyloom.alerting.publish import AlertSignal, fire, resolve
 from storyloom.api.app import create_app
 from storyloom.api.routers.events import events_after, health_status, latest_event_id
 from storyloom.clock import FrozenClock
+from storyloom.console.charts import queue_series, window
+from storyloom.console.render import STATIC_DIR
 from storyloom.console.runbooks import render_runbook, runbook_path
 from storyloom.domain.catalog import CATALOG
 from storyloom.pipeline.templates_store import seed_templates
 from storyloom.runtime import Runtime
+from storyloom.services.actors import Actor
 from storyloom.services.catalog import create_agent, create_persona
 from storyloom.services.plans import PlanRequest, create_plan
+from storyloom.services.silences import create_silence
 from storyloom.services.tokens import create_token
 from storyloom.store.db import Database
+from storyloom.store.tables import demo_inbox
 from tests.conftest import make_config
 
 PAGES = ["/", "/plans", "/alerts", "/alerts?state=all", "/silences", "/routes", "/deliveries", "/inbox"]
@@ -189,9 +196,13 @@ def test_every_page_renders_for_an_admin(client: TestClient, rt: Runtime, world:
         assert 'id="live-indicator"' in response.text and 'id="status-chip"' in response.text, path
         assert '<script type="module" src="/static/console.js">' in response.text
     overview = client.get("/").text
-    assert "planner:phase-failed" in overview
-    assert "June&#39;s agent" in overview and "June Arden" in overview  # agent and persona, not just ids
-    assert 'data-action="resume"' in overview and 'data-backlog-id="vision-plan"' in overview
+    row = re.search(r'<tr class="incident[^>]*data-alert-id="planner:phase-failed".*?</tr>', overview, re.S)
+    assert row and "Ash Lantern" in row.group(0)  # the plan's name, not its id
+    assert f'href="/alerts/{world["fingerprint"]}"' in row.group(0)
+    alert = client.get(f"/alerts/{world['fingerprint']}").text
+    assert "June&#39;s agent" in alert and "June Arden" in alert  # agent and persona, not just ids
+    assert 'data-action="resume"' in alert and 'data-backlog-id="vision-plan"' in alert
+    assert 'data-action="cancel"' in alert
     plan = client.get(f"/plans/{world['plan_id']}").text
     assert "June&#39;s agent" in plan and "Ash Lantern" in plan
     for asset in ("console.js", "api.js", "live.js", "dialogs.js", "console.css"):
@@ -210,10 +221,11 @@ def test_a_viewer_sees_disabled_actions_with_the_reason(
     client: TestClient, rt: Runtime, world: dict[str, Any]
 ) -> None:
     _signed_in(client, _token(rt, "viewer"))
-    page = client.get("/").text
+    page = client.get(f"/alerts/{world['fingerprint']}").text
     assert "viewer role: read-only" in page
-    button = re.search(r'<button[^>]*data-action="resume"[^>]*>', page)
-    assert button and "disabled" in button.group(0)
+    for action in ("resume", "cancel", "silence"):
+        button = re.search(rf'<button[^>]*data-action="{action}"[^>]*>', page)
+        assert button and "disabled" in button.group(0), action
 
 
 def test_every_catalog_alert_has_a_runbook_that_renders() -> None:
@@ -349,3 +361,139 @@ def test_the_inhibited_view_names_the_alert_that_inhibits(
     assert _listed(client, "?state=inhibited") == {fingerprints["phase_failed"]: "inhibited"}
     page = client.get("/alerts?state=inhibited").text
     assert f"inhibited by {fingerprints['unavailable']}" in page
+
+
+def _fire(rt: Runtime, alert_id: str, labels: dict[str, str], description: str = "x") -> str:
+    with rt.db.begin() as conn:
+        return fire(conn, AlertSignal(alert_id, labels, description), rt.clock.now())
+
+
+def test_the_overview_lists_incidents_by_severity_then_age_with_silenced_ones_apart(
+    client: TestClient, rt: Runtime, clock: FrozenClock, world: dict[str, Any]
+) -> None:
+    plan = {"plan_id": world["plan_id"]}
+    clock.advance(timedelta(minutes=1))
+    _fire(rt, "obligation:open", {**plan, "obligation_id": "ob_1"})  # info
+    clock.advance(timedelta(minutes=1))
+    _fire(rt, "planner:template-missing", {**plan, "step_id": "s1"})  # critical
+    _fire(rt, "planner:template-missing", {**plan, "step_id": "s2"})  # same plan and id: one row
+    _fire(rt, "tool:failed", {**plan, "tool": "search"})  # warning, to be silenced
+    with rt.db.begin() as conn:
+        create_silence(
+            conn,
+            Actor(name="ops", actor_id="t1", role="admin"),
+            matchers=['alert_id="tool:failed"'],
+            ends_at=clock.now() + timedelta(hours=2),
+            comment="search is down upstream",
+            now=clock.now(),
+        )
+    _signed_in(client, _token(rt, "admin"))
+    overview = client.get("/").text
+    firing = overview[overview.index('id="firing-alerts"') : overview.index('id="silenced-alerts"')]
+    rows = re.findall(r'<tr class="incident[^"]*" data-alert-id="([^"]+)"[^>]*data-count="(\d+)"', firing)
+    assert rows == [
+        ("planner:template-missing", "2"),
+        ("planner:phase-failed", "1"),
+        ("obligation:open", "1"),
+    ]
+    assert '<span class="count" id="firing-count">4</span>' in overview
+    alerts_page = client.get("/alerts").text
+    assert "4 alerts firing." in alerts_page  # the same figure as the Overview's
+    silenced = overview[overview.index('id="silenced-alerts"') :]
+    assert 'data-alert-id="tool:failed"' in silenced and "search is down upstream" in silenced
+    fingerprint = re.search(
+        r'data-fingerprint="([^"]+)" data-alert-id="tool:failed"', client.get("/alerts?state=silenced").text
+    )
+    assert fingerprint
+    detail = client.get(f"/alerts/{fingerprint.group(1)}").text
+    assert 'data-action="silence"' not in detail
+    assert "silenced until" in detail and "search is down upstream" in detail
+
+
+def test_alert_descriptions_name_personas_instead_of_ids(
+    client: TestClient, rt: Runtime, world: dict[str, Any]
+) -> None:
+    persona_id = world["persona"]["id"]
+    fingerprint = _fire(
+        rt,
+        "obligation:open",
+        {"plan_id": world["plan_id"], "obligation_id": "ob_2", "persona_id": persona_id},
+        f"Obligation 'Return the lamp' (lamp) is open for persona {persona_id}",
+    )
+    _signed_in(client, _token(rt, "admin"))
+    detail = client.get(f"/alerts/{fingerprint}").text
+    description = re.search(r'<p class="desc">(.*?)</p>', detail)
+    assert description and description.group(1).endswith("is open for persona June Arden")
+    assert "Plan Ash Lantern" in detail
+
+
+def test_an_owner_with_no_agent_or_persona_shows_nothing_rather_than_dashes(
+    client: TestClient, rt: Runtime, world: dict[str, Any]
+) -> None:
+    fingerprint = _fire(rt, "backlog:contract-drift", {"plan_id": world["plan_id"], "code": "c1"})
+    _signed_in(client, _token(rt, "admin"))
+    detail = client.get(f"/alerts/{fingerprint}").text
+    assert '<span class="k">agent</span>' not in detail and '<span class="k">persona</span>' not in detail
+
+
+def _cancel(client: TestClient, world: dict[str, Any], headers: dict[str, str]) -> Any:
+    return client.post(
+        f"/plans/{world['plan_id']}/backlog/vision-plan/cancel",
+        json={"agent_id": world["agent"]["id"], "notes": "wrong premise"},
+        headers=headers,
+    )
+
+
+def test_the_console_cancel_needs_csrf_and_an_operator_then_cancels_and_logs(
+    client: TestClient, rt: Runtime, world: dict[str, Any]
+) -> None:
+    _signed_in(client, _token(rt, "viewer"))
+    csrf = {"X-CSRF-Token": client.cookies["storyloom_csrf"]}
+    assert _cancel(client, world, csrf).status_code == 403
+    client.cookies.clear()
+    _signed_in(client, _token(rt, "operator"))
+    refused = _cancel(client, world, {"X-CSRF-Token": "nope"})
+    assert refused.status_code == 403 and "CSRF" in refused.json()["detail"]
+    done = _cancel(client, world, {"X-CSRF-Token": client.cookies["storyloom_csrf"]})
+    assert done.status_code == 200, done.text
+    assert done.json()["backlog_item"]["status"] == "cancelled"
+    plan = client.get(f"/plans/{world['plan_id']}").text
+    logged = re.search(r"<strong>cancel</strong>.*?</tr>", plan, re.S)
+    assert logged and "wrong premise" in logged.group(0) and "console" in logged.group(0)
+    bad = client.post(
+        f"/plans/{world['plan_id']}/backlog/vision-plan/cancel",
+        content=b"not json",
+        headers={"X-CSRF-Token": client.cookies["storyloom_csrf"]},
+    )
+    assert bad.status_code == 422 and bad.headers["content-type"].startswith("application/problem+json")
+
+
+def test_the_ops_inbox_shows_headers_as_text(client: TestClient, rt: Runtime) -> None:
+    with rt.db.begin() as conn:
+        conn.execute(
+            insert(demo_inbox).values(
+                webhook_id="msg_1",
+                signature_valid=True,
+                headers={"authorization": "<redacted>", "webhook-id": "msg_1"},
+                body={"status": "firing", "alerts": [], "note": "café <b>"},
+                received_at=rt.clock.now(),
+            )
+        )
+    rt.demo = True
+    _signed_in(client, _token(rt, "admin"))
+    inbox = client.get("/inbox").text
+    assert "\\u003c" not in inbox
+    assert '<th scope="row">authorization</th><td><code>&lt;redacted&gt;</code></td>' in inbox
+    assert "café &lt;b&gt;" in inbox
+
+
+def test_favicon_ico_leads_to_the_console_icon(client: TestClient) -> None:
+    response = client.get("/favicon.ico")
+    assert response.status_code == 301 and response.headers["location"] == "/static/favicon.svg"
+    assert (STATIC_DIR / "favicon.svg").exists()
+
+
+def test_the_queue_line_ends_at_the_depth_the_card_prints(rt: Runtime, world: dict[str, Any]) -> None:
+    with rt.db.read() as conn:
+        series = queue_series(conn, window(conn, rt.clock.now()), rt.clock.now())
+    assert series["depth"][-1] == series["depth_now"]

@@ -8,8 +8,11 @@ from typing import Any
 
 import pytest
 from dbos import DBOS
-from sqlalchemy import insert, select, update
+from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import insert, select, text, update
 
+from storyloom.api.app import create_app
 from storyloom.clock import FrozenClock
 from storyloom.domain.alerts import FIRING, RESOLVED
 from storyloom.engine.health_schedule import SCHEDULE_NAME
@@ -23,6 +26,7 @@ from storyloom.store.db import Database
 from storyloom.store.tables import alerts, lore_requirements, persona_obligations, planner_templates
 from tests.conftest import make_config
 from tests.support.engine import ShiftedClock, item_statuses, running
+from tests.support.faults import reject_writes
 from tests.support.health_seed import (
     add_execution,
     add_executions,
@@ -35,7 +39,7 @@ from tests.support.health_seed import (
     set_item,
     set_task,
 )
-from tests.support.server import wait_for
+from tests.support.server import ADMIN_TOKEN, wait_for
 
 
 @pytest.fixture
@@ -547,3 +551,96 @@ def _last_worker(rt: Runtime) -> str | None:
     with rt.db.read() as conn:
         last = ev.last_evaluation(conn)
     return last[0] if last else None
+
+
+# --- poison-proof: a rule or an alert the pass cannot process is set aside; the pass goes on ------------
+
+
+def _block_on_lore(rt: Runtime, plan_id: str) -> None:
+    with rt.db.begin() as conn:
+        conn.execute(
+            insert(lore_requirements).values(
+                plan_id=plan_id,
+                slug="harbor-law",
+                title="Harbor law",
+                description="",
+                status="planned",
+                created_at=rt.clock.now(),
+                updated_at=rt.clock.now(),
+            )
+        )
+    set_item(rt, plan_id, "vision-plan", status="blocked", last_error="lore gate: not ready: harbor-law")
+
+
+def _health_set_aside(rt: Runtime) -> dict[str, str]:
+    with TestClient(create_app(rt)) as client:
+        listed = client.get(
+            "/api/set-aside", params={"pass": "health"}, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        ).json()
+        metrics = client.get("/metrics").text
+    counted = [
+        s.value
+        for family in text_string_to_metric_families(metrics)
+        for s in family.samples
+        if s.name == "storyloom_set_aside_rows" and s.labels["pass"] == "health"
+    ]
+    assert counted == ([len(listed)] if listed else []), "the metric counts what the API lists"
+    return {r["item"]: r["error"] for r in listed}
+
+
+def test_a_rule_that_cannot_run_is_set_aside_keeps_its_alerts_and_the_others_still_fire(
+    hrt: Runtime, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STORYLOOM_ADMIN_TOKEN", ADMIN_TOKEN)
+    blocked = new_plan(hrt, "Blocked")
+    _block_on_lore(hrt, blocked["id"])
+    evaluate(hrt)
+    lore = only(hrt, "lore:blocked")
+
+    with hrt.db.begin() as conn:  # the lore rule's table is gone: its query raises
+        conn.execute(text("ALTER TABLE lore_requirements RENAME TO lore_requirements_away"))
+    stale = new_plan(hrt, "Stale")
+    set_item(hrt, stale["id"], "vision-plan", status="in_progress", updated_at=clock.now())
+    clock.advance(timedelta(hours=3))
+    result = evaluate(hrt)
+
+    assert any("rule_lore_blocked" in e for e in result.errors)
+    assert status_of(hrt, lore["fingerprint"]) == FIRING, "a rule that cannot run resolves nothing"
+    assert only(hrt, "backlog:stale")["labels"]["plan_id"] == stale["id"], "the other rules still fire"
+    aside = _health_set_aside(hrt)
+    assert set(aside) == {"rule:rule_lore_blocked"} and "lore_requirements" in aside["rule:rule_lore_blocked"]
+
+    with hrt.db.begin() as conn:
+        conn.execute(text("ALTER TABLE lore_requirements_away RENAME TO lore_requirements"))
+    set_item(hrt, blocked["id"], "vision-plan", status="pending", last_error=None)
+    result = evaluate(hrt)
+    assert result.errors == ()
+    assert status_of(hrt, lore["fingerprint"]) == RESOLVED, "once it runs again, it decides again"
+    assert _health_set_aside(hrt) == {}, "a rule that works again is no longer set aside"
+
+
+def test_an_alert_the_pass_cannot_fire_is_set_aside_and_the_others_still_fire(
+    hrt: Runtime, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STORYLOOM_ADMIN_TOKEN", ADMIN_TOKEN)
+    reject_writes(
+        hrt.db,
+        "reject_lore_alerts",
+        table="alerts",
+        event="INSERT",
+        when="NEW.alert_id = 'lore:blocked'",
+        message="injected: this alert cannot be stored",
+    )
+    blocked = new_plan(hrt, "Blocked")
+    _block_on_lore(hrt, blocked["id"])
+    stale = new_plan(hrt, "Stale")
+    set_item(hrt, stale["id"], "vision-plan", status="in_progress", updated_at=clock.now())
+    clock.advance(timedelta(hours=3))
+
+    evaluate(hrt)
+    evaluate(hrt)  # the set-aside alert is not retried (one row, one log line)
+
+    assert not firing(hrt, "lore:blocked")
+    assert only(hrt, "backlog:stale")["labels"]["plan_id"] == stale["id"]
+    aside = _health_set_aside(hrt)
+    assert len(aside) == 1 and "injected: this alert cannot be stored" in next(iter(aside.values()))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import os
 import pty
+import random
 import re
 import select
 import signal
@@ -26,10 +27,21 @@ ADMIN_TOKEN = "sl_test_admin_token_0123456789abcdef"
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
+# Below Linux's ephemeral range (32768-60999): a port the kernel handed out (bind to 0) can be taken as
+# the source port of any outgoing connection before the server binds it ("address already in use").
+LISTEN_PORTS = range(20000, 32768)
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port no one listens on now, outside the range outgoing connections draw their ports from."""
+    for port in random.sample(LISTEN_PORTS, 200):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError(f"no free port in {LISTEN_PORTS}")
 
 
 def wait_for(

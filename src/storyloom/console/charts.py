@@ -1,4 +1,4 @@
-"""The overview's SLO series (small SQL reads over the recent window) and their server-drawn SVG sparklines.
+"""The overview's SLO series (small SQL reads over the recent window) and their server-drawn SVG charts.
 
 Series are bucketed over an adaptive window: the last 24 hours, or less when the first activity is more
 recent (a fresh demo still shows a curve), never under ten minutes. Everything here is read-only.
@@ -7,7 +7,7 @@ recent (a fresh demo still shows a curve), never under ten minutes. Everything h
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -103,7 +103,8 @@ def latency_series(conn: Connection, win: Window) -> dict[str, list[float | None
 
 
 def queue_series(conn: Connection, win: Window, now: datetime) -> dict[str, Any]:
-    """Pending depth per bucket, rebuilt backwards from today's depth and the status transitions since."""
+    """Pending depth at each bucket's end (the last is today's depth) and its peak within the bucket, rebuilt
+    backwards from today's depth and the status transitions since."""
     depth_now = int(
         conn.execute(
             select(func.count()).select_from(backlog_items).where(backlog_items.c.status == "pending")
@@ -134,18 +135,25 @@ def queue_series(conn: Connection, win: Window, now: datetime) -> dict[str, Any]
         if delta:
             changes.append((at, delta))
     depth = depth_now - sum(d for _, d in changes)
+    ends: list[float | None] = [None] * win.buckets
     peaks: list[float | None] = [None] * win.buckets
     cursor = 0
     for i in range(win.buckets):
         bucket_end = win.start + win.step * (i + 1)
         peak = depth
-        while cursor < len(changes) and changes[cursor][0] <= bucket_end:
+        while cursor < len(changes) and (changes[cursor][0] <= bucket_end or i == win.buckets - 1):
             depth += changes[cursor][1]
             peak = max(peak, depth)
             cursor += 1
-        peaks[i] = float(max(peak, depth))
+        ends[i], peaks[i] = float(depth), float(peak)
     age = (now - oldest_ready).total_seconds() if oldest_ready else 0.0
-    return {"depth": peaks, "depth_now": depth_now, "ready": ready, "oldest_age_s": max(age, 0.0)}
+    return {
+        "depth": ends,
+        "peak": peaks,
+        "depth_now": depth_now,
+        "ready": ready,
+        "oldest_age_s": max(age, 0.0),
+    }
 
 
 def critique_series(conn: Connection, win: Window) -> dict[str, Any]:
@@ -203,6 +211,7 @@ def slo_series(conn: Connection, now: datetime) -> dict[str, Any]:
     win = window(conn, now)
     return {
         "window": win.label(),
+        "times": (f"{win.start:%H:%M}", f"now {win.end:%H:%M}"),
         "latency": latency_series(conn, win),
         "queue": queue_series(conn, win, now),
         "critique": critique_series(conn, win),
@@ -212,61 +221,106 @@ def slo_series(conn: Connection, now: datetime) -> dict[str, Any]:
 
 # --- drawing -----------------------------------------------------------------------------------------
 
+WIDTH, HEIGHT = 320, 150
+LEFT, RIGHT, TOP, BOTTOM = 46, 10, 24, 22
+FORMATS: dict[str, Callable[[float], str]] = {
+    "ms": lambda v: f"{v:.0f} ms" if v < 2000 else f"{v / 1000:.1f} s",
+    "%": lambda v: f"{v * 100:.0f}%",
+    "items": lambda v: f"{v:.0f}",
+}
 
-def _points(values: Sequence[float | None], lo: float, hi: float, width: int, height: int) -> list[str]:
-    """Polyline segments (a gap where a bucket has no data)."""
-    n = len(values)
-    span = hi - lo or 1.0
-    segments: list[str] = []
-    current: list[str] = []
+
+@dataclass(frozen=True)
+class Frame:
+    """The plot area inside the axes and the value range it shows."""
+
+    lo: float
+    hi: float
+    count: int
+
+    def x(self, i: int) -> float:
+        return LEFT + (WIDTH - LEFT - RIGHT) * (i / max(self.count - 1, 1))
+
+    def y(self, value: float) -> float:
+        span = self.hi - self.lo or 1.0
+        return HEIGHT - BOTTOM - (HEIGHT - TOP - BOTTOM) * ((value - self.lo) / span)
+
+
+def last_value(values: Sequence[float | None]) -> float | None:
+    """The newest bucket with data: the figure a card prints beside its chart."""
+    return next((v for v in reversed(values) if v is not None), None)
+
+
+def _segments(values: Sequence[float | None], frame: Frame) -> list[list[tuple[float, float]]]:
+    """Runs of consecutive points (a gap where a bucket has no data)."""
+    runs: list[list[tuple[float, float]]] = [[]]
     for i, value in enumerate(values):
         if value is None:
-            if current:
-                segments.append(" ".join(current))
-                current = []
-            continue
-        x = 2 + (width - 4) * (i / max(n - 1, 1))
-        y = height - 3 - (height - 6) * ((value - lo) / span)
-        current.append(f"{x:.1f},{y:.1f}")
-    if current:
-        segments.append(" ".join(current))
-    return segments
+            runs.append([])
+        else:
+            runs[-1].append((frame.x(i), frame.y(value)))
+    return [run for run in runs if run]
 
 
-def sparkline(
+def _axes(frame: Frame, unit: str, times: tuple[str, str]) -> list[str]:
+    fmt = FORMATS[unit]
+    bottom, right = HEIGHT - BOTTOM, WIDTH - RIGHT
+    parts = [
+        f'<line class="chart-axis" x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{bottom}"/>',
+        f'<line class="chart-axis" x1="{LEFT}" y1="{bottom}" x2="{right}" y2="{bottom}"/>',
+    ]
+    for value in (frame.lo, (frame.lo + frame.hi) / 2, frame.hi):
+        y = frame.y(value)
+        parts.append(f'<line class="chart-grid" x1="{LEFT}" y1="{y:.1f}" x2="{right}" y2="{y:.1f}"/>')
+        parts.append(
+            f'<text class="chart-tick" x="{LEFT - 4}" y="{y + 3:.1f}" text-anchor="end">{escape(fmt(value))}</text>'
+        )
+    start, end = times
+    parts.append(
+        f'<text class="chart-tick" x="{LEFT}" y="{HEIGHT - 6}" text-anchor="start">{escape(start)}</text>'
+    )
+    parts.append(
+        f'<text class="chart-tick" x="{right}" y="{HEIGHT - 6}" text-anchor="end">{escape(end)}</text>'
+    )
+    return parts
+
+
+def chart(
     series: Sequence[tuple[str, Sequence[float | None]]],
     *,
     label: str,
+    unit: str,
+    times: tuple[str, str] = ("", "now"),
     fixed: tuple[float, float] | None = None,
-    width: int = 160,
-    height: int = 40,
 ) -> Markup:
-    """An inline SVG of one or two series; `label` is its accessible name (the numbers are also shown as text)."""
+    """An SVG line chart with axes, tick labels in `unit` (ms, %, items), a marker on every point and the
+    first series' newest value printed; `label` is its accessible name."""
     known = [v for _, values in series for v in values if v is not None]
     if not known:
         return Markup(
-            f'<div class="spark spark-none" role="img" aria-label="{escape(label)}: no data yet">no data yet</div>'
+            f'<div class="chart chart-none" role="img" aria-label="{escape(label)}: no data yet">no data yet</div>'
         )
-    if fixed:
-        lo, hi = fixed
-    else:
-        lo, hi = min(min(known), 0.0), max(known)
+    lo, hi = fixed or (min(min(known), 0.0), max(known))
+    if hi <= lo:
+        hi = lo + (1.0 if unit != "%" else 0.01)
+    frame = Frame(lo, hi, max(len(values) for _, values in series))
+    newest = last_value(series[0][1])
+    shown = FORMATS[unit](newest) if newest is not None else "—"
     parts = [
-        f'<svg class="spark" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
-        f'role="img" aria-label="{escape(label)}" preserveAspectRatio="none">',
+        f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{escape(label)}, now {escape(shown)}" '
+        f'data-last="{"" if newest is None else newest}">',
         f"<title>{escape(label)}</title>",
-        f'<line class="spark-base" x1="0" y1="{height - 2}" x2="{width}" y2="{height - 2}"/>',
+        *_axes(frame, unit, times),
+        f'<text class="chart-now" x="{WIDTH - RIGHT}" y="14" text-anchor="end">{escape(series[0][0])} now: {escape(shown)}</text>',
     ]
-    for index, (name, values) in enumerate(series):
-        for segment in _points(values, lo, hi, width, height):
-            if " " not in segment:
-                x, y = segment.split(",")
-                parts.append(
-                    f'<circle class="spark-{index}" cx="{x}" cy="{y}" r="1.8"><title>{escape(name)}</title></circle>'
-                )
-            else:
-                parts.append(
-                    f'<polyline class="spark-{index}" points="{segment}"><title>{escape(name)}</title></polyline>'
-                )
+    for index, (name, values) in reversed(list(enumerate(series))):  # the first series drawn on top
+        for run in _segments(values, frame):
+            if len(run) > 1:
+                points = " ".join(f"{x:.1f},{y:.1f}" for x, y in run)
+                parts.append(f'<polyline class="chart-line chart-{index}" points="{points}"/>')
+            parts.extend(
+                f'<circle class="chart-dot chart-{index}" cx="{x:.1f}" cy="{y:.1f}" r="3"><title>{escape(name)}</title></circle>'
+                for x, y in run
+            )
     parts.append("</svg>")
     return Markup("".join(parts))

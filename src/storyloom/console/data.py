@@ -7,6 +7,7 @@ changes state or sends anything.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -23,16 +24,34 @@ from storyloom.services import obligations as obligation_service
 from storyloom.services import silences as silence_service
 from storyloom.store import set_aside
 from storyloom.store.tables import alerts, demo_inbox
+from storyloom.store.tables import plans as plan_table
 
 DELIVERY_STATUSES = delivery_service.STATUSES
 
 
 @dataclass(frozen=True)
 class Who:
-    """Agent and persona names by id, so every row can say who it belongs to."""
+    """Agent, persona and plan names by id, so every row can say who and what it belongs to."""
 
     agents: dict[str, dict[str, Any]]
     personas: dict[str, dict[str, Any]]
+    plans: dict[str, str] = field(default_factory=dict)
+
+    def plan(self, plan_id: str | None) -> str:
+        return self.plans.get(plan_id or "") or (plan_id or "—")
+
+    def named(self, text: str | None) -> str:
+        """`text` with every known persona, agent and plan id replaced by its name (ids in descriptions)."""
+        shown = str(text or "")
+        names = [
+            *((pid, str(p["name"])) for pid, p in self.personas.items()),
+            *((aid, str(a["name"])) for aid, a in self.agents.items()),
+            *self.plans.items(),
+        ]
+        for ident, name in sorted(names, key=lambda pair: -len(pair[0])):
+            if ident and name and ident in shown:
+                shown = re.sub(rf"(?<![\w-]){re.escape(ident)}(?![\w-])", name, shown)
+        return shown
 
     def agent(self, agent_id: str | None) -> str:
         row = self.agents.get(agent_id or "")
@@ -68,6 +87,7 @@ class Reader:
             self._who = Who(
                 agents={a["id"]: a for a in catalog.list_agents(self.conn)},
                 personas={p["id"]: p for p in catalog.list_personas(self.conn)},
+                plans={r.id: r.name for r in self.conn.execute(select(plan_table.c.id, plan_table.c.name))},
             )
         return self._who
 

@@ -15,12 +15,13 @@ from typing import Any
 import structlog
 from sqlalchemy import and_, or_, select, update
 
+from storyloom import signals
 from storyloom.background import BackgroundLoop
 from storyloom.domain import backlog as bl
 from storyloom.engine.takeover import Liveness, Recover, live_workers, no_workflows
 from storyloom.pipeline.runner import GATED_PHASES, change_status
 from storyloom.runtime import Runtime
-from storyloom.services.tasks import LIVE, SCHEDULER_CHANNEL, claim_for_task
+from storyloom.services.tasks import LIVE, claim_for_task
 from storyloom.store.events import BACKLOG_ACTION, record_event
 from storyloom.store.set_aside import set_aside, set_aside_items
 from storyloom.store.tables import backlog_items, lore_requirements, plans, tasks
@@ -51,7 +52,7 @@ def _readiness(
 
 class Scheduler(BackgroundLoop):
     thread_name = "storyloom-scheduler"
-    wake_channel = SCHEDULER_CHANNEL
+    wake_channel = signals.SCHEDULER_CHANNEL
     stop_timeout = 10.0
 
     def __init__(

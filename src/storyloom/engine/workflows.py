@@ -18,6 +18,7 @@ import structlog
 from dbos import DBOS
 from dbos._error import DBOSMaxStepRetriesExceeded
 
+from storyloom import signals
 from storyloom.pipeline.runner import (
     BLOCKED,
     CANCELLED,
@@ -137,6 +138,8 @@ def run_task(task_id: str) -> str:
         return _run(task_id)
     except StepFailed as exc:
         return _fail(task_id, str(exc))
+    finally:
+        signals.wake(signals.SCHEDULER_CHANNEL)  # its end may make items ready and frees a concurrency slot
 
 
 def _run(task_id: str) -> str:

@@ -37,12 +37,16 @@ from storyloom.domain.slo import (
 )
 from storyloom.health import queries as q
 from storyloom.runtime import Runtime
+from storyloom.store.set_aside import clear_set_aside, set_aside, set_aside_items
 from storyloom.store.tables import alerts, leases, planner_executions, plans
 
 log = structlog.get_logger(__name__)
 
 LEASE_NAME = "health"
 SOURCE = "health"
+# Set aside: a rule or reconciler that raised ("rule:<name>", retried every pass, cleared once it works
+# again) and an alert the pass could not fire (by fingerprint, skipped from then on).
+SET_ASIDE_PASS = "health"
 BURN_WINDOWS = (FAST_BURN_SHORT_WINDOW, SLOW_BURN_SHORT_WINDOW, FAST_BURN_LONG_WINDOW, SLOW_BURN_LONG_WINDOW)
 
 RECENT_FAILURES = "planner:recent-failures"
@@ -262,13 +266,32 @@ RULES: dict[str, Rule] = {
 MANAGED = tuple(RULES)
 
 
-def desired_alerts(conn: Connection, config: Config, now: datetime) -> dict[str, AlertSignal]:
-    """Every alert the rules want firing now, by fingerprint."""
+def desired_alerts(
+    conn: Connection, config: Config, now: datetime, *, broken: dict[str, Exception] | None = None
+) -> dict[str, AlertSignal]:
+    """Every alert the rules want firing now, by fingerprint.
+
+    With `broken`, a rule that raises is recorded there by name (its query rolled back) and the others go
+    on; without it, the error propagates."""
     wanted: dict[str, AlertSignal] = {}
     for rule in dict.fromkeys(RULES.values()):  # each rule once, in order
-        for signal in rule(conn, config, now):
+        try:
+            with conn.begin_nested():
+                signals = rule(conn, config, now)
+        except Exception as exc:
+            if broken is None:
+                raise
+            broken[rule.__name__] = exc
+            continue
+        for signal in signals:
             wanted[alert_fingerprint(alert_labels(signal))] = signal
     return wanted
+
+
+def _ids_of(rule_names: Iterable[str]) -> set[str]:
+    """The alert ids the named rules decide: theirs stay as they are while a rule cannot run."""
+    names = set(rule_names)
+    return {alert_id for alert_id, rule in RULES.items() if rule.__name__ in names}
 
 
 # --- the pass ------------------------------------------------------------------------------------------
@@ -349,13 +372,39 @@ def builtin_evaluators() -> list[Evaluator]:
     return found
 
 
-def _firing_managed(conn: Connection) -> dict[str, tuple[str, str]]:
+def _firing_managed(conn: Connection) -> dict[str, tuple[str, str, str]]:
+    """fingerprint → (alert id, severity, description) of what the rules fired and still fires."""
     rows = conn.execute(
-        select(alerts.c.fingerprint, alerts.c.severity, alerts.c.description).where(
+        select(alerts.c.fingerprint, alerts.c.alert_id, alerts.c.severity, alerts.c.description).where(
             alerts.c.alert_id.in_(MANAGED), alerts.c.status == FIRING, alerts.c.source == SOURCE
         )
     ).all()
-    return {r.fingerprint: (r.severity, r.description) for r in rows}
+    return {r.fingerprint: (r.alert_id, r.severity, r.description) for r in rows}
+
+
+def _fire_or_set_aside(conn: Connection, fingerprint: str, signal: AlertSignal, now: datetime) -> bool:
+    """Fire `signal` in a savepoint; an alert that cannot be fired is set aside and the pass goes on."""
+    try:
+        with conn.begin_nested():
+            fire(conn, signal, now)
+    except Exception as exc:
+        set_aside(conn, SET_ASIDE_PASS, fingerprint, exc, now)
+        return False
+    return True
+
+
+def _run_reconciler(conn: Connection, rt: Runtime, now: datetime, evaluator: Evaluator) -> int | str:
+    """How many alerts `evaluator` changed, or its error (set aside until it runs cleanly again)."""
+    item = f"reconciler:{getattr(evaluator, '__name__', '?')}"
+    try:
+        with conn.begin_nested():
+            changed = int(evaluator(conn, rt, now) or 0)
+    except Exception as exc:  # one broken reconciler must not stop the others
+        log.exception("health reconciler failed", evaluator=item)
+        set_aside(conn, SET_ASIDE_PASS, item, exc, now)
+        return f"{type(exc).__name__}: {exc}"
+    clear_set_aside(conn, SET_ASIDE_PASS, [item])
+    return changed
 
 
 def evaluate(
@@ -372,29 +421,38 @@ def evaluate(
     with rt.db.begin() as conn:
         if worker is not None:
             _stamp(conn, worker, now, lease_ttl_for(config))
-        wanted = desired_alerts(conn, config, now)
+        broken: dict[str, Exception] = {}
+        wanted = desired_alerts(conn, config, now, broken=broken)
+        for name, exc in broken.items():
+            set_aside(conn, SET_ASIDE_PASS, f"rule:{name}", exc, now)
+        clear_set_aside(
+            conn, SET_ASIDE_PASS, [f"rule:{r.__name__}" for r in RULES.values() if r.__name__ not in broken]
+        )
+        aside = set_aside_items(conn, SET_ASIDE_PASS)
         firing = _firing_managed(conn)
         fired: list[str] = []
         refreshed = 0
         for fp, signal in wanted.items():
             current = firing.get(fp)
+            if fp in aside or (current is not None and current[1:] == _state_of(signal)):
+                continue
+            if not _fire_or_set_aside(conn, fp, signal, now):
+                continue
             if current is None:
-                fire(conn, signal, now)
                 fired.append(fp)
-            elif current != (alert_labels(signal)["severity"], signal.description):
-                fire(conn, signal, now)
+            else:
                 refreshed += 1
-        gone = [fp for fp in firing if fp not in wanted]
+        undecided = _ids_of(broken)
+        gone = [fp for fp, (alert_id, *_) in firing.items() if fp not in wanted and alert_id not in undecided]
         resolve(conn, gone, now, "the health evaluation no longer finds the cause")
         extra_changes = 0
-        errors: list[str] = []
+        errors = [f"{name}: {type(exc).__name__}: {exc}" for name, exc in broken.items()]
         for evaluator in evaluators:
-            try:
-                with conn.begin_nested():
-                    extra_changes += int(evaluator(conn, rt, now) or 0)
-            except Exception as exc:  # one broken reconciler must not stop the others
-                log.exception("health reconciler failed", evaluator=getattr(evaluator, "__name__", "?"))
-                errors.append(f"{type(exc).__name__}: {exc}")
+            outcome = _run_reconciler(conn, rt, now, evaluator)
+            if isinstance(outcome, str):
+                errors.append(outcome)
+            else:
+                extra_changes += outcome
     return EvaluationResult(
         at=now,
         wanted=len(wanted),
@@ -404,6 +462,10 @@ def evaluate(
         extra_changes=extra_changes,
         errors=tuple(errors),
     )
+
+
+def _state_of(signal: AlertSignal) -> tuple[str, str]:
+    return (alert_labels(signal)["severity"], signal.description)
 
 
 def _stamp(conn: Connection, worker: str, now: datetime, overdue_after: timedelta) -> None:

@@ -8,7 +8,6 @@ from collections.abc import Callable
 from storyloom.config import Config
 from storyloom.pipeline.llm.base import Provider
 from storyloom.pipeline.llm.offline import OfflineProvider
-from storyloom.pipeline.llm.openai_provider import OpenAIProvider
 
 PROVIDER_NAMES = ("offline", "openai")
 
@@ -42,6 +41,9 @@ def build_provider(name: str, cfg: Config) -> Provider:
             lore_status=cfg.llm.offline_lore_status,
         )
     if name == "openai":
+        # deferred: the OpenAI SDK takes seconds to import, and every CLI command and offline run would pay it
+        from storyloom.pipeline.llm.openai_provider import OpenAIProvider
+
         return OpenAIProvider(
             base_url=cfg.llm.base_url,
             model=cfg.llm.model,

@@ -9,11 +9,13 @@ from typing import Any
 
 from sqlalchemy import Connection, func, insert, select
 
+from storyloom import signals
 from storyloom.domain import backlog as bl
 from storyloom.ids import new_id
 from storyloom.services.actors import SYSTEM, Actor
 from storyloom.services.catalog import PROVIDERS, get_agent, get_persona
 from storyloom.services.errors import Forbidden, Invalid, NotFound
+from storyloom.store.db import after_commit
 from storyloom.store.events import BACKLOG_ACTION, BACKLOG_TELEMETRY, record_event
 from storyloom.store.tables import (
     agents,
@@ -216,6 +218,7 @@ def add_items(
         )
     if rows:
         conn.execute(insert(backlog_items), rows)
+        after_commit(conn, lambda: signals.wake(signals.SCHEDULER_CHANNEL))
         for row in rows:
             record_event(
                 conn,

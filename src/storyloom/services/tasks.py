@@ -13,7 +13,6 @@ from storyloom.store.db import after_commit
 from storyloom.store.tables import backlog_items, tasks
 
 LIVE = ("queued", "running")
-SCHEDULER_CHANNEL = "scheduler"
 
 
 def claim_for_task(
@@ -62,7 +61,7 @@ def claim_for_task(
             created_at=now,
         )
     )
-    after_commit(conn, lambda: signals.wake(SCHEDULER_CHANNEL))
+    after_commit(conn, lambda: signals.wake(signals.SCHEDULER_CHANNEL))
     return task_id
 
 

@@ -7,6 +7,7 @@ item, the latest error wins; `storyloom_set_aside_rows{pass}` counts them) and s
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -24,14 +25,19 @@ def set_aside(conn: Connection, pass_name: str, item: str, error: BaseException 
     """Record `item` as set aside by `pass_name` (in the caller's transaction)."""
     text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
     text = text.encode("utf-8", "backslashreplace").decode("utf-8")[:MAX_ERROR]
-    conn.execute(
-        delete(set_aside_table).where(
-            set_aside_table.c.pass_name == pass_name, set_aside_table.c.item == item
-        )
-    )
+    clear_set_aside(conn, pass_name, [item])
     conn.execute(insert(set_aside_table).values(pass_name=pass_name, item=item, error=text, at=now))
     log.warning(
         "a row was set aside; the pass goes on without it", pass_name=pass_name, item=item, error=text
+    )
+
+
+def clear_set_aside(conn: Connection, pass_name: str, items: Iterable[str]) -> None:
+    """Forget `items` (processed cleanly again, for items that are retried every pass)."""
+    conn.execute(
+        delete(set_aside_table).where(
+            set_aside_table.c.pass_name == pass_name, set_aside_table.c.item.in_(list(items))
+        )
     )
 
 

@@ -437,7 +437,7 @@ set_aside = Table(
     "set_aside",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("pass_name", String(40), nullable=False),  # notifier, notifier.flush, delivery
+    Column("pass_name", String(40), nullable=False),  # notifier, notifier.flush, delivery, scheduler, health
     Column("item", String(200), nullable=False),  # the row's key: a fingerprint, group key or delivery id
     Column("error", Text, nullable=False),
     _ts("at", False),

@@ -8,6 +8,8 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, Query
 
 from storyloom.api.auth import runtime, viewer
+from storyloom.api.openapi import answers
+from storyloom.api.schemas.alerts import Alert, AlertDetail
 from storyloom.runtime import Runtime
 from storyloom.services import alerts
 from storyloom.services.actors import Actor
@@ -15,7 +17,7 @@ from storyloom.services.actors import Actor
 router = APIRouter(prefix="/api/alerts", tags=["alerts"])
 
 
-@router.get("")
+@router.get("", responses=answers(list[Alert]))
 def list_alerts(
     status: Literal["firing", "resolved", "all"] = "all",
     severity: Literal["info", "warning", "error", "critical"] | None = None,
@@ -44,7 +46,7 @@ def list_alerts(
         )
 
 
-@router.get("/{fingerprint}")
+@router.get("/{fingerprint}", responses=answers(AlertDetail))
 def get_alert(fingerprint: str, _: Actor = Depends(viewer), rt: Runtime = Depends(runtime)) -> dict[str, Any]:
     """Get an alert.
 

@@ -9,13 +9,20 @@ from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 
 from storyloom.api.auth import operator, runtime
-from storyloom.api.openapi import problem_responses
+from storyloom.api.openapi import answers
+from storyloom.api.schemas.plans import Cancelled, Resumed
 from storyloom.runtime import Runtime
 from storyloom.services import backlog
 from storyloom.services import cancel as cancel_service
 from storyloom.services.actors import Actor
 
 router = APIRouter(prefix="/api/fiction/plans", tags=["backlog"])
+
+NO_ITEM = "No such plan, or no such backlog item in it"
+NOT_YOURS = (
+    "The token's role may not do this, the token is bound to other agents, or the agent is not of the "
+    "plan's author persona (see `code`)"
+)
 
 
 RESUME_BODY = {
@@ -30,8 +37,16 @@ RESUME_BODY = {
     "/{plan_id}/backlog/{backlog_id}/resume",
     status_code=202,
     openapi_extra=RESUME_BODY,
-    responses=problem_responses(
-        409, s409="The item is complete, already queued or running, or another resume won (see `code`)"
+    responses=answers(
+        Resumed,
+        403,
+        404,
+        409,
+        status=202,
+        description="The item, pending and run next, and its new task",
+        s403=NOT_YOURS,
+        s404=NO_ITEM,
+        s409="The item is complete, already queued or running, or another resume won (see `code`)",
     ),
 )
 async def resume(
@@ -52,13 +67,21 @@ async def resume(
     result = await run_in_threadpool(
         backlog.resume_item, rt.db, plan_id, backlog_id, body, actor, rt.clock.now(), rt.config
     )
-    rt.wake_scheduler()
     return result
 
 
 @router.post(
     "/{plan_id}/backlog/{backlog_id}/cancel",
-    responses=problem_responses(409, s409="The item is complete: there is nothing to cancel"),
+    responses=answers(
+        Cancelled,
+        403,
+        404,
+        409,
+        s403=NOT_YOURS,
+        s404=NO_ITEM,
+        description="The cancelled item (already cancelled: unchanged, no task stopped)",
+        s409="The item is complete: there is nothing to cancel",
+    ),
 )
 def cancel(
     plan_id: str,

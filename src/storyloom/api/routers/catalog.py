@@ -8,6 +8,8 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
 from storyloom.api.auth import admin, runtime, viewer
+from storyloom.api.openapi import answers
+from storyloom.api.schemas.catalog import Agent, Persona
 from storyloom.domain.text import Text
 from storyloom.runtime import Runtime
 from storyloom.services import catalog
@@ -55,7 +57,7 @@ def _agent_view(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-@router.get("/personas")
+@router.get("/personas", responses=answers(list[Persona]))
 def list_personas(_: Actor = Depends(viewer), rt: Runtime = Depends(runtime)) -> list[dict[str, Any]]:
     """List personas.
 
@@ -65,7 +67,9 @@ def list_personas(_: Actor = Depends(viewer), rt: Runtime = Depends(runtime)) ->
         return [_persona_view(r) for r in catalog.list_personas(conn)]
 
 
-@router.post("/personas", status_code=201)
+@router.post(
+    "/personas", status_code=201, responses=answers(Persona, status=201, description="The new persona")
+)
 def create_persona(
     body: PersonaIn, actor: Actor = Depends(admin), rt: Runtime = Depends(runtime)
 ) -> dict[str, Any]:
@@ -81,7 +85,7 @@ def create_persona(
         )
 
 
-@router.get("/agents")
+@router.get("/agents", responses=answers(list[Agent]))
 def list_agents(_: Actor = Depends(viewer), rt: Runtime = Depends(runtime)) -> list[dict[str, Any]]:
     """List agents.
 
@@ -91,7 +95,7 @@ def list_agents(_: Actor = Depends(viewer), rt: Runtime = Depends(runtime)) -> l
         return [_agent_view(r) for r in catalog.list_agents(conn)]
 
 
-@router.post("/agents", status_code=201)
+@router.post("/agents", status_code=201, responses=answers(Agent, status=201, description="The new agent"))
 def create_agent(
     body: AgentIn, actor: Actor = Depends(admin), rt: Runtime = Depends(runtime)
 ) -> dict[str, Any]:

@@ -7,6 +7,8 @@ from typing import Any
 from fastapi import APIRouter, Depends
 
 from storyloom.api.auth import admin, runtime
+from storyloom.api.openapi import answers
+from storyloom.api.schemas.config import Reloaded
 from storyloom.runtime import Runtime
 from storyloom.services.actors import Actor
 from storyloom.services.errors import Invalid
@@ -14,7 +16,7 @@ from storyloom.services.errors import Invalid
 router = APIRouter(prefix="/api/config", tags=["config"])
 
 
-@router.post("/reload")
+@router.post("/reload", responses=answers(Reloaded))
 def reload_config(actor: Actor = Depends(admin), rt: Runtime = Depends(runtime)) -> dict[str, Any]:
     """Reload the config file.
 

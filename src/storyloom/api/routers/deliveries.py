@@ -7,8 +7,9 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, Query
 
 from storyloom.api.auth import operator, runtime, viewer
-from storyloom.api.openapi import problem_responses
+from storyloom.api.openapi import answers
 from storyloom.api.query import Page
+from storyloom.api.schemas.deliveries import Delivery, Replayed
 from storyloom.runtime import Runtime
 from storyloom.services import deliveries
 from storyloom.services.actors import Actor
@@ -16,7 +17,7 @@ from storyloom.services.actors import Actor
 router = APIRouter(prefix="/api/deliveries", tags=["deliveries"])
 
 
-@router.get("")
+@router.get("", responses=answers(list[Delivery]))
 def list_deliveries(
     receiver: str | None = Query(default=None, max_length=100),
     status: Literal["pending", "delivered", "failed", "dead"] | None = None,
@@ -33,7 +34,7 @@ def list_deliveries(
         return deliveries.list_deliveries(conn, receiver=receiver, status=status, limit=limit, page=page)
 
 
-@router.get("/{delivery_id}")
+@router.get("/{delivery_id}", responses=answers(Delivery))
 def get_delivery(
     delivery_id: str, _: Actor = Depends(viewer), rt: Runtime = Depends(runtime)
 ) -> dict[str, Any]:
@@ -48,7 +49,13 @@ def get_delivery(
 @router.post(
     "/{delivery_id}/replay",
     status_code=202,
-    responses=problem_responses(409, s409="Its receiver is no longer configured"),
+    responses=answers(
+        Replayed,
+        409,
+        status=202,
+        description="The new delivery, queued with the same `webhook-id`",
+        s409="Its receiver is no longer configured",
+    ),
 )
 def replay(
     delivery_id: str, actor: Actor = Depends(operator), rt: Runtime = Depends(runtime)

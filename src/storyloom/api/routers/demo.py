@@ -19,8 +19,9 @@ from starlette.concurrency import run_in_threadpool
 
 from storyloom.alerting import signing
 from storyloom.api.auth import runtime, viewer
-from storyloom.api.openapi import problem_responses
+from storyloom.api.openapi import answers, problem_responses
 from storyloom.api.problems import problem
+from storyloom.api.schemas.demo import InboxEntry
 from storyloom.demo import DEMO_SECRET_ENV
 from storyloom.domain.alerts import rfc3339
 from storyloom.domain.text import escaped
@@ -119,7 +120,7 @@ async def receive(request: Request, rt: Runtime = Depends(runtime)) -> Response:
     return Response(status_code=204)
 
 
-@router.get("/inbox", responses=problem_responses(404, s404=DISABLED))
+@router.get("/inbox", responses=answers(list[InboxEntry], 404, s404=DISABLED))
 def inbox(
     limit: int = Query(default=100, ge=1, le=KEEP),
     _: Actor = Depends(viewer),

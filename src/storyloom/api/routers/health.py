@@ -5,7 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 
 from storyloom.api.auth import runtime, viewer
+from storyloom.api.openapi import answers
 from storyloom.api.responses import ReadableJSONResponse
+from storyloom.api.schemas.health import PlannerHealth
 from storyloom.health.report import planner_health
 from storyloom.runtime import Runtime
 from storyloom.services.actors import Actor
@@ -16,12 +18,7 @@ router = APIRouter(tags=["health"])
 @router.get(
     "/api/diagnostics/planner",
     response_class=ReadableJSONResponse,
-    responses={
-        200: {
-            "description": "The PlannerHealth report (docs/reference/payloads.md): generated_at, status, planners, backlog, "
-            "telemetry, slo, alerts, routes, warnings"
-        }
-    },
+    responses=answers(PlannerHealth, description="The PlannerHealth report (docs/reference/payloads.md)"),
 )
 def planner_diagnostics(_: Actor = Depends(viewer), rt: Runtime = Depends(runtime)) -> ReadableJSONResponse:
     """Get the PlannerHealth report.

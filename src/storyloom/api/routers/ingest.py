@@ -16,7 +16,9 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 from starlette.concurrency import run_in_threadpool
 
 from storyloom.api.auth import operator, runtime
+from storyloom.api.openapi import answers
 from storyloom.api.problems import problem, summary, validation_errors
+from storyloom.api.schemas.ingest import Ingested
 from storyloom.config import LimitsConfig
 from storyloom.domain.text import LabelName, Text
 from storyloom.runtime import Runtime
@@ -150,6 +152,7 @@ def _ingest(rt: Runtime, valid: list[PostableAlert]) -> dict[str, Any]:
 @router.post(
     "/alerts",
     openapi_extra=INGEST_BODY,
+    responses=answers(Ingested, description="Every alert was valid and stored"),
     summary="Fire or resolve alerts (Alertmanager v2)",
 )
 async def post_alerts(request: Request, _: Actor = Depends(operator), rt: Runtime = Depends(runtime)) -> Any:

@@ -9,14 +9,21 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from storyloom.api.auth import operator, runtime, viewer
-from storyloom.api.openapi import problem_responses
+from storyloom.api.openapi import answers
 from storyloom.api.query import Page
+from storyloom.api.schemas.obligations import Obligation, ObligationPage
 from storyloom.domain.text import Text
 from storyloom.runtime import Runtime
 from storyloom.services import obligations
 from storyloom.services.actors import Actor
 
 router = APIRouter(prefix="/api/fiction/plans", tags=["obligations"])
+
+NO_OBLIGATION = "No such plan, or no such obligation in it"
+NOT_YOURS = (
+    "The token's role may not do this, or the agent is neither of the obligation's persona nor of the "
+    "plan's author persona"
+)
 
 
 class ResolveIn(BaseModel):
@@ -38,7 +45,7 @@ class VoiceDriftIn(BaseModel):
     notes: Text | None = Field(default=None, max_length=4000)
 
 
-@router.get("/{plan_id}/persona-obligations")
+@router.get("/{plan_id}/persona-obligations", responses=answers(ObligationPage))
 def list_obligations(
     plan_id: str,
     status: Literal["open", "resolved", "dismissed"] | None = None,
@@ -55,7 +62,10 @@ def list_obligations(
         return obligations.list_obligations(conn, plan_id, status, page, page_size)
 
 
-@router.post("/{plan_id}/persona-obligations/{obligation_id}/resolve")
+@router.post(
+    "/{plan_id}/persona-obligations/{obligation_id}/resolve",
+    responses=answers(Obligation, 403, 404, s403=NOT_YOURS, s404=NO_OBLIGATION),
+)
 def resolve_obligation(
     plan_id: str,
     obligation_id: str,
@@ -75,7 +85,15 @@ def resolve_obligation(
 
 @router.post(
     "/{plan_id}/persona-obligations/{obligation_id}/voice-drift",
-    responses=problem_responses(409, s409="Only an open obligation can drift"),
+    responses=answers(
+        Obligation,
+        403,
+        404,
+        409,
+        s403=NOT_YOURS,
+        s404=NO_OBLIGATION,
+        s409="Only an open obligation can drift",
+    ),
 )
 def set_voice_drift(
     plan_id: str,

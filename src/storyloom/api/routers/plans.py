@@ -8,6 +8,8 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
 from storyloom.api.auth import operator, runtime, viewer
+from storyloom.api.openapi import answers
+from storyloom.api.schemas.plans import BacklogAction, BacklogItem, Plan, PlanDetail, Roster
 from storyloom.domain.text import Text
 from storyloom.runtime import Runtime
 from storyloom.services import plans
@@ -28,7 +30,11 @@ class PlanIn(BaseModel):
     model: Text | None = Field(default=None, max_length=200)
 
 
-@router.post("", status_code=201)
+@router.post(
+    "",
+    status_code=201,
+    responses=answers(PlanDetail, status=201, description="The new plan; its backlog is queued"),
+)
 def create_plan(
     body: PlanIn, actor: Actor = Depends(operator), rt: Runtime = Depends(runtime)
 ) -> dict[str, Any]:
@@ -50,11 +56,10 @@ def create_plan(
         )
         plans.require_agent_binding(actor, plan["agent_id"])
         detail = plans.plan_detail(conn, plan["id"])
-    rt.wake_scheduler()
     return detail
 
 
-@router.get("")
+@router.get("", responses=answers(list[Plan]))
 def list_plans(_: Actor = Depends(viewer), rt: Runtime = Depends(runtime)) -> list[dict[str, Any]]:
     """List plans.
 
@@ -64,7 +69,7 @@ def list_plans(_: Actor = Depends(viewer), rt: Runtime = Depends(runtime)) -> li
         return plans.list_plans(conn)
 
 
-@router.get("/{plan_id}")
+@router.get("/{plan_id}", responses=answers(PlanDetail))
 def get_plan(plan_id: str, _: Actor = Depends(viewer), rt: Runtime = Depends(runtime)) -> dict[str, Any]:
     """Get a plan.
 
@@ -74,7 +79,7 @@ def get_plan(plan_id: str, _: Actor = Depends(viewer), rt: Runtime = Depends(run
         return plans.plan_detail(conn, plan_id)
 
 
-@router.get("/{plan_id}/backlog")
+@router.get("/{plan_id}/backlog", responses=answers(list[BacklogItem]))
 def list_backlog(
     plan_id: str, _: Actor = Depends(viewer), rt: Runtime = Depends(runtime)
 ) -> list[dict[str, Any]]:
@@ -86,7 +91,7 @@ def list_backlog(
         return plans.list_backlog(conn, plan_id)
 
 
-@router.get("/{plan_id}/backlog/actions")
+@router.get("/{plan_id}/backlog/actions", responses=answers(list[BacklogAction]))
 def list_actions(
     plan_id: str, _: Actor = Depends(viewer), rt: Runtime = Depends(runtime)
 ) -> list[dict[str, Any]]:
@@ -98,7 +103,7 @@ def list_actions(
         return plans.list_actions(conn, plan_id)
 
 
-@router.get("/{plan_id}/roster")
+@router.get("/{plan_id}/roster", responses=answers(Roster))
 def roster(plan_id: str, _: Actor = Depends(viewer), rt: Runtime = Depends(runtime)) -> dict[str, Any]:
     """Get a plan's roster.
 

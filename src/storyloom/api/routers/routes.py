@@ -8,6 +8,8 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
 from storyloom.api.auth import runtime, viewer
+from storyloom.api.openapi import answers
+from storyloom.api.schemas.routes import RouteMatch, RoutingTree
 from storyloom.domain.text import LabelName, Text
 from storyloom.runtime import Runtime
 from storyloom.services import alerts
@@ -21,7 +23,7 @@ class RouteTestIn(BaseModel):
     labels: dict[LabelName, Text] = Field(description='the alert\'s labels, e.g. {"alert_id": "tool:failed"}')
 
 
-@router.get("")
+@router.get("", responses=answers(RoutingTree))
 def get_routes(_: Actor = Depends(viewer), rt: Runtime = Depends(runtime)) -> dict[str, Any]:
     """Get the routing tree.
 
@@ -30,7 +32,7 @@ def get_routes(_: Actor = Depends(viewer), rt: Runtime = Depends(runtime)) -> di
     return alerts.routes_view(rt.alerting)
 
 
-@router.post("/test")
+@router.post("/test", responses=answers(RouteMatch))
 def test_routes(
     body: RouteTestIn, _: Actor = Depends(viewer), rt: Runtime = Depends(runtime)
 ) -> dict[str, Any]:

@@ -8,6 +8,8 @@ from fastapi import APIRouter, Depends
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from storyloom.api.auth import operator, runtime, viewer
+from storyloom.api.openapi import answers
+from storyloom.api.schemas.silences import Silence
 from storyloom.domain.text import Text
 from storyloom.runtime import Runtime
 from storyloom.services import silences
@@ -30,7 +32,7 @@ class SilenceIn(BaseModel):
     comment: Text = Field(max_length=2000)
 
 
-@router.get("")
+@router.get("", responses=answers(list[Silence]))
 def list_silences(
     state: Literal["pending", "active", "expired"] | None = None,
     _: Actor = Depends(viewer),
@@ -44,7 +46,7 @@ def list_silences(
         return silences.list_silences(conn, rt.clock.now(), state=state)
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, responses=answers(Silence, status=201, description="The new silence"))
 def create_silence(
     body: SilenceIn, actor: Actor = Depends(operator), rt: Runtime = Depends(runtime)
 ) -> dict[str, Any]:
@@ -70,7 +72,7 @@ def create_silence(
         )
 
 
-@router.get("/{silence_id}")
+@router.get("/{silence_id}", responses=answers(Silence))
 def get_silence(
     silence_id: str, _: Actor = Depends(viewer), rt: Runtime = Depends(runtime)
 ) -> dict[str, Any]:
@@ -79,7 +81,7 @@ def get_silence(
         return silences.get_silence(conn, silence_id, rt.clock.now())
 
 
-@router.delete("/{silence_id}")
+@router.delete("/{silence_id}", responses=answers(Silence, description="The expired silence"))
 def expire_silence(
     silence_id: str, actor: Actor = Depends(operator), rt: Runtime = Depends(runtime)
 ) -> dict[str, Any]:

@@ -9,12 +9,14 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from storyloom.api.auth import runtime
+from storyloom.api.openapi import answers
+from storyloom.api.schemas.system import Liveness, Readiness
 from storyloom.runtime import Runtime
 
 router = APIRouter(tags=["system"])
 
 
-@router.get("/healthz")
+@router.get("/healthz", responses=answers(Liveness))
 def healthz() -> dict[str, str]:
     """Liveness: the process answers.
 
@@ -27,7 +29,8 @@ def healthz() -> dict[str, str]:
     "/readyz",
     response_model=None,
     responses={
-        503: {"description": "Not ready: `checks` names what failed", "content": {"application/json": {}}}
+        **answers(Readiness, description="Ready: every check is ok"),
+        503: {"description": "Not ready: `checks` names what failed", "model": Readiness},
     },
 )
 def readyz(request: Request, rt: Runtime = Depends(runtime)) -> Any:

@@ -104,6 +104,17 @@ const ACTIONS = {
   resume(button) {
     openDialog(document.getElementById("resume-dialog"), resumeFill(button.dataset), button);
   },
+  cancel(button) {
+    const d = button.dataset;
+    openDialog(document.getElementById("cancel-dialog"), {
+      plan_id: d.planId,
+      plan_name: d.planName || d.planId,
+      backlog_id: d.backlogId,
+      agent_id: d.agentId || "",
+      description: d.description || "",
+      notes: "",
+    }, button);
+  },
   resolve(button) {
     const d = button.dataset;
     openDialog(document.getElementById("resolve-dialog"), {

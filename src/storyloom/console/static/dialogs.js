@@ -1,4 +1,4 @@
-// Accessible <dialog>s for the actions that change state: Resume, Resolve / Dismiss, Silence.
+// Accessible <dialog>s for the actions that change state: Resume, Cancel, Resolve / Dismiss, Silence.
 // Native modal dialogs trap focus and close on Escape; focus returns to the button that opened them.
 // Required fields are checked before anything is sent; the API's own errors are shown inline too.
 
@@ -109,6 +109,17 @@ const SUBMIT = {
     done(form, `Resumed ${v.backlog_id} as task ${res.data && res.data.task_id ? res.data.task_id : "(new)"}.`);
   },
 
+  async cancel(form) {
+    const v = values(form);
+    if (!requireFields(form, [["agent_id", "Required: choose the agent that cancels the item (of the plan's author persona)."]])) return;
+    const body = { agent_id: v.agent_id };
+    if (v.notes.trim()) body.notes = v.notes.trim();
+    const path = `/plans/${encodeURIComponent(v.plan_id)}/backlog/${encodeURIComponent(v.backlog_id)}/cancel`;
+    const res = await api(path, { method: "POST", body });
+    if (!res.ok) return showProblem(form, res.problem);
+    done(form, `Cancelled ${v.backlog_id}${res.data && res.data.cancelled_task_id ? ` (task ${res.data.cancelled_task_id} stopped)` : ""}.`);
+  },
+
   async resolve(form) {
     const v = values(form);
     if (!requireFields(form, [
@@ -188,6 +199,7 @@ export function resumeFill(data) {
   const chosen = last || { agent_id: data.agentId, provider: data.provider, model: data.model };
   return {
     plan_id: data.planId,
+    plan_name: data.planName || data.planId,
     backlog_id: data.backlogId,
     agent_id: chosen.agent_id || "",
     provider: chosen.provider || "",
