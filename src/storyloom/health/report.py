@@ -21,6 +21,7 @@ from storyloom.domain.catalog import Severity
 from storyloom.domain.durations import format_duration
 from storyloom.domain.routing import receivers_for
 from storyloom.domain.slo import FAST_BURN_LONG_WINDOW, SLOW_BURN_LONG_WINDOW
+from storyloom.health import execution_queries as executions
 from storyloom.health import queries as q
 from storyloom.health import totals
 from storyloom.health.evaluate import TEMPLATE_MISSING, last_evaluation, lease_ttl_for
@@ -292,9 +293,9 @@ def planner_health(rt: Runtime) -> dict[str, Any]:
         orphaned_total = len(orphaned) if len(orphaned) < ITEM_LIMIT else q.count_orphaned(conn)
         outcomes = totals.outcome_counts(conn, now)
         last_execution_at = conn.execute(select(func.max(planner_executions.c.finished_at))).scalar()
-        critique = q.critique_counts(conn, now)
-        latency = q.latency_summary(conn, now, slo.phase_latency.threshold)
-        burn = q.latency_windows(
+        critique = executions.critique_counts(conn, now)
+        latency = executions.latency_summary(conn, now, slo.phase_latency.threshold)
+        burn = executions.latency_windows(
             conn, now, slo.phase_latency.threshold, (FAST_BURN_LONG_WINDOW, SLOW_BURN_LONG_WINDOW)
         )
         queue = q.queue_stats(conn, depth=counts["pending"])
@@ -358,7 +359,7 @@ def planner_health(rt: Runtime) -> dict[str, Any]:
             "warnings": [],
         }
         evaluation = last_evaluation(conn)
-        plans_waiting = q.count_waiting_plans(conn) if not outcomes else 0
+        plans_waiting = executions.count_waiting_plans(conn) if not outcomes else 0
     report["warnings"] = _warnings(
         rt,
         now,
@@ -380,8 +381,8 @@ def _seconds(delta: Any) -> float | None:
 
 
 def _critique_block(counts: Mapping[str, int]) -> dict[str, Any]:
-    passed = sum(counts.get(s, 0) for s in q.PASSED_CRITIQUE)
-    exhausted = sum(counts.get(s, 0) for s in q.EXHAUSTED_CRITIQUE)
+    passed = sum(counts.get(s, 0) for s in executions.PASSED_CRITIQUE)
+    exhausted = sum(counts.get(s, 0) for s in executions.EXHAUSTED_CRITIQUE)
     judged = passed + exhausted
     return {"pass_ratio": round(passed / judged, 4) if judged else None, "exhausted": exhausted}
 
