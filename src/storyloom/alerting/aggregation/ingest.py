@@ -66,27 +66,32 @@ def ingest(conn: Connection, alerting: AlertingRuntime, now: datetime, changed: 
 
 def ingest_isolated(
     conn: Connection, alerting: AlertingRuntime, now: datetime, changed: list[Alert]
-) -> set[tuple[str, str]]:
+) -> tuple[set[tuple[str, str]], set[str]]:
     """`ingest` in one savepoint; when the set-based batch raises, alert by alert, setting aside the
-    ones that raise. Returns the (group key, fingerprint) memberships of the alerts that went in."""
+    ones that raise. Returns the (group key, fingerprint) memberships of the alerts that went in, and
+    the keys of the groups among them that were stored before."""
     try:
         with conn.begin_nested():
-            return ingest(conn, alerting, now, changed).members
+            ctx = ingest(conn, alerting, now, changed)
+            return ctx.members, ctx.existing
     except Exception:
         members: set[tuple[str, str]] = set()
+        existing: set[str] = set()
         for alert in changed:
             try:
                 with conn.begin_nested():
-                    members |= ingest(conn, alerting, now, [alert]).members
+                    ctx = ingest(conn, alerting, now, [alert])
+                    members |= ctx.members
+                    existing |= ctx.existing
             except Exception as exc:
                 set_aside(conn, PASS_NAME, alert.fingerprint, exc, now)
-        return members
+        return members, existing
 
 
 def reroute(conn: Connection, alerting: AlertingRuntime, now: datetime) -> None:
     """Route every firing alert with the current tree and leave the groups it no longer belongs to."""
     aside = set_aside_items(conn, PASS_NAME)
-    members = ingest_isolated(
+    members, _ = ingest_isolated(
         conn, alerting, now, [a for a in firing_alerts(conn) if a.fingerprint not in aside]
     )
     current = conn.execute(
@@ -102,8 +107,9 @@ def reroute(conn: Connection, alerting: AlertingRuntime, now: datetime) -> None:
 
 @dataclass(frozen=True)
 class Consumed:
-    """What one batch of changes did: `groups` hold a changed alert (before or after routing);
-    `inhibition` says a changed alert is a source of an inhibit rule (any group's mute state may move)."""
+    """What one batch of changes did: `groups` are the stored groups a changed alert joined or is in
+    (the ones to re-arm); `inhibition` says a changed alert is a source of an inhibit rule (any group's
+    mute state may move)."""
 
     count: int = 0
     more: bool = False
@@ -127,10 +133,13 @@ def consume(conn: Connection, alerting: AlertingRuntime, now: datetime, batch: i
     for fp, error in unreadable.items():
         set_aside(conn, PASS_NAME, fp, error, now)
     changed = [current[fp] for fp in fingerprints if fp in current]
-    members = ingest_isolated(conn, alerting, now, changed)
+    members, existing = ingest_isolated(conn, alerting, now, changed)
     for chunk in chunks([r.id for r in rows]):
         conn.execute(delete(alert_changes).where(alert_changes.c.id.in_(chunk)))
-    groups = {key for key, _ in members} | groups_holding(conn, fingerprints)
+    # Routed alerts re-arm the stored groups they joined; the others (resolved, unreadable) the groups
+    # they are in. New groups are scheduled by `group_wait` already.
+    unrouted = [fp for fp in fingerprints if fp not in current or current[fp].status != FIRING]
+    groups = {key for key, _ in members if key in existing} | groups_holding(conn, unrouted)
     return Consumed(
         len(rows),
         len(rows) >= batch,
