@@ -22,7 +22,7 @@ from typing import Any
 
 from sqlalchemy import Connection, func, insert, select, update
 
-from storyloom.health.queries import recent_failures_by_plan
+from storyloom.health.execution_queries import recent_failures_by_plan
 from storyloom.services.catalog import create_agent, create_persona
 from storyloom.services.plans import PlanRequest, create_plan
 from storyloom.store.db import Database

@@ -21,8 +21,8 @@ from pydantic import (
     field_validator,
 )
 
-from storyloom.alerting.egress import DEFAULT_EGRESS, EgressPolicy
 from storyloom.domain.durations import cron_every, format_duration, parse_duration
+from storyloom.domain.egress import DEFAULT_EGRESS, EgressPolicy
 from storyloom.domain.expiry import DEFAULT_RESOLVE_TIMEOUT
 from storyloom.domain.faults import FaultSpec
 

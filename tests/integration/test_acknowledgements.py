@@ -14,8 +14,8 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from storyloom.alerting import publish
+from storyloom.alerting.notification import notification_from_json
 from storyloom.alerting.notifier import Notifier
-from storyloom.alerting.notify import notification_from_json
 from storyloom.alerting.publish import AlertSignal
 from storyloom.alerting.receivers import pagerduty, slack, webhook
 from storyloom.api.app import create_app

@@ -10,7 +10,7 @@ import structlog
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from storyloom.alerting.dispatcher import DeliveryDispatcher
+from storyloom.alerting.delivery.worker import DeliveryDispatcher
 from storyloom.clock import FrozenClock
 from storyloom.runtime import Runtime
 from storyloom.services.tokens import create_token

@@ -12,10 +12,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from storyloom.alerting import publish, signing
-from storyloom.alerting.dispatcher import DeliveryDispatcher
+from storyloom.alerting.delivery.worker import DeliveryDispatcher
 from storyloom.alerting.egress import EgressPolicy
-from storyloom.alerting.notifier import Notifier, routes_for_alert
+from storyloom.alerting.notifier import Notifier
 from storyloom.alerting.publish import AlertSignal
+from storyloom.alerting.reads import routes_for_alert
 from storyloom.alerting.setup import build_alerting, routing_without_secrets
 from storyloom.api.app import create_app
 from storyloom.clock import FrozenClock

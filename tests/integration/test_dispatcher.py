@@ -20,23 +20,20 @@ from sqlalchemy import func, select, update
 
 from storyloom import signals
 from storyloom.alerting import publish
-from storyloom.alerting.dispatcher import (
-    DISPATCH_CHANNEL,
-    FAILURE_THRESHOLD,
-    SELF_SKIP_REASON,
-    DeliveryDispatcher,
-    Result,
-)
+from storyloom.alerting.delivery import metrics as metrics_delivery
+from storyloom.alerting.delivery.queue import DISPATCH_CHANNEL
+from storyloom.alerting.delivery.receiver_state import FAILURE_THRESHOLD
+from storyloom.alerting.delivery.record import Result
+from storyloom.alerting.delivery.send import RateLimiter, SendOutcome
+from storyloom.alerting.delivery.worker import SELF_SKIP_REASON, DeliveryDispatcher
+from storyloom.alerting.notification import notification_from_json
 from storyloom.alerting.notifier import Notifier
-from storyloom.alerting.notify import notification_from_json
 from storyloom.alerting.publish import AlertSignal
 from storyloom.alerting.receivers import alertmanager_webhook, webhook
-from storyloom.alerting.sender import RateLimiter, SendOutcome
 from storyloom.alerting.setup import build_alerting
 from storyloom.clock import FrozenClock
 from storyloom.domain.alerts import FIRING, RESOLVED
 from storyloom.engine.loops import worker_loops
-from storyloom.health import metrics_delivery
 from storyloom.runtime import Runtime
 from storyloom.services import deliveries as delivery_service
 from storyloom.services.actors import Actor

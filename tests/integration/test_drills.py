@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from storyloom.alerting import publish
-from storyloom.alerting.dispatcher import DeliveryDispatcher
+from storyloom.alerting.delivery.worker import DeliveryDispatcher
 from storyloom.alerting.notifier import Notifier
 from storyloom.alerting.publish import AlertSignal, alert_labels
 from storyloom.alerting.setup import SecretPlaceholders, routing_without_secrets

@@ -9,7 +9,7 @@ import httpcore
 import httpx
 import pytest
 
-from storyloom.alerting.dispatcher import DeliveryDispatcher
+from storyloom.alerting.delivery.worker import DeliveryDispatcher
 from storyloom.alerting.egress import EgressPolicy, GuardedTransport, check_url
 from storyloom.store.db import Database
 from tests.support.deliveries import SECRET, SECRET_ENV, delivery, enqueue, receiver, runtime, wall_clock

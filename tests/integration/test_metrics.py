@@ -192,7 +192,7 @@ def test_a_token_can_be_required(db: Database, clock: FrozenClock) -> None:
 
 
 def test_the_dispatcher_counters_are_included(client: TestClient) -> None:
-    from storyloom.health import metrics_delivery
+    from storyloom.alerting.delivery import metrics as metrics_delivery
 
     metrics_delivery.observe("ops", "delivered", 0.02)
     families = scrape(client)
@@ -216,7 +216,7 @@ def series(client: TestClient) -> list[str]:
 
 def test_label_sets_stay_bounded_whatever_is_ingested(rt: Runtime, client: TestClient) -> None:
     """Thousands of distinct ingested alert names and receivers that are gone add no series."""
-    from storyloom.health import metrics_delivery
+    from storyloom.alerting.delivery import metrics as metrics_delivery
 
     operator = {"Authorization": f"Bearer {token(rt, 'operator')}"}
 

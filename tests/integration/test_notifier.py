@@ -13,9 +13,10 @@ from sqlalchemy import func, insert, select
 
 from storyloom import signals
 from storyloom.alerting import publish
-from storyloom.alerting.notifier import LEASE_NAME, Notifier, routes_for_alert
-from storyloom.alerting.notify import notification_from_json
+from storyloom.alerting.notification import notification_from_json
+from storyloom.alerting.notifier import LEASE_NAME, Notifier
 from storyloom.alerting.publish import AlertSignal
+from storyloom.alerting.reads import routes_for_alert
 from storyloom.clock import FrozenClock
 from storyloom.config import Config
 from storyloom.domain.alerts import FIRING, RESOLVED
@@ -251,6 +252,63 @@ def test_resolution_is_sent_with_send_resolved_and_not_without(rt: Runtime, cloc
     assert idle == [None, None]
     clock.advance(H)
     assert notifier.tick().deliveries == 0
+
+
+def next_flush(rt: Runtime) -> list[Any]:
+    with rt.db.read() as conn:
+        return list(conn.execute(select(aggregation_groups.c.next_flush_at)).scalars())
+
+
+def test_a_quiet_group_is_not_evaluated_again_until_its_repeat(
+    make_rt: Callable[..., Runtime], clock: FrozenClock
+) -> None:
+    rt = make_rt(routes=[])  # one group: alert_id, plan_id → ops
+    notifier = Notifier(rt)
+    start = clock.now()
+    fp = fire(rt, backlog_id="b1")
+    assert notifier.tick().deliveries == 1
+    assert next_flush(rt) == [start + 4 * H]  # asleep until repeat_interval, on a group_interval tick
+    for _ in range(5):
+        clock.advance(M)
+        assert notifier.tick().flushed == 0  # nothing changed: no flush every group_interval
+
+    clock.advance(30 * S)
+    joined = fire(rt, backlog_id="b2")  # a new alert re-arms the group on its next tick
+    assert notifier.tick().flushed == 0
+    clock.advance(30 * S)
+    assert notifier.tick().deliveries == 1
+    assert set(sent(rt)[-1]["fingerprints"]) == {fp, joined}
+
+    resolve(rt, joined)  # so does a resolution (ops has send_resolved)
+    clock.advance(M)
+    assert notifier.tick().deliveries == 1
+    assert sent(rt)[-1]["notification"]["alerts"][-1]["status"] == RESOLVED
+
+
+def test_a_silence_ending_rearms_the_quiet_group_it_muted(rt: Runtime, clock: FrozenClock) -> None:
+    now = clock.now()
+    with rt.db.begin() as conn:
+        conn.execute(
+            insert(silences).values(
+                id="sil_1",
+                matchers=['alert_id="planner:phase-failed"'],
+                starts_at=now,
+                ends_at=now + 10 * M + 30 * S,
+                comment="maintenance",
+                created_by="test",
+                created_at=now,
+                updated_at=now,
+            )
+        )
+    notifier = Notifier(rt)
+    fire(rt)
+    assert notifier.tick().flushed == 2 and sent(rt) == []  # muted in both groups
+    assert next_flush(rt) == [now + 11 * M, now + 11 * M]  # the first tick after the silence ends
+    clock.advance(10 * M)
+    assert notifier.tick().flushed == 0
+    clock.advance(M)
+    assert notifier.tick().deliveries == 2
+    assert sorted(r["receiver"] for r in sent(rt)) == ["ops", "pager"]
 
 
 def test_a_restarted_notifier_does_not_notify_again(rt: Runtime, clock: FrozenClock) -> None:

@@ -14,9 +14,10 @@ from typing import Any
 import httpx
 import pytest
 
+from storyloom.alerting.delivery.retry import next_attempt
+from storyloom.alerting.delivery.send import make_client, send
 from storyloom.alerting.egress import EgressPolicy
 from storyloom.alerting.receivers.base import ReceiverSpec, RenderedRequest, render_request
-from storyloom.alerting.sender import make_client, next_attempt, send
 from storyloom.domain.alerts import Alert, Notification, fingerprint
 from tests.support.receivers import (
     ReceivedRequest,

@@ -12,8 +12,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import insert, select, update
 
 from storyloom.alerting import publish
-from storyloom.alerting.dispatcher import DeliveryDispatcher
-from storyloom.alerting.notifier import FLUSH_PASS_NAME, PASS_NAME, Notifier
+from storyloom.alerting.aggregation.ingest import PASS_NAME
+from storyloom.alerting.delivery.worker import DeliveryDispatcher
+from storyloom.alerting.flush import FLUSH_PASS_NAME
+from storyloom.alerting.notifier import Notifier
 from storyloom.alerting.publish import AlertSignal
 from storyloom.api.app import create_app
 from storyloom.clock import FrozenClock

@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import insert, select
 
-from storyloom.alerting.notify import notification_json
+from storyloom.alerting.notification import notification_json
 from storyloom.alerting.publish import AlertSignal, alert_fingerprint, alert_labels
 from storyloom.clock import FrozenClock
 from storyloom.domain.alerts import FIRING, Alert, Notification

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import jsonschema
 
-from storyloom.alerting.notify import notification_from_json, notification_json
+from storyloom.alerting.notification import notification_from_json, notification_json
 from storyloom.alerting.receivers import alertmanager_webhook, pagerduty, slack, webhook
 from storyloom.alerting.receivers.base import ReceiverSpec
 from storyloom.domain.alerts import Acknowledgement

@@ -7,29 +7,24 @@ from collections.abc import Collection, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from storyloom.alerting.aggregation.groups import GroupRecord
+from storyloom.alerting.aggregation.stages import INGEST, GroupStage, IngestContext, RouteStage
+from storyloom.alerting.mute import MuteIndex
+from storyloom.alerting.notification import notification_from_json, notification_json
 from storyloom.alerting.notify import (
     FLUSH,
-    INGEST,
     DedupStage,
     DeliveryStage,
     FlushContext,
-    GroupRecord,
-    GroupStage,
-    IngestContext,
-    InhibitStage,
     LinkStage,
-    MuteIndex,
-    RouteStage,
-    SilenceStage,
+    MuteStage,
     SloStage,
-    alert_from_row,
     enrich,
     firing_key,
-    notification_from_json,
-    notification_json,
     run_stages,
 )
 from storyloom.alerting.receivers.base import ReceiverSpec
+from storyloom.alerting.rows import alert_from_row
 from storyloom.alerting.setup import AlertingRuntime
 from storyloom.domain.alerts import FIRING, RESOLVED, Alert
 from storyloom.domain.grouping import GroupState, NotifyReason
@@ -179,26 +174,36 @@ def test_ingest_pipeline_is_route_then_group() -> None:
 # --- flush --------------------------------------------------------------------------------------------
 
 
-def test_inhibit_stage_drops_targets_of_a_firing_source() -> None:
+def test_mute_stage_drops_targets_of_a_firing_source() -> None:
     rule = InhibitRule(
         (parse_matcher('alert_id="src"'),), (parse_matcher('alert_id="tool:failed"'),), ("tool",)
     )
     source = alert("s", alert_id="src", tool="x")
     mutes = MuteIndex((rule,), [source], (), T0)
     ctx = flush_ctx(mutes=mutes)
-    out = InhibitStage().exec(ctx, [alert("a", tool="x"), alert("b", tool="y")])
+    out = MuteStage().exec(ctx, [alert("a", tool="x"), alert("b", tool="y")])
     assert [a.fingerprint for a in out] == ["b"]
     assert ctx.muted == {"a": "inhibited"}
     assert mutes.inhibited_by(alert("a", tool="x")) == ["s"]
 
 
-def test_silence_stage_drops_silenced_alerts_only_while_active() -> None:
+def test_mute_stage_drops_silenced_alerts_only_while_active() -> None:
     silence = Silence("sil_1", (parse_matcher('tool="x"'),), T0, T0 + H)
     ctx = flush_ctx(mutes=MuteIndex((), (), [silence], T0))
-    out = SilenceStage().exec(ctx, [alert("a", tool="x"), alert("b", tool="y")])
+    out = MuteStage().exec(ctx, [alert("a", tool="x"), alert("b", tool="y")])
     assert [a.fingerprint for a in out] == ["b"] and ctx.muted == {"a": "silenced"}
     later = flush_ctx(now=T0 + H, mutes=MuteIndex((), (), [silence], T0 + H))
-    assert len(SilenceStage().exec(later, [alert("a", tool="x")])) == 1
+    assert len(MuteStage().exec(later, [alert("a", tool="x")])) == 1
+
+
+def test_mute_stage_names_inhibition_first_when_an_alert_is_also_silenced() -> None:
+    rule = InhibitRule(
+        (parse_matcher('alert_id="src"'),), (parse_matcher('alert_id="tool:failed"'),), ("tool",)
+    )
+    silence = Silence("sil_1", (parse_matcher('tool="x"'),), T0, T0 + H)
+    ctx = flush_ctx(mutes=MuteIndex((rule,), [alert("s", alert_id="src", tool="x")], [silence], T0))
+    assert MuteStage().exec(ctx, [alert("a", tool="x")]) == []
+    assert ctx.muted == {"a": "inhibited"}
 
 
 def test_dedup_stage_first_notification_then_nothing_new() -> None:
@@ -288,7 +293,7 @@ def test_delivery_stage_orders_truncates_and_builds_the_notification() -> None:
     assert n.truncated_alerts == 1 and n.receiver == "ops" and n.routing_key == "fiction-ops"
     assert n.group_key == "0:ops:{}" and n.group_labels == {"alert_id": "tool:failed"}
     assert n.environment == "pre-alpha" and n.external_url == "http://console.test"
-    assert ctx.delivery.fingerprints == ["early", "late"] and ctx.delivery.receiver_type == "webhook"
+    assert [a.fingerprint for a in n.alerts] == ["early", "late"] and ctx.delivery.receiver_type == "webhook"
 
 
 def test_delivery_stage_never_stores_a_pagerduty_integration_key() -> None:
@@ -303,8 +308,7 @@ def test_delivery_stage_never_stores_a_pagerduty_integration_key() -> None:
 
 def test_flush_pipeline_order_and_early_stop() -> None:
     assert [type(s) for s in FLUSH] == [
-        InhibitStage,
-        SilenceStage,
+        MuteStage,
         DedupStage,
         SloStage,
         LinkStage,

@@ -9,15 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from storyloom.alerting.delivery.retry import Decision, next_attempt
+from storyloom.alerting.delivery.send import RateLimiter, SendOutcome, classify, parse_retry_after
 from storyloom.alerting.receivers.base import DEFAULT_RETRY_SCHEDULE
-from storyloom.alerting.sender import (
-    Decision,
-    RateLimiter,
-    SendOutcome,
-    classify,
-    next_attempt,
-    parse_retry_after,
-)
 
 T0 = datetime(2026, 11, 25, 20, 0, tzinfo=UTC)
 SCHEDULE = DEFAULT_RETRY_SCHEDULE  # 0s, 5s, 30s, 2m, 10m, 30m, 1h

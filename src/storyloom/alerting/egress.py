@@ -16,12 +16,13 @@ import re
 import socket
 import typing
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from urllib.parse import unquote
 
 import anyio.to_thread
 import httpcore
 import httpx
+
+from storyloom.domain.egress import DEFAULT_EGRESS, EgressPolicy
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], Iterable[str]]
@@ -66,18 +67,6 @@ class EgressRefused(Exception):
 
 class EgressUnresolved(EgressRefused):
     """The host did not resolve. At send time this is a connection failure worth retrying."""
-
-
-@dataclass(frozen=True)
-class EgressPolicy:
-    """`alerting.egress` of the config. Link-local, metadata, multicast and 0.0.0.0 are always refused."""
-
-    allow_loopback: bool = True
-    allow_private: bool = True
-
-
-DEFAULT_EGRESS = EgressPolicy()
-"""The one default: the config model, the checks and the HTTP client all start from it."""
 
 
 def system_resolver(host: str, port: int) -> list[str]:

@@ -17,12 +17,12 @@ from datetime import datetime
 
 from sqlalchemy import Connection, func, select, update
 
+from storyloom.alerting.host import AlertingHost
 from storyloom.alerting.publish import StateChange, record_changes
 from storyloom.background import BackgroundLoop
 from storyloom.clock import Clock
 from storyloom.domain.alerts import FIRING, RESOLVED
 from storyloom.domain.expiry import has_ended, seconds_until
-from storyloom.runtime import Runtime
 from storyloom.store.tables import alerts
 
 EXPIRED_REASON = "endsAt passed without a re-send"
@@ -60,7 +60,7 @@ class AlertExpiry(BackgroundLoop):
     thread_name = "storyloom-alert-expiry"
 
     def __init__(
-        self, rt: Runtime, *, clock: Clock | None = None, max_wait: float = 1.0, batch: int = BATCH
+        self, rt: AlertingHost, *, clock: Clock | None = None, max_wait: float = 1.0, batch: int = BATCH
     ) -> None:
         self.rt = rt
         self.clock = clock or rt.clock

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
-from storyloom.alerting.egress import EgressRefused, EgressUnresolved, check_url
+from storyloom.alerting.egress import DEFAULT_EGRESS, EgressPolicy, EgressRefused, EgressUnresolved, check_url
 from storyloom.alerting.receivers.base import ReceiverSpec
 from storyloom.config import AlertingConfig, Config, ConfigError, RouteConfig
 from storyloom.domain.inhibition import InhibitRule
@@ -21,7 +21,7 @@ SECRET_PREFIX = "whsec_"
 
 @dataclass(frozen=True)
 class AlertingRuntime:
-    """Everything the notify pipeline and the dispatcher need, built once per (re)load."""
+    """Everything the notify pipeline and the delivery worker need, built once per (re)load."""
 
     receivers: dict[str, ReceiverSpec] = field(default_factory=dict)
     route: Route | None = None
@@ -31,6 +31,7 @@ class AlertingRuntime:
     source: str = "storyloom"
     public_url: str = ""
     max_alerts_per_notification: int = 100
+    egress: EgressPolicy = DEFAULT_EGRESS
 
 
 class _Problems:
@@ -190,6 +191,7 @@ def _build(config: Config, env: Mapping[str, str], *, resolve: bool) -> tuple[Al
         source=alerting.source,
         public_url=config.public_url,
         max_alerts_per_notification=alerting.max_alerts_per_notification,
+        egress=alerting.egress.policy(),
     )
     return runtime, problems.lines
 

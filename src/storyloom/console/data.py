@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from storyloom.alerting.notifier import routes_for_alert
+from storyloom.alerting.reads import routes_for_alert
 from storyloom.domain.readable import readable_map
 from storyloom.runtime import Runtime
 from storyloom.services import alerts as alert_service

@@ -72,6 +72,8 @@ class Engine:
         self.dispatcher = ToolDispatcher(rt.db, lambda: rt.config, rt.clock, self.providers)
         self.runner = PhaseRunner(rt.db, lambda: rt.config, rt.clock, self.dispatcher, rt.worker_id)
         self.scheduler = Scheduler(rt, self.enqueue, recover=self.recover)
+        # Idle, the scheduler polls only for other processes' work and its heartbeat: one pass per beat.
+        self.scheduler.max_idle_interval = max(1.0, rt.config.cluster.heartbeat_every.total_seconds())
         self.health_schedule = health_schedule.HealthSchedule(rt)
         self._loop_factories = loops or []
         self._loops: list[Loop] = []

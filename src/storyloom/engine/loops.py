@@ -13,7 +13,7 @@ def worker_loops() -> list[Callable[[Runtime], Loop]]:
 
     The health evaluation is not a loop: the engine schedules it as a DBOS workflow.
     """
-    from storyloom.alerting.dispatcher import DeliveryDispatcher
+    from storyloom.alerting.delivery.worker import DeliveryDispatcher
     from storyloom.alerting.expiry import AlertExpiry
     from storyloom.alerting.notifier import Notifier
 

@@ -51,6 +51,7 @@ from storyloom.domain.slo import (
     SLOW_BURN_SHORT_WINDOW,
     multiwindow_burning,
 )
+from storyloom.health import execution_queries as executions
 from storyloom.health import queries as q
 from storyloom.runtime import Runtime
 from storyloom.store.set_aside import clear_set_aside, set_aside, set_aside_items
@@ -105,14 +106,14 @@ def rule_recent_failures(conn: Connection, config: Config, now: datetime) -> lis
             f"not completed since, within the last {format_duration(window)}; the latest finished at "
             f"{rfc3339(row['last_failure_at'])}",
         )
-        for row in q.recent_failures_by_plan(conn, now - window)
+        for row in executions.recent_failures_by_plan(conn, now - window)
     ]
 
 
 def rule_no_executions(conn: Connection, config: Config, now: datetime) -> list[AlertSignal]:
-    if q.any_execution(conn):
+    if executions.any_execution(conn):
         return []
-    waiting = q.count_waiting_plans(conn)
+    waiting = executions.count_waiting_plans(conn)
     if not waiting:
         return []
     return [
@@ -141,7 +142,7 @@ def rule_templates(conn: Connection, config: Config, now: datetime) -> list[Aler
 
 def rule_latency_slo(conn: Connection, config: Config, now: datetime) -> list[AlertSignal]:
     slo = config.health.slo.phase_latency
-    windows = q.latency_windows(conn, now, slo.threshold, BURN_WINDOWS)
+    windows = executions.latency_windows(conn, now, slo.threshold, BURN_WINDOWS)
     rates = {w: windows.rate(w, slo.objective) for w in BURN_WINDOWS}
     fast = multiwindow_burning(rates[FAST_BURN_LONG_WINDOW], rates[FAST_BURN_SHORT_WINDOW], FAST_BURN_FACTOR)
     slow = multiwindow_burning(rates[SLOW_BURN_LONG_WINDOW], rates[SLOW_BURN_SHORT_WINDOW], SLOW_BURN_FACTOR)
@@ -329,7 +330,7 @@ def reconcile_critique_exhausted(conn: Connection, rt: Runtime, now: datetime) -
             .where(
                 pe.plan_id == plan_id,
                 pe.finished_at > starts_at,
-                pe.critique_status.not_in(q.EXHAUSTED_CRITIQUE),
+                pe.critique_status.not_in(executions.EXHAUSTED_CRITIQUE),
             )
             .limit(1)
         ).first()

@@ -12,7 +12,7 @@ to `/api/v2/alerts` by Prometheus or another source) is counted under `alert_id=
 receiver that is not configured now (removed by a reload) under `receiver="other"`.
 
 The delivery dispatcher's own counters (`storyloom_notifications_total`,
-`storyloom_notification_latency_seconds`) are included when `storyloom.health.metrics_delivery` is
+`storyloom_notification_latency_seconds`) are included when `storyloom.alerting.delivery.metrics` is
 importable; see `extra_collectors`.
 """
 
@@ -31,11 +31,11 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from sqlalchemy import ColumnElement, case, func, literal, select
 
+from storyloom.alerting.delivery.metrics import OTHER_RECEIVER
 from storyloom.domain import backlog as bl
 from storyloom.domain.catalog import CATALOG
 from storyloom.health import queries as q
 from storyloom.health.metrics_cluster import cluster_families
-from storyloom.health.metrics_delivery import OTHER_RECEIVER
 from storyloom.health.totals import IncrementalTotals
 from storyloom.runtime import Runtime
 from storyloom.store.tables import alerts, deliveries, planner_executions, set_aside
@@ -191,14 +191,14 @@ EXTRA_COLLECTORS: list[Callable[[Runtime], Iterable[Metric]]] = []
 
 
 def extra_collectors(rt: Runtime) -> list[Callable[[], Iterable[Metric]]]:
-    """EXTRA_COLLECTORS plus the delivery dispatcher's counters when `health.metrics_delivery` exists.
+    """EXTRA_COLLECTORS plus the delivery worker's counters when `alerting.delivery.metrics` exists.
 
     That module exposes `collect(rt)` → metric families (`storyloom_notifications_total`,
     `storyloom_notification_latency_seconds`).
     """
     found: list[Callable[[], Iterable[Metric]]] = [lambda f=f: f(rt) for f in EXTRA_COLLECTORS]  # type: ignore[misc]
     try:
-        from storyloom.health import metrics_delivery
+        from storyloom.alerting.delivery import metrics as metrics_delivery
     except ImportError:
         return found
     collect = getattr(metrics_delivery, "collect", None)

@@ -1,8 +1,9 @@
-"""The SQL reads behind PlannerHealth, the evaluated alerts and /metrics: aggregates over indexed columns.
+"""The SQL reads behind PlannerHealth, the evaluated alerts and /metrics over templates, the backlog and
+the world bible: aggregates over indexed columns (executions: `execution_queries`; alerts and
+deliveries: `alerting.reads`).
 
 Every function here reads; none writes. Lists are bounded (`limit`) or naturally small (templates,
-plans with failures), and percentiles are ranked in SQL over a bounded recent sample, so the cost does
-not grow with the size of `planner_executions`, `backlog_items` or `alerts`.
+plans with failures), so the cost does not grow with the size of `backlog_items` or `plans`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
-    ColumnElement,
     Connection,
     and_,
     case,
@@ -28,9 +28,7 @@ from storyloom.domain import backlog as bl
 from storyloom.domain.phases import PHASES, PhaseSpec
 from storyloom.store.tables import (
     backlog_items,
-    deliveries,
     lore_requirements,
-    planner_executions,
     planner_templates,
     plans,
     tasks,
@@ -39,24 +37,8 @@ from storyloom.store.tables import (
 
 LIVE_TASKS = ("queued", "running")
 LIVE_ITEMS = (bl.PENDING, bl.IN_PROGRESS, bl.BLOCKED)
-PASSED_CRITIQUE = ("idle", "used")
-EXHAUSTED_CRITIQUE = ("count-exhausted", "token-exhausted")
 LORE_GATE_PREFIX = "lore gate"
 WORLD_BIBLE_ITEM = "world-bible"
-
-# The recent sample the percentiles, the good ratio and the critique counts are taken over: executions
-# finished within SAMPLE_WINDOW, at most SAMPLE_SIZE of the newest.
-SAMPLE_WINDOW = timedelta(hours=24)
-SAMPLE_SIZE = 5_000
-PERCENTILES = (50, 95, 99)
-
-
-def _ms(delta: timedelta) -> float:
-    return delta.total_seconds() * 1000.0
-
-
-def _count_when(condition: ColumnElement[bool]) -> ColumnElement[Any]:
-    return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
 
 
 # --- planner templates -------------------------------------------------------------------------------
@@ -396,195 +378,3 @@ def plans_with_stale_world_bible(
         .order_by(plans.c.id)
     ).mappings()
     return [dict(r) for r in rows]
-
-
-# --- executions --------------------------------------------------------------------------------------
-
-
-FIXED_ITEMS = (bl.COMPLETE, bl.CANCELLED)
-
-
-def recent_failures_by_plan(conn: Connection, since: datetime) -> list[dict[str, Any]]:
-    """Unfixed failed executions finished since `since`, per plan (index on outcome, finished_at).
-
-    A failure is fixed once its item has completed or was cancelled since: a retry or a resume that
-    succeeded leaves nothing to act on. Failures of an item that is gone still count (never hide one).
-    """
-    pe = planner_executions.c
-    item = backlog_items.c
-    failed = (
-        select(
-            pe.plan_id,
-            func.count().label("failures"),
-            func.count(func.distinct(pe.backlog_id)).label("items"),
-            func.max(pe.finished_at).label("last_failure_at"),
-        )
-        .select_from(
-            planner_executions.outerjoin(
-                backlog_items, and_(item.plan_id == pe.plan_id, item.backlog_id == pe.backlog_id)
-            )
-        )
-        .where(
-            pe.outcome == "failed",
-            pe.finished_at >= since,
-            or_(item.status.is_(None), item.status.not_in(FIXED_ITEMS)),
-        )
-        .group_by(pe.plan_id)
-        .subquery()
-    )
-    rows = conn.execute(
-        select(failed, plans.c.agent_id, plans.c.persona_id)
-        .select_from(failed.outerjoin(plans, plans.c.id == failed.c.plan_id))
-        .order_by(failed.c.plan_id)
-    ).mappings()
-    return [dict(r) for r in rows]
-
-
-def any_execution(conn: Connection) -> bool:
-    return conn.execute(select(planner_executions.c.id).limit(1)).first() is not None
-
-
-def count_waiting_plans(conn: Connection) -> int:
-    """Plans that could run (not archived)."""
-    return int(conn.execute(select(func.count()).where(plans.c.status != "archived")).scalar_one())
-
-
-@dataclass(frozen=True)
-class BurnWindows:
-    """(total, bad) executions per window, bad = latency over the SLO threshold."""
-
-    counts: dict[timedelta, tuple[int, int]]
-
-    def rate(self, window: timedelta, objective: float) -> float:
-        from storyloom.domain.slo import burn_rate
-
-        total, bad = self.counts.get(window, (0, 0))
-        return burn_rate(bad, total, objective)
-
-
-def latency_windows(
-    conn: Connection, now: datetime, threshold: timedelta, windows: Sequence[timedelta]
-) -> BurnWindows:
-    """One range scan over the longest window counts every window's total and slow executions."""
-    longest = max(windows)
-    slow = planner_executions.c.latency_ms > _ms(threshold)
-    columns = []
-    for window in windows:
-        inside = planner_executions.c.finished_at >= now - window
-        columns += [_count_when(inside), _count_when(and_(inside, slow))]
-    row = conn.execute(
-        select(*columns).where(
-            planner_executions.c.finished_at >= now - longest, planner_executions.c.finished_at <= now
-        )
-    ).one()
-    return BurnWindows({w: (int(row[2 * i]), int(row[2 * i + 1])) for i, w in enumerate(windows)})
-
-
-def _percentiles(
-    conn: Connection, values: Any, column: Any, n: int, wanted: Sequence[int] = PERCENTILES
-) -> dict[int, float | None]:
-    """Nearest-rank percentiles of `column` over the `n` rows of the bounded subquery `values`.
-
-    Each is one `ORDER BY ... LIMIT 1 OFFSET k` taken from the nearer end, so the database keeps at most
-    half the sample in its top-N sorter (p95 and p99 only the few slowest).
-    """
-    out: dict[int, float | None] = dict.fromkeys(wanted)
-    for p in wanted if n > 0 else ():
-        rank = max(1, (n * p + 99) // 100)  # 1-based nearest rank
-        from_top = n - rank
-        if from_top < rank - 1:
-            query = select(column).select_from(values).order_by(column.desc()).offset(from_top)
-        else:
-            query = select(column).select_from(values).order_by(column).offset(rank - 1)
-        value = conn.execute(query.limit(1)).scalar()
-        out[p] = None if value is None else float(value)
-    return out
-
-
-def _execution_sample(now: datetime, *columns: Any) -> Any:
-    return (
-        select(*columns)
-        .where(
-            planner_executions.c.finished_at >= now - SAMPLE_WINDOW,
-            planner_executions.c.finished_at <= now,
-        )
-        .order_by(planner_executions.c.finished_at.desc())
-        .limit(SAMPLE_SIZE)
-        .subquery()
-    )
-
-
-@dataclass(frozen=True)
-class LatencySummary:
-    sample: int
-    good: int
-    percentiles: dict[int, float | None]
-
-    @property
-    def good_ratio(self) -> float | None:
-        return self.good / self.sample if self.sample else None
-
-
-def latency_summary(conn: Connection, now: datetime, threshold: timedelta) -> LatencySummary:
-    sample = _execution_sample(now, planner_executions.c.latency_ms)
-    total, good = conn.execute(select(func.count(), _count_when(sample.c.latency_ms <= _ms(threshold)))).one()
-    if not total:
-        return LatencySummary(0, 0, dict.fromkeys(PERCENTILES))
-    ranked = _execution_sample(now, planner_executions.c.latency_ms)
-    return LatencySummary(int(total), int(good), _percentiles(conn, ranked, ranked.c.latency_ms, int(total)))
-
-
-def critique_counts(conn: Connection, now: datetime) -> dict[str, int]:
-    """Executions per critique status over the recent sample."""
-    sample = _execution_sample(now, planner_executions.c.critique_status)
-    return {
-        str(status): int(count)
-        for status, count in conn.execute(
-            select(sample.c.critique_status, func.count()).group_by(sample.c.critique_status)
-        )
-    }
-
-
-# --- deliveries --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class DeliveryStats:
-    success_ratio: float | None
-    p95_ms: float | None
-    pending: int
-    dead: int
-
-
-def delivery_stats(conn: Connection, now: datetime) -> DeliveryStats:
-    """Success ratio and p95 latency over deliveries created in the recent window; pending/dead now."""
-    d = deliveries.c
-    recent = select(d.status, d.latency_ms).where(d.created_at >= now - SAMPLE_WINDOW).subquery()
-    delivered = recent.c.status == "delivered"
-    ok, settled, timed = conn.execute(
-        select(
-            _count_when(delivered),
-            _count_when(recent.c.status.in_(("delivered", "failed", "dead"))),
-            _count_when(and_(delivered, recent.c.latency_ms.is_not(None))),
-        )
-    ).one()
-    p95: float | None = None
-    if timed:
-        # the latency as a CASE keeps the planner on the covering (created_at, status, latency_ms) index
-        # instead of walking every delivered row ever through the status index
-        latency = case((delivered, recent.c.latency_ms)).label("latency_ms")
-        inner = select(latency).subquery()
-        latencies = select(inner.c.latency_ms).where(inner.c.latency_ms.is_not(None)).subquery()
-        p95 = _percentiles(conn, latencies, latencies.c.latency_ms, int(timed), (95,))[95]
-    counts: dict[str, int] = {
-        str(status): int(count)
-        for status, count in conn.execute(
-            select(d.status, func.count()).where(d.status.in_(("pending", "dead"))).group_by(d.status)
-        )
-    }
-    return DeliveryStats(
-        success_ratio=int(ok) / int(settled) if settled else None,
-        p95_ms=p95,
-        pending=int(counts.get("pending", 0)),
-        dead=int(counts.get("dead", 0)),
-    )

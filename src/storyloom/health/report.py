@@ -15,22 +15,21 @@ from typing import Any
 from sqlalchemy import Connection, String, case, cast, func, select
 
 from storyloom.alerting.notify import enrich
-from storyloom.alerting.readable import readable_alert
+from storyloom.alerting.reads import delivery_stats, readable_alert, routed_receivers
 from storyloom.domain.alerts import DRILL_LABEL, FIRING, rfc3339
 from storyloom.domain.catalog import BACKLOG_CONTRACT_DRIFT, PLANNER_TEMPLATE_MISSING, Severity
 from storyloom.domain.durations import format_duration
 from storyloom.domain.routing import receivers_for
 from storyloom.domain.slo import FAST_BURN_LONG_WINDOW, SLOW_BURN_LONG_WINDOW
+from storyloom.health import execution_queries as executions
 from storyloom.health import queries as q
 from storyloom.health import totals
 from storyloom.health.evaluate import last_evaluation, lease_ttl_for
 from storyloom.runtime import Runtime
 from storyloom.store.events import BACKLOG_ACTION, BACKLOG_TELEMETRY
 from storyloom.store.tables import (
-    aggregation_groups,
     alerts,
     backlog_items,
-    group_members,
     planner_executions,
     plans,
     transcripts,
@@ -288,26 +287,6 @@ def _alerts_and_routes(
     return payloads, routes
 
 
-def _route_order(route_id: str) -> tuple[int, ...]:
-    return tuple(int(p) for p in route_id.split(".") if p.isdigit())
-
-
-def routed_receivers(conn: Connection, fingerprints: list[str]) -> dict[str, list[str]]:
-    """`alerting.notifier.routes_for_alert` for many alerts in one query: the receivers of the aggregation
-    groups each alert is in, in routing order."""
-    if not fingerprints:
-        return {}
-    rows = conn.execute(
-        select(group_members.c.fingerprint, aggregation_groups.c.route_id, aggregation_groups.c.receiver)
-        .join(aggregation_groups, aggregation_groups.c.group_key == group_members.c.group_key)
-        .where(group_members.c.fingerprint.in_(fingerprints))
-    ).all()
-    out: dict[str, list[str]] = {}
-    for row in sorted(rows, key=lambda r: (_route_order(r.route_id), r.receiver)):
-        out.setdefault(row.fingerprint, []).append(row.receiver)
-    return out
-
-
 def _round(value: float | None, digits: int = 3) -> float | None:
     return None if value is None else round(value, digits)
 
@@ -331,13 +310,13 @@ def planner_health(rt: Runtime) -> dict[str, Any]:
         orphaned_total = len(orphaned) if len(orphaned) < ITEM_LIMIT else q.count_orphaned(conn)
         outcomes = totals.outcome_counts(conn, now)
         last_execution_at = conn.execute(select(func.max(planner_executions.c.finished_at))).scalar()
-        critique = q.critique_counts(conn, now)
-        latency = q.latency_summary(conn, now, slo.phase_latency.threshold)
-        burn = q.latency_windows(
+        critique = executions.critique_counts(conn, now)
+        latency = executions.latency_summary(conn, now, slo.phase_latency.threshold)
+        burn = executions.latency_windows(
             conn, now, slo.phase_latency.threshold, (FAST_BURN_LONG_WINDOW, SLOW_BURN_LONG_WINDOW)
         )
         queue = q.queue_stats(conn, depth=counts["pending"])
-        deliveries = q.delivery_stats(conn, now)
+        deliveries = delivery_stats(conn, now)
         firing = _firing(conn)
         alert_payloads, routes = _alerts_and_routes(conn, rt, now)
         report: dict[str, Any] = {
@@ -397,7 +376,7 @@ def planner_health(rt: Runtime) -> dict[str, Any]:
             "warnings": [],
         }
         evaluation = last_evaluation(conn)
-        plans_waiting = q.count_waiting_plans(conn) if not outcomes else 0
+        plans_waiting = executions.count_waiting_plans(conn) if not outcomes else 0
     report["warnings"] = _warnings(
         rt,
         now,
@@ -419,8 +398,8 @@ def _seconds(delta: Any) -> float | None:
 
 
 def _critique_block(counts: Mapping[str, int]) -> dict[str, Any]:
-    passed = sum(counts.get(s, 0) for s in q.PASSED_CRITIQUE)
-    exhausted = sum(counts.get(s, 0) for s in q.EXHAUSTED_CRITIQUE)
+    passed = sum(counts.get(s, 0) for s in executions.PASSED_CRITIQUE)
+    exhausted = sum(counts.get(s, 0) for s in executions.EXHAUSTED_CRITIQUE)
     judged = passed + exhausted
     return {"pass_ratio": round(passed / judged, 4) if judged else None, "exhausted": exhausted}
 

@@ -12,9 +12,9 @@ from typing import Any
 from sqlalchemy import Connection, String, cast, select
 
 from storyloom.alerting import publish
-from storyloom.alerting.notifier import routes_for_alert
-from storyloom.alerting.notify import MuteIndex, enrich
-from storyloom.alerting.readable import read_mute_index, readable_alert
+from storyloom.alerting.mute import MuteIndex
+from storyloom.alerting.notify import enrich
+from storyloom.alerting.reads import read_mute_index, readable_alert, routes_for_alert
 from storyloom.alerting.receivers.base import ReceiverSpec, redact_url
 from storyloom.alerting.setup import AlertingRuntime
 from storyloom.domain.alerts import FIRING, RESOLVED, Alert, rfc3339

@@ -8,7 +8,8 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, select
 
-from storyloom.alerting.dispatcher import enable_receivers, receiver_disabled, wake
+from storyloom.alerting.delivery.queue import wake
+from storyloom.alerting.delivery.receiver_state import enable_receivers, receiver_disabled
 from storyloom.alerting.setup import AlertingRuntime
 from storyloom.domain.alerts import rfc3339
 from storyloom.domain.readable import kind_of, readable_list, readable_text

@@ -21,7 +21,7 @@ import structlog
 from sqlalchemy import Connection, String, cast, select
 
 from storyloom.alerting import publish
-from storyloom.alerting.dispatcher import DEAD, DELIVERED
+from storyloom.alerting.delivery.status import DeliveryStatus
 from storyloom.alerting.setup import AlertingRuntime
 from storyloom.domain.alerts import DRILL_LABEL, DRILL_RECEIVER_LABEL, rfc3339
 from storyloom.domain.routing import receivers_for
@@ -39,7 +39,7 @@ ALERT_ID_PATTERN = re.compile(r"^[a-z]+:[a-z-]+$")  # the webhook schema's alert
 DEFAULT_TIMEOUT = timedelta(seconds=60)
 MAX_TIMEOUT = timedelta(minutes=10)
 POLL_SECONDS = 0.1
-SETTLED = (DELIVERED, DEAD)
+SETTLED = (DeliveryStatus.DELIVERED, DeliveryStatus.DEAD)
 NO_DELIVERY = "no-delivery"  # nothing reached the receiver before the deadline (muted, or still grouping)
 RETRYING = "retrying"  # attempts failed and the dispatcher still retries
 
@@ -109,7 +109,7 @@ def start_drill(
 
 
 def _outcome(row: Any, started_at: datetime) -> dict[str, Any]:
-    settled_at = row["delivered_at"] if row["status"] == DELIVERED else row["last_attempt_at"]
+    settled_at = row["delivered_at"] if row["status"] == DeliveryStatus.DELIVERED else row["last_attempt_at"]
     latency = None
     if row["status"] in SETTLED and settled_at is not None:
         latency = round((settled_at - started_at).total_seconds() * 1000)

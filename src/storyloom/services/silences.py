@@ -10,7 +10,7 @@ from sqlalchemy import Connection, insert, select, update
 
 from storyloom import signals
 from storyloom.alerting.publish import NOTIFY_CHANNEL
-from storyloom.alerting.readable import readable_silence
+from storyloom.alerting.reads import readable_silence
 from storyloom.domain.alerts import rfc3339
 from storyloom.domain.matchers import parse_matcher
 from storyloom.domain.readable import readable_text

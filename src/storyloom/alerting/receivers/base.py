@@ -1,6 +1,6 @@
 """Receiver settings, rendered HTTP requests, and the renderer registry shared by every receiver type.
 
-Rendering is split in two so the dispatcher can store a body once and sign it afresh at each attempt:
+Rendering is split in two so the delivery worker can store a body once and sign it afresh at each attempt:
 `render_unsigned(spec, notification)` builds the bodies (stable across retries), and
 `sign_request(spec, request, msg_id, attempt_at)` adds the Standard Webhooks headers for one attempt.
 `render_request` does both.

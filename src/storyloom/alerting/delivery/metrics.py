@@ -1,4 +1,4 @@
-"""The delivery dispatcher's own counters (docs/reference/metrics.md), counted in the process that sends.
+"""The delivery worker's own counters (docs/reference/metrics.md), counted in the process that sends.
 
 `storyloom_notifications_total{receiver,result}` counts attempts by outcome: `delivered`, `retry` (5xx,
 429, timeout, connection error: tried again later), `client_error` (other 4xx: retried once), `disabled`

@@ -1,7 +1,7 @@
-"""Send one rendered request and classify the answer; decide when (or whether) to try again.
+"""HTTP send: one rendered request POSTed over the shared pool, its answer classified, secrets scrubbed.
 
-`send` does I/O and never raises for receiver trouble: it returns a `SendOutcome`. `next_attempt` is pure
-(time and randomness are passed in), so the retry policy is tested without clocks or sleeps.
+`send` does I/O and never raises for receiver trouble: it returns a `SendOutcome`; when to try again is
+`delivery.retry`'s pure decision. `RateLimiter` is each receiver's token bucket.
 """
 
 from __future__ import annotations
@@ -9,11 +9,11 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
-from typing import Literal, Protocol
+from typing import Literal
 
 import httpx
 
@@ -23,10 +23,8 @@ from storyloom.alerting.signing import HEADER_SIGNATURE
 from storyloom.domain.durations import format_duration
 
 OutcomeKind = Literal["delivered", "retry", "dead", "disable", "client_error"]
-Decision = tuple[Literal["retry"], datetime] | tuple[Literal["dead"], str]
 
 USER_AGENT = "Storyloom-Webhooks/1"
-JITTER = 0.2  # delays > 0 are spread uniformly over ±20%
 ERROR_BODY_MAX = 200  # characters of a failed response's body kept in the error
 READ_MAX = 64 * 1024  # bytes of a response read at most: a receiver cannot make us buffer more
 REDACTED = "<redacted>"
@@ -200,50 +198,6 @@ async def send(
         )
     except httpx.InvalidURL as exc:
         return done(SendOutcome("dead", error=f"invalid receiver url: {exc}"))
-
-
-class Random(Protocol):
-    def uniform(self, a: float, b: float) -> float: ...
-
-
-def next_attempt(
-    outcome: SendOutcome,
-    attempt_number: int,
-    first_attempt_at: datetime,
-    now: datetime,
-    schedule: Sequence[timedelta],
-    max_age: timedelta,
-    rng: Random,
-    *,
-    previous_client_errors: int = 0,
-) -> Decision:
-    """When to try again after attempt `attempt_number` (1-based) ended in `outcome`, or why not.
-
-    `schedule[i]` is the delay before attempt i+1, so the next attempt waits `schedule[attempt_number]`
-    (±20% jitter when > 0), or the receiver's Retry-After when that is longer. No attempt is placed after
-    `first_attempt_at + max_age`. A client error (other 4xx) is retried once: pass how many earlier
-    attempts of this delivery were client errors.
-    """
-    reason = outcome.error or outcome.kind
-    if outcome.kind == "delivered":
-        raise ValueError("a delivered request needs no next attempt")
-    if outcome.kind == "disable":
-        return ("dead", reason)
-    if outcome.kind == "dead":
-        return ("dead", reason)
-    if outcome.kind == "client_error" and previous_client_errors >= 1:
-        return ("dead", f"{reason}; retried once, giving up: fix the receiver or its config, then replay")
-    if attempt_number >= len(schedule):
-        return ("dead", f"{reason}; retry schedule exhausted after {attempt_number} attempts")
-    deadline = first_attempt_at + max_age
-    if now >= deadline:
-        return ("dead", f"{reason}; gave up after max_age {format_duration(max_age)}")
-    delay = schedule[attempt_number]
-    if delay > timedelta(0):
-        delay = delay * rng.uniform(1 - JITTER, 1 + JITTER)
-    if outcome.retry_after is not None and outcome.retry_after > delay:
-        delay = outcome.retry_after
-    return ("retry", min(now + delay, deadline))
 
 
 class RateLimiter:

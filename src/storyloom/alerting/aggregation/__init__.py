@@ -1,0 +1,1 @@
+"""Aggregation: changed alerts are routed and put into their groups (ingest → route → group)."""
