@@ -58,15 +58,14 @@ def register(app: typer.Typer) -> None:
         from storyloom.clock import system_clock
         from storyloom.config import database_url
         from storyloom.services.errors import ServiceError
-        from storyloom.services.tokens import create_token
+        from storyloom.services.tokens import issue_token
         from storyloom.store.db import Database
         from storyloom.store.migrate import upgrade
 
         db = Database(database_url(load_or_fail(config)))
         upgrade(db)
         try:
-            with db.begin() as conn:
-                token, _ = create_token(conn, name=name, role=role, agent_ids=agent, now=system_clock.now())
+            token = issue_token(db, name=name, role=role, agent_ids=agent, now=system_clock.now())
         except ServiceError as err:
             fail(err.detail)
         typer.echo(token)

@@ -68,6 +68,12 @@ def create_token(
     return token, row
 
 
+def issue_token(db: Database, *, name: str, role: str, agent_ids: list[str], now: datetime) -> str:
+    """`create_token` in a transaction of its own (`storyloom token create`); returns the plaintext once."""
+    with db.begin() as conn:
+        return create_token(conn, name=name, role=role, agent_ids=agent_ids, now=now)[0]
+
+
 def authenticate(db: Database, token: str, *, source: str, now: datetime | None = None) -> Actor | None:
     """The actor a bearer token stands for, or None for an unknown or revoked token."""
     with db.begin() as conn:
