@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import threading
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -205,21 +205,26 @@ def test_inhibition_mutes_the_target_while_the_source_fires(rt: Runtime, clock: 
     assert target in last["fingerprints"]
 
 
-def test_silence_mutes_and_its_expiry_unmutes(rt: Runtime, clock: FrozenClock) -> None:
-    now = clock.now()
+def silence_phase_failed(rt: Runtime, now: datetime, *, until: datetime) -> None:
+    """A silence over `planner:phase-failed` from `now` to `until`, stored as the API stores one."""
     with rt.db.begin() as conn:
         conn.execute(
             insert(silences).values(
                 id="sil_1",
                 matchers=['alert_id="planner:phase-failed"'],
                 starts_at=now,
-                ends_at=now + H,
-                comment="known",
+                ends_at=until,
+                comment="maintenance",
                 created_by="test",
                 created_at=now,
                 updated_at=now,
             )
         )
+
+
+def test_silence_mutes_and_its_expiry_unmutes(rt: Runtime, clock: FrozenClock) -> None:
+    now = clock.now()
+    silence_phase_failed(rt, now, until=now + H)
     notifier = Notifier(rt)
     fire(rt)
     notifier.tick()
@@ -287,19 +292,7 @@ def test_a_quiet_group_is_not_evaluated_again_until_its_repeat(
 
 def test_a_silence_ending_rearms_the_quiet_group_it_muted(rt: Runtime, clock: FrozenClock) -> None:
     now = clock.now()
-    with rt.db.begin() as conn:
-        conn.execute(
-            insert(silences).values(
-                id="sil_1",
-                matchers=['alert_id="planner:phase-failed"'],
-                starts_at=now,
-                ends_at=now + 10 * M + 30 * S,
-                comment="maintenance",
-                created_by="test",
-                created_at=now,
-                updated_at=now,
-            )
-        )
+    silence_phase_failed(rt, now, until=now + 10 * M + 30 * S)
     notifier = Notifier(rt)
     fire(rt)
     assert notifier.tick().flushed == 2 and sent(rt) == []  # muted in both groups
